@@ -1,0 +1,1 @@
+"""Environments (registered on import)."""
