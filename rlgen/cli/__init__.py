@@ -1,0 +1,88 @@
+"""The ``rlgen`` command line: ``python -m rlgen.run <command>`` (the console script ``rlgen`` is the same)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+from rlgen import __version__
+from rlgen.common.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    module: str | None  # module with add_arguments(parser) and run(args); None while it is not built
+    issue: int
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("vime", "VIME: on-policy RL (PPO/TRPO) with a BNN information-gain bonus", "rlgen.cli.rl", 3),
+    Command("ppo", "PPO on an env (the VIME baseline)", "rlgen.cli.rl", 3),
+    Command("trpo", "TRPO on an env (the VIME baseline)", "rlgen.cli.rl", 3),
+    Command("expert", "train an expert policy for imitation", None, 4),
+    Command("rollouts", "record an expert's trajectories to an npz file", None, 4),
+    Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", None, 4),
+    Command("bc", "behaviour cloning on demonstrations", None, 4),
+    Command("gan", "DCGAN with the Improved-GAN techniques", None, 5),
+    Command("ssgan", "semi-supervised GAN", None, 5),
+    Command("infogan", "InfoGAN", None, 5),
+    Command("vae", "VAE with inverse autoregressive flow", None, 6),
+    Command("pixelcnn", "PixelCNN", None, 6),
+    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", None, 6),
+    Command("bench", "multi-seed benchmark suites", None, 7),
+)
+
+
+def _not_built(command: Command):
+    def run(args: argparse.Namespace) -> None:
+        raise UserError(f"'{command.name}' is not built yet (tracked in issue #{command.issue}); "
+                        f"working commands: {', '.join(c.name for c in COMMANDS if c.module)}")
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rlgen", description="rlgen: reinforcement learning with generative components. "
+                    "Each run writes config.json, progress.csv, TensorBoard events and checkpoints to "
+                    "runs/<command>-<env or dataset>-s<seed>-<time>/.")
+    parser.add_argument("--version", action="version", version=f"rlgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True, parser_class=Parser)
+    for command in COMMANDS:
+        if command.module is None:
+            p = sub.add_parser(command.name, help=f"[not built yet, issue #{command.issue}] {command.help}",
+                               description=f"{command.help}. Not built yet (issue #{command.issue}).")
+            p.set_defaults(handler=_not_built(command))
+            continue
+        module = importlib.import_module(command.module)
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        module.add_arguments(command.name, p)
+        p.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rlgen.common.logger import setup_logging
+
+    setup_logging()
+    try:
+        args.handler(args)
+    except UserError as exc:
+        print(f"rlgen {args.command}: error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print(f"rlgen {args.command}: interrupted; continue the run with --resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,94 @@
+"""Options every command shares, and turning them plus config files into one resolved configuration."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping
+
+from rlgen.common.config import check_known_keys, deep_merge, load_config_file
+from rlgen.common.device import DEVICE_CHOICES
+from rlgen.common.errors import UserError
+from rlgen.common.run_dir import RunDir
+
+# Options default to SUPPRESS so that only flags the user typed override the config file.
+S = argparse.SUPPRESS
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps") -> None:
+    """--seed, --device, the budget (--steps or --epochs), --out, --resume, --config."""
+    g = parser.add_argument_group("run options")
+    g.add_argument("--seed", type=int, default=S, help="random seed (default 0); fixes a CPU run")
+    g.add_argument("--device", choices=DEVICE_CHOICES, default=S, help="auto picks CUDA when present (default auto)")
+    if budget == "steps":
+        g.add_argument("--steps", type=positive_int, default=S, help="training budget in env steps")
+    else:
+        g.add_argument("--epochs", type=positive_int, default=S, help="training budget in epochs")
+    g.add_argument("--out", default=S, metavar="DIR", help="parent directory of run directories (default runs)")
+    g.add_argument("--resume", nargs="?", const="latest", default=S, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last checkpoint: its directory, or nothing for "
+                        "the newest run of the same command, env/dataset and seed under --out")
+    g.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of options; flags override it")
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the user actually typed (dashes become underscores), without the CLI's own fields."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+
+
+def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
+                   task_defaults: Mapping[str, Mapping[str, Any]] | None = None, task_key: str = "env") -> dict[str, Any]:
+    """defaults < per-task defaults (``task_defaults[config[task_key]]``) < ``--config FILE`` < flags."""
+    flags = flags_of(args)
+    file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
+    flags.pop("resume", None)
+    known = dict(defaults)
+    check_known_keys(file_cfg, known, f"config file {args.config}" if "config" in vars(args) else "config")
+    task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
+    if task is None:
+        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in --config")
+    cfg = deep_merge(defaults, (task_defaults or {}).get(str(task), {}))
+    cfg = deep_merge(cfg, file_cfg)
+    cfg = deep_merge(cfg, flags)
+    for key in ("steps", "epochs"):
+        if key in cfg and (not isinstance(cfg[key], int) or cfg[key] <= 0):
+            raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}; fix --{key} or the config file")
+    return cfg
+
+
+def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
+    """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
+    except a new ``--steps``/``--epochs`` budget, which extends the run)."""
+    out = cfg.get("out", "runs")
+    if "resume" in vars(args):
+        run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
+        for key in ("steps", "epochs"):
+            if key in vars(args):
+                run.config[key] = getattr(args, key)
+        run.save_config()
+        return run
+    return RunDir.create(out, cfg["command"], tag, cfg["seed"], cfg)
+
+
+def describe_run(run: RunDir) -> str:
+    return str(Path(run.path))

@@ -1,0 +1,46 @@
+"""Device selection and mixed precision, shared by every algorithm and model."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from rlgen.common.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda`` (or ``cuda:N``) into a :class:`torch.device`.
+
+    ``auto`` picks CUDA when it is present. Asking for CUDA on a machine without it is a user error.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} was asked for but no CUDA device is available; use --device cpu or auto")
+        return torch.device(name)
+    raise UserError(f"unknown device {name!r}; use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype that helps on ``device``: bfloat16 on CUDA GPUs that support it, else none (fp32)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Mixed precision where it helps (CUDA, bf16, so no loss scaling is needed); a no-op on CPU."""
+    dtype = amp_dtype(device) if enabled else None
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield

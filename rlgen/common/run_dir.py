@@ -1,0 +1,91 @@
+"""One directory per run: ``<out>/<command>-<env or dataset>-s<seed>-<time>/``.
+
+It holds ``config.json`` (the resolved configuration), ``progress.csv`` and TensorBoard events (see
+:mod:`rlgen.common.logger`), ``checkpoints/`` and whatever the command produces (models, sample grids).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlgen.common.checkpoint import atomic_write_json, load_json
+from rlgen.common.errors import UserError
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Create ``path`` and prove we can write there, or raise a :class:`UserError` saying so."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".rlgen-write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to output directory {path} ({exc.strerror or exc}); "
+                        "pass --out with a writable directory") from exc
+
+
+@dataclass
+class RunDir:
+    """A run's directory and its resolved configuration."""
+
+    path: Path
+    config: dict[str, Any]
+    resumed: bool = False
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @classmethod
+    def create(cls, out: str | Path, command: str, tag: str, seed: int, config: dict[str, Any]) -> "RunDir":
+        root = Path(out)
+        ensure_writable_dir(root)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = f"{_slug(command)}-{_slug(tag)}-s{seed}-{stamp}"
+        path = root / base
+        n = 1
+        while path.exists():  # two runs started in the same second
+            n += 1
+            path = root / f"{base}-{n}"
+        path.mkdir()
+        (path / "checkpoints").mkdir()
+        run = cls(path=path, config=dict(config))
+        run.save_config()
+        return run
+
+    @classmethod
+    def open_for_resume(cls, resume: str, out: str | Path, command: str, tag: str, seed: int) -> "RunDir":
+        """Open an earlier run: ``resume`` is its directory, or ``latest`` for the newest run of the same command,
+        env/dataset and seed under ``out``."""
+        if resume == "latest":
+            pattern = f"{_slug(command)}-{_slug(tag)}-s{seed}-*"
+            candidates = sorted((p for p in Path(out).glob(pattern) if (p / "config.json").is_file()),
+                                key=lambda p: p.stat().st_mtime)
+            if not candidates:
+                raise UserError(f"--resume found no earlier run matching {Path(out) / pattern}; "
+                                "give the run directory explicitly or start without --resume")
+            path = candidates[-1]
+        else:
+            path = Path(resume)
+            if not (path / "config.json").is_file():
+                raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
+                                "pass the directory printed when the run started")
+        config = load_json(path / "config.json", what="run config")
+        if config.get("command") != command:
+            raise UserError(f"--resume {path} is a {config.get('command')!r} run, not {command!r}; "
+                            f"resume it with 'rlgen {config.get('command')} --resume {path}'")
+        ensure_writable_dir(path)
+        (path / "checkpoints").mkdir(exist_ok=True)
+        return cls(path=path, config=config, resumed=True)
+
+    def save_config(self) -> None:
+        atomic_write_json(self.path / "config.json", self.config)

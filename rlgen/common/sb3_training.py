@@ -1,0 +1,227 @@
+"""Training SB3 on-policy algorithms inside an rlgen run directory.
+
+Shared by ``rlgen ppo|trpo|vime|gail``: vectorised envs, the run's logger, periodic atomic checkpoints of the
+model *and* of the reward source (VIME's dynamics model, GAIL's discriminator), resume from the last checkpoint,
+a progress bar, and a ``summary.json`` with the figures benchmarks read.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from sb3_contrib import TRPO
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from tqdm import tqdm
+
+from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
+from rlgen.common.errors import UserError
+from rlgen.common.logger import make_logger
+from rlgen.common.reward_relabel import RewardRelabelCallback, RewardSource
+from rlgen.common.run_dir import RunDir
+
+log = logging.getLogger("rlgen")
+
+ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c": A2C}
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` that also works in subprocesses: importing this module imports rlgen, which registers
+    the ``rlgen/...`` envs."""
+    return gym.make(env_id, **kwargs)
+
+
+def make_vec_env_for(env_id: str, n_envs: int, seed: int, subprocess: bool = False) -> VecEnv:
+    """``n_envs`` copies of ``env_id`` with SB3's Monitor (so ``rollout/ep_rew_mean`` is the env's own return)."""
+    cls = SubprocVecEnv if subprocess and n_envs > 1 else DummyVecEnv
+    return make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=cls)
+
+
+class ExtrinsicRewardTracker(BaseCallback):
+    """Remembers when the env's own reward was first positive, and the best episode return seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_reward_step: int | None = None
+        self.best_episode_return = -np.inf
+        self.episodes = 0
+
+    def _on_step(self) -> bool:
+        rewards = np.asarray(self.locals["rewards"])
+        if self.first_reward_step is None and np.any(rewards > 0):
+            self.first_reward_step = int(self.num_timesteps)
+        for info in self.locals["infos"]:
+            episode = info.get("episode")
+            if episode is not None:
+                self.episodes += 1
+                self.best_episode_return = max(self.best_episode_return, float(episode["r"]))
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"first_reward_step": -1 if self.first_reward_step is None else self.first_reward_step,
+                "best_episode_return": float(self.best_episode_return), "episodes": self.episodes}
+
+    def load(self, state: dict[str, Any]) -> None:
+        step = int(state.get("first_reward_step", -1))
+        self.first_reward_step = None if step < 0 else step
+        self.best_episode_return = float(state.get("best_episode_return", -np.inf))
+        self.episodes = int(state.get("episodes", 0))
+
+
+class ProgressAndCheckpoint(BaseCallback):
+    """A progress bar over env steps, and an atomic checkpoint every ``every`` env steps (at rollout ends)."""
+
+    def __init__(self, save: Callable[[], None], every: int, total: int, start: int):
+        super().__init__()
+        self.save, self.every, self.total, self.start = save, every, total, start
+        self._last_save = start
+        self._bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        self._bar = tqdm(total=self.total, initial=self.start, unit="step", dynamic_ncols=True, disable=None,
+                         desc="training")
+
+    def _on_step(self) -> bool:
+        if self._bar is not None:
+            self._bar.update(self.model.n_envs)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.every > 0 and self.num_timesteps - self._last_save >= self.every:
+            self.save()
+            self._last_save = self.num_timesteps
+
+    def _on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def train_on_policy(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], RewardSource] | None = None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """Train (or resume) the on-policy run described by ``run.config``; return and save its summary.
+
+    ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
+
+    Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c), ``seed``, ``steps``, ``n_envs``,
+    ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``checkpoint_every``, ``eval_episodes``.
+    """
+    cfg = run.config
+    algo_cls = ALGORITHMS[cfg["algo"]]
+    venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False))
+    ckpt_dir = run.checkpoints
+    tracker = ExtrinsicRewardTracker()
+    resume_step: int | None = None
+    elapsed_before = 0.0
+
+    extras: dict[str, Any] | None = None
+    if run.resumed and (ckpt_dir / "latest.json").is_file():
+        latest = load_json(ckpt_dir / "latest.json", what="checkpoint index")
+        model = _load_model(algo_cls, ckpt_dir / latest["model"], venv, device)
+        extras = load_torch(ckpt_dir / latest["extras"])
+        tracker.load(extras["tracker"])
+        elapsed_before = float(extras["elapsed"])
+        resume_step = int(model.num_timesteps)
+        log.info("resuming %s from step %d", run.path, resume_step)
+    else:
+        model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0,
+                         policy_kwargs=_policy_kwargs(cfg.get("policy_kwargs")), **cfg.get("algo_kwargs", {}))
+    reward_source = make_reward_source(model) if make_reward_source is not None else None
+    if reward_source is not None and extras is not None:
+        reward_source.load_state_dict(extras["reward_source"])
+    model.set_logger(make_logger(run.path, ("rollout/ep_rew_mean", *_console_keys(reward_source)), resume_step))
+
+    start_time = time.time()
+
+    def save_checkpoint() -> None:
+        step = int(model.num_timesteps)
+        model_name, extras_name = f"model_{step}.zip", f"extras_{step}.pt"
+        atomic_write(ckpt_dir / model_name, lambda tmp: model.save(tmp))
+        atomic_torch_save({"reward_source": reward_source.state_dict() if reward_source else {},
+                           "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time},
+                          ckpt_dir / extras_name)
+        previous = load_json(ckpt_dir / "latest.json") if (ckpt_dir / "latest.json").is_file() else None
+        # The index is written last: a checkpoint exists only once both of its files are complete.
+        atomic_write_json(ckpt_dir / "latest.json", {"step": step, "model": model_name, "extras": extras_name})
+        if previous and previous["model"] != model_name:
+            for name in (previous["model"], previous["extras"]):
+                (ckpt_dir / name).unlink(missing_ok=True)
+
+    total = int(cfg["steps"])
+    remaining = total - int(model.num_timesteps)
+    callbacks: list[BaseCallback] = [tracker]
+    if reward_source is not None:
+        callbacks.append(RewardRelabelCallback(reward_source))
+    callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
+                                           int(model.num_timesteps)))
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=resume_step is None)
+        save_checkpoint()
+    wall = elapsed_before + time.time() - start_time
+
+    atomic_write(run.path / "model.zip", lambda tmp: model.save(tmp))
+    summary = _summarise(model, cfg, tracker, wall)
+    atomic_write_json(run.path / "summary.json", summary)
+    venv.close()
+    return summary
+
+
+def _load_model(algo_cls: type[OnPolicyAlgorithm], path: Path, venv: VecEnv, device: str) -> BaseAlgorithm:
+    try:
+        return algo_cls.load(path, env=venv, device=device)
+    except FileNotFoundError as exc:
+        raise UserError(f"checkpoint {path} is missing; resume from another run or start a new one") from exc
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, ... for a damaged file
+        raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}); start a new run") from exc
+
+
+def _policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Config files name activation functions as strings (``tanh``); SB3 wants the torch class."""
+    if not raw:
+        return None
+    import torch.nn as nn
+
+    kwargs = dict(raw)
+    if isinstance(kwargs.get("activation_fn"), str):
+        name = kwargs["activation_fn"].lower()
+        table = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+        if name not in table:
+            raise UserError(f"unknown activation_fn {name!r} in policy_kwargs; use one of {', '.join(table)}")
+        kwargs["activation_fn"] = table[name]
+    return kwargs
+
+
+def _console_keys(source: RewardSource | None) -> tuple[str, ...]:
+    return tuple(getattr(source, "console_keys", ()))
+
+
+def _summarise(model: BaseAlgorithm, cfg: dict[str, Any], tracker: ExtrinsicRewardTracker, wall: float) -> dict[str, Any]:
+    eval_episodes = int(cfg.get("eval_episodes", 5))
+    eval_mean = eval_std = None
+    if eval_episodes > 0:
+        eval_env = make_vec_env_for(cfg["env"], 1, cfg["seed"] + 10_000)
+        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True,
+                                     return_episode_rewards=True)
+        eval_env.close()
+        eval_mean, eval_std = float(np.mean(returns)), float(np.std(returns))
+    ep_returns = [float(ep["r"]) for ep in model.ep_info_buffer]
+    steps = int(model.num_timesteps)
+    return {
+        "env": cfg["env"], "algo": cfg["algo"], "seed": cfg["seed"], "steps": steps,
+        "wall_clock_s": round(wall, 2), "env_steps_per_s": round(steps / wall, 1) if wall > 0 else None,
+        "train_return_mean_last_100": float(np.mean(ep_returns)) if ep_returns else None,
+        "best_episode_return": tracker.state()["best_episode_return"] if tracker.episodes else None,
+        "reached_reward": tracker.first_reward_step is not None,
+        "first_reward_step": tracker.first_reward_step,
+        "eval_return_mean": eval_mean, "eval_return_std": eval_std, "eval_episodes": eval_episodes,
+    }

@@ -1,0 +1,18 @@
+"""Seeding: one call fixes python, numpy and torch; envs are seeded where they are made."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def set_seed(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch (CPU and CUDA) and return a numpy Generator for the caller's own draws."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)

@@ -1,0 +1,153 @@
+"""The command line: help, one-line errors with exit code 2, run directories, checkpoints and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlgen.cli import COMMANDS, main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def rlgen(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlgen.run", *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=timeout)
+
+
+def fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
+    """Run the CLI in-process: exit code 2 and a single ``error:`` line on stderr naming the problem."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    lines = [line for line in err if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in "\n".join(err), err
+    for word in expected:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_help_lists_every_command_and_marks_unbuilt_ones():
+    out = rlgen("--help")
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command.name in out.stdout
+    assert "not built yet" in out.stdout
+    for command in COMMANDS:
+        sub = rlgen(command.name, "--help") if command.module else None
+        if sub is not None:
+            assert sub.returncode == 0
+            for option in ("--seed", "--device", "--out", "--resume", "--config"):
+                assert option in sub.stdout
+
+
+def test_console_script_is_the_same_cli():
+    exe = shutil.which("rlgen")
+    if exe is None:
+        pytest.skip("the rlgen console script is not installed (pip install -e .)")
+    a = subprocess.run([exe, "--help"], capture_output=True, text=True, env=ENV)
+    assert a.returncode == 0 and a.stdout == rlgen("--help").stdout
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["nonsense"], ["invalid choice", "nonsense"]),
+    (["ppo", "--env", "NoSuchEnv-v9", "--steps", "10"], ["NoSuchEnv-v9"]),
+    (["ppo", "--env", "CartPole-v1", "--steps", "0"], ["--steps", "positive"]),
+    (["vime", "--env", "CartPole-v1", "--steps", "-5"], ["--steps", "positive"]),
+    (["ppo", "--env", "CartPole-v1", "--config", "/no/such/file.yaml"], ["/no/such/file.yaml", "does not exist"]),
+    (["gail"], ["not built yet"]),
+    (["ppo", "--env", "CartPole-v1", "--resume", "/no/such/run"], ["/no/such/run"]),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
+    fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime") else argv, *words)
+
+
+def test_corrupt_and_misspelt_config_files(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(bad)], "could not be parsed")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("stepz: 100\n")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(typo)], "stepz")
+    negative = tmp_path / "negative.json"
+    negative.write_text('{"steps": -3}')
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(negative)], "steps", "positive")
+
+
+def test_unwritable_output_directory(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--steps", "10", "--out", str(blocker / "runs")],
+                  "cannot write", "--out")
+
+
+def test_cuda_asked_for_without_cuda(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--steps", "10", "--device", "cuda", "--out",
+                           str(tmp_path)], "CUDA")
+
+
+def _steps(progress: Path) -> list[int]:
+    with open(progress) as f:
+        return [int(float(row["step"])) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_run_directory_and_interrupted_run_resumes(tmp_path):
+    """A run killed mid-way resumes from its last checkpoint and finishes its budget; nothing is logged twice."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("n_envs: 2\ncheckpoint_every: 400\neval_episodes: 2\n"
+                   "algo_kwargs: {ppo: {n_steps: 100, batch_size: 100, n_epochs: 2}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "rlgen.run", "ppo", "--env", "CartPole-v1", "--steps", "1000000",
+                             "--seed", "3", "--config", str(cfg), "--out", str(tmp_path / "runs")],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    latest = None
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("ppo-CartPole-v1-s3-*/checkpoints/latest.json"))
+        if found and json.loads(found[0].read_text())["step"] >= 800:
+            latest = found[0]
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the checkpoint on disk must be complete
+    proc.wait()
+    assert latest is not None, "no checkpoint was written"
+    run_dir = latest.parent.parent
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["seed"] == 3 and config["env"] == "CartPole-v1" and config["n_envs"] == 2
+    ckpt_step = json.loads(latest.read_text())["step"]
+    assert any((run_dir / "tb").iterdir())
+
+    out = rlgen("ppo", "--resume", str(run_dir), "--steps", str(ckpt_step + 600), "--env", "CartPole-v1")
+    assert out.returncode == 0, out.stderr
+    assert str(run_dir) in out.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] >= ckpt_step + 600
+    assert (run_dir / "model.zip").is_file()
+    steps = _steps(run_dir / "progress.csv")
+    assert steps == sorted(set(steps)), "a step was logged twice after resuming"
+    assert steps[0] < ckpt_step < steps[-1]
+
+
+def test_resume_rejects_corrupt_checkpoint(capsys, tmp_path):
+    run = tmp_path / "runs" / "ppo-CartPole-v1-s0-x"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"command": "ppo", "seed": 0}))
+    (run / "checkpoints" / "latest.json").write_text('{"step": 10, "model": "model_10.zip", "extras": "e.pt"}')
+    (run / "checkpoints" / "model_10.zip").write_bytes(b"not a zip file")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--resume", str(run), "--steps", "20"], "corrupt")
