@@ -78,10 +78,12 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
 
 def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
     """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
-    except a new ``--steps``/``--epochs`` budget, which extends the run)."""
+    except a new ``--steps``/``--epochs`` budget, which extends the run; keys it lacks, e.g. options added since
+    it was written, come from ``cfg``)."""
     out = cfg.get("out", "runs")
     if "resume" in vars(args):
         run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
+        run.config = deep_merge(cfg, run.config)
         for key in ("steps", "epochs"):
             if key in vars(args):
                 run.config[key] = getattr(args, key)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 BIG = 1e6  # rllab's observation bound (rllab/envs/box2d/box2d_env.py)
+
+
+def _rk4(deriv: Callable[[tuple[float, ...]], tuple[float, ...]], s: tuple[float, ...], h: float) -> tuple[float, ...]:
+    """One classic Runge-Kutta step of size ``h`` for ``s' = deriv(s)`` (plain floats: faster than numpy here)."""
+    k1 = deriv(s)
+    k2 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k1)))
+    k3 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k2)))
+    k4 = deriv(tuple(x + h * k for x, k in zip(s, k3)))
+    return tuple(x + h / 6.0 * (a + 2.0 * b + 2.0 * c + d) for x, a, b, c, d in zip(s, k1, k2, k3, k4))
 
 
 class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -33,11 +44,12 @@ class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Differences from the original: rllab simulated the bodies with Box2D (a prismatic joint, a revolute joint
     and near-frictionless contact with the rail). Here the same rigid bodies follow their exact Lagrangian
-    equations of motion without friction, integrated like Box2D (semi-implicit Euler at the same 0.05 s step,
-    with Box2D's per-step caps on translation, 2 m, and rotation, pi/2). Rendering is not implemented.
+    equations of motion without friction, integrated with RK4 in 2 substeps per 0.05 s step (Box2D's
+    semi-implicit Euler at one 0.05 s step errs by ~10% in energy), keeping Box2D's speed caps of 2 m and
+    pi/2 rad per 0.05 s step. Rendering is not implemented.
     """
 
-    metadata = {"render_modes": [], "render_fps": 20}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "render_fps": 20}
 
     def __init__(
         self,
@@ -45,6 +57,7 @@ class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
         cos_threshold: float = 0.8,
         max_force: float = 10.0,
         dt: float = 0.05,
+        n_substeps: int = 2,
         render_mode: str | None = None,
     ) -> None:
         """Build the env; the defaults are rllab's/VIME's values (see the class docstring)."""
@@ -55,6 +68,7 @@ class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
         self.cos_threshold = float(cos_threshold)
         self.max_force = float(max_force)
         self.dt = float(dt)
+        self.n_substeps = int(n_substeps)
         # rllab's cartpole.xml.mako: cart 4/sqrt(12) x 3/sqrt(12) at density 1; pole 1 x 0.1 at density 1.
         self.gravity = 10.0
         self.cart_mass = (4.0 / 12**0.5) * (3.0 / 12**0.5)
@@ -76,7 +90,7 @@ class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
             -m l cos(a) x'' + J a''      = m g l sin(a)
         """
         m, l, big_m, j = self.pole_mass, self.pole_com, self.cart_mass, self.pole_inertia
-        c, s = np.cos(theta), np.sin(theta)
+        c, s = math.cos(theta), math.sin(theta)
         a11, a12, a22 = big_m + m, -m * l * c, j
         b1 = force - m * l * s * theta_dot**2
         b2 = m * self.gravity * l * s
@@ -106,15 +120,21 @@ class SparseCartpoleSwingupEnv(gym.Env[np.ndarray, np.ndarray]):
         if a.shape != (1,):
             raise ValueError(f"action must have shape (1,), got {np.shape(action)}")
         force = self.max_force * float(np.clip(a[0], -1.0, 1.0))
-        x, x_dot, theta, theta_dot = self.state
-        x_acc, theta_acc = self._accel(theta, theta_dot, force)
-        # Semi-implicit Euler with Box2D's speed caps (b2_maxTranslation = 2, b2_maxRotation = pi/2 per step).
-        x_dot = float(np.clip(x_dot + self.dt * x_acc, -2.0 / self.dt, 2.0 / self.dt))
-        theta_dot = float(np.clip(theta_dot + self.dt * theta_acc, -0.5 * np.pi / self.dt, 0.5 * np.pi / self.dt))
-        x += self.dt * x_dot
-        theta += self.dt * theta_dot
+
+        def deriv(z: tuple[float, ...]) -> tuple[float, ...]:
+            x_acc, theta_acc = self._accel(z[2], z[3], force)
+            return (z[1], x_acc, z[3], theta_acc)
+
+        x, x_dot, theta, theta_dot = (float(v) for v in self.state)
+        # Box2D's speed caps: b2_maxTranslation = 2 and b2_maxRotation = pi/2 per (rllab) step.
+        max_v, max_w = 2.0 / self.dt, 0.5 * math.pi / self.dt
+        h = self.dt / self.n_substeps
+        for _ in range(self.n_substeps):
+            x, x_dot, theta, theta_dot = _rk4(deriv, (x, x_dot, theta, theta_dot), h)
+            x_dot = min(max(x_dot, -max_v), max_v)
+            theta_dot = min(max(theta_dot, -max_w), max_w)
         self.state = np.array([x, x_dot, theta, theta_dot], dtype=np.float64)
         terminated = bool(abs(x) > self.max_cart_pos)
-        upright = bool(np.cos(theta) > self.cos_threshold)
+        upright = bool(math.cos(theta) > self.cos_threshold)
         reward = 1.0 if (not terminated and upright) else 0.0
-        return self._get_obs(), reward, terminated, False, {"cos_angle": float(np.cos(theta))}
+        return self._get_obs(), reward, terminated, False, {"cos_angle": math.cos(theta)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -51,7 +51,7 @@ class SparseHalfCheetahEnv(MujocoEnv, utils.EzPickle):
       (set ``MUJOCO_GL=egl`` on a headless machine); rllab had an on-screen viewer only.
     """
 
-    metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 100}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 100}
 
     def __init__(
         self,
@@ -119,9 +119,9 @@ class SparseHalfCheetahEnv(MujocoEnv, utils.EzPickle):
         return self.data.subtree_com[self._torso_id].copy()
 
     def _get_obs(self) -> np.ndarray:
-        return np.concatenate(
-            [self.data.qpos[1:], self.data.qvel, self.data.subtree_com[self._torso_id]]
-        ).astype(np.float32)
+        return np.concatenate([self.data.qpos[1:], self.data.qvel, self.data.subtree_com[self._torso_id]]).astype(
+            np.float32
+        )
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the torques for one 0.01 s physics step; reward 1 if the torso com is past ``goal_x``."""

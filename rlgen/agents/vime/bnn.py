@@ -241,7 +241,7 @@ class BayesianDynamicsModel(nn.Module):
 
     def kl_to_prior(self) -> torch.Tensor:
         """``KL(q(theta) || p(theta))`` over all layers."""
-        return sum((layer.kl_to_prior() for layer in self.layers), torch.zeros((), device=self.input_mean.device))
+        return torch.stack([layer.kl_to_prior() for layer in self.layers]).sum()
 
     def elbo_loss(
         self,
@@ -325,7 +325,7 @@ class BayesianDynamicsModel(nn.Module):
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
         noise: Sequence[torch.Tensor] | None = None,
-        chunk_size: int = 1024,
+        block_size: int | None = None,
     ) -> torch.Tensor:
         """Second-order approximation of ``KL(q(phi') || q(phi))`` for every transition, batched.
 
@@ -334,33 +334,59 @@ class BayesianDynamicsModel(nn.Module):
         of ``KL(q(phi') || q(phi))`` at ``phi' = phi`` gives ``KL ~= 0.5 lambda^2 g_n^T H^-1 g_n``, where
         ``H_mu = 1 / sigma^2`` and ``H_rho = 2 sigmoid(rho)^2 / sigma^2``.
 
-        Per-transition gradients are never formed for a layer whose input is the same in every MC sample (the
-        first layer, or any layer when ``n_samples == 1``): there ``g_W = x_n (x) delta_n`` and the sum reduces to
-        ``(x_n^2) @ sigma^2 . delta_n^2``; through the variance path ``g_rho^2 / H_rho = 2 sigma^4 (x_n^2 (x) dv_n)^2``
-        (``sigmoid(rho)`` cancels). Other layers sum ``x_nk (x) delta_nk`` over the MC samples ``k`` with an
-        einsum, ``chunk_size`` transitions at a time. All deltas come from one backward pass.
+        One backward pass gives, for every transition and MC sample, the gradient of the loss w.r.t. each layer's
+        pre-activation mean and variance (``delta`` and ``dv``). For a layer whose input ``x`` is the same in every
+        MC sample (the first layer, or any layer when ``n_samples == 1``) the per-transition gradients are never
+        formed: ``g_W = x_n (x) delta_n`` so ``sum g^2 sigma^2 = (x_n^2 @ sigma^2) . delta_n^2``, and through the
+        variance path ``g_rho^2 / H_rho = 2 sigma^4 (x_n^2 (x) dv_n)^2`` (``sigmoid(rho)`` cancels). Other layers
+        sum ``x_nk (x) delta_nk`` over MC samples ``k`` with an einsum.
+
+        Transitions are processed in blocks of ``block_size`` (vectorised within a block) only to keep the
+        intermediate tensors cache-sized: fresh multi-megabyte tensors cost more in page faults than in arithmetic.
 
         :param obs: Raw observations, shape ``(n, obs_dim)``.
         :param actions: Raw actions, shape ``(n, action_dim)``.
         :param next_obs: Raw next observations, shape ``(n, obs_dim)``.
         :param step_size: ``lambda``; ``self.step_size`` if ``None``.
         :param n_samples: MC samples averaged in ``l_n``; ``self.n_samples`` if ``None``.
-        :param generator: Torch generator for the noise (reproducible results).
-        :param noise: Explicit noise from :meth:`sample_noise` (overrides ``n_samples`` and ``generator``).
-        :param chunk_size: Transitions per einsum chunk (bounds memory for wide layers).
+        :param generator: Torch generator for the noise (reproducible results). Noise is drawn block by block,
+            so results for a given seed also depend on ``block_size``.
+        :param noise: Explicit noise from :meth:`sample_noise` for the whole batch (overrides ``n_samples`` and
+            ``generator``).
+        :param block_size: Transitions per block; by default about ``2**18`` activations per layer tensor.
         :return: Information gain, shape ``(n,)``, detached.
         """
         lam = self.step_size if step_size is None else step_size
-        inputs, targets, noise = self._prepare(obs, actions, next_obs, n_samples, generator, noise)
-        n, k = inputs.shape[0], noise[0].shape[0]
+        inputs, targets = self.normalize(obs, actions, next_obs)
+        n = inputs.shape[0]
+        k = noise[0].shape[0] if noise is not None else (self.n_samples if n_samples is None else n_samples)
+        if block_size is None:
+            block_size = max(1, 2**18 // (k * max(layer.out_features for layer in self.layers)))
         variances = self._variances()
-        last = len(self.layers) - 1
+        quad = torch.empty(n, dtype=inputs.dtype, device=inputs.device)
+        for s in range(0, n, block_size):
+            sl = slice(s, s + block_size)
+            n_block = inputs[sl].shape[0]
+            eps = [e[:, sl] for e in noise] if noise is not None else self.sample_noise(n_block, k, generator)
+            quad[sl] = self._kl_quadratic_form(inputs[sl], targets[sl], eps, variances)
+        return 0.5 * lam**2 * quad
 
-        # Forward with detached parameters; the first layer's pre-activation moments are the graph leaves, and we
-        # differentiate the summed loss w.r.t. each layer's moments: transitions are independent, so row n of
-        # each gradient is d l_n / d(moments of transition n).
+    def _kl_quadratic_form(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        noise: Sequence[torch.Tensor],
+        variances: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """``g_n^T H^-1 g_n`` for a block of transitions (see :meth:`information_gain`)."""
+        n, k = inputs.shape[0], noise[0].shape[0]
+        last = len(self.layers) - 1
+        # Forward with detached parameters; the first layer's pre-activation moments are the graph leaves. Rows
+        # are independent, so row n of d(sum_n l_n)/d(moments) is d l_n / d(moments of transition n).
+        # The first layer's input is the same in every MC sample: its moments are computed once, shape (n, out),
+        # and broadcast against the (k, n, out) noise, so their gradients come out already summed over samples.
         with torch.enable_grad():
-            h = inputs.detach().unsqueeze(0).expand(k, n, -1)
+            h = inputs.detach()
             layer_inputs, means, vars_ = [], [], []
             for i, (layer, (w_var, b_var), eps) in enumerate(zip(self.layers, variances, noise)):
                 mean = h @ layer.weight_mu.detach() + layer.bias_mu.detach()
@@ -374,27 +400,27 @@ class BayesianDynamicsModel(nn.Module):
                 h = mean + var.sqrt() * eps
                 if i < last:
                     h = torch.relu(h)
-            loss = self._nll(h, targets).sum()
-            grads = torch.autograd.grad(loss, means + vars_)
+            grads = torch.autograd.grad(self._nll(h, targets).sum(), means + vars_)
         d_means, d_vars = grads[: len(means)], grads[len(means) :]
 
-        quad = torch.zeros(n, dtype=inputs.dtype, device=inputs.device)  # g^T H^-1 g per transition
-        for i, ((w_var, b_var), x, dm, dv) in enumerate(zip(variances, layer_inputs, d_means, d_vars)):
-            # Biases: the per-transition gradient is the sum of the deltas over MC samples.
-            gb_mu, gb_var = dm.sum(0), dv.sum(0)  # d l_n / d b_mu, d l_n / d sigma_b^2
-            quad += gb_mu.square() @ b_var + 2.0 * gb_var.square() @ b_var.square()
-            if i == 0 or k == 1:
-                x0 = x[0]
-                quad += ((x0.square() @ w_var) * gb_mu.square()).sum(-1)
-                quad += 2.0 * ((x0.square().square() @ w_var.square()) * gb_var.square()).sum(-1)
+        quad = torch.zeros(n, dtype=inputs.dtype, device=inputs.device)
+        for (w_var, b_var), x, dm, dv in zip(variances, layer_inputs, d_means, d_vars):
+            if x.dim() == 2 or k == 1:
+                # Same input in every MC sample: g_W = x_n (x) (sum_k delta_nk), never materialised.
+                x2 = x if x.dim() == 2 else x[0]
+                x2 = x2.square()
+                gb_mu = dm if dm.dim() == 2 else dm[0]  # d l_n / d b_mu
+                gb_var = dv if dv.dim() == 2 else dv[0]  # d l_n / d sigma_b^2
+                quad += ((x2 @ w_var) * gb_mu.square()).sum(-1)
+                quad += 2.0 * ((x2.square() @ w_var.square()) * gb_var.square()).sum(-1)
             else:
-                w_var_flat, w_var2_flat = w_var.flatten(), w_var.square().flatten()
-                for s in range(0, n, chunk_size):
-                    xs = x[:, s : s + chunk_size]
-                    g_mu = torch.einsum("kni,kno->nio", xs, dm[:, s : s + chunk_size]).flatten(1)
-                    g_var = torch.einsum("kni,kno->nio", xs.square(), dv[:, s : s + chunk_size]).flatten(1)
-                    quad[s : s + chunk_size] += g_mu.square() @ w_var_flat + 2.0 * g_var.square() @ w_var2_flat
-        return 0.5 * lam**2 * quad
+                gb_mu, gb_var = dm.sum(0), dv.sum(0)
+                # Per-transition weight gradients, summed over MC samples (d l_n / d W_mu and d l_n / d sigma_W^2).
+                g_mu = torch.einsum("kni,kno->nio", x, dm).flatten(1)
+                g_var = torch.einsum("kni,kno->nio", x.square(), dv).flatten(1)
+                quad += g_mu.square_() @ w_var.flatten() + g_var.square_() @ (2.0 * w_var.square().flatten())
+            quad += gb_mu.square() @ b_var + 2.0 * gb_var.square() @ b_var.square()
+        return quad
 
     # ------------------------------------------------------------------ slow references (tests, debugging)
 

@@ -1,0 +1,108 @@
+"""GAIL's discriminator ``D(s, a)``: the probability that a state-action pair comes from the expert.
+
+Convention (as in the original code, github.com/openai/imitation): the network outputs a logit ``z`` and
+``D = sigmoid(z)`` is the probability of *expert*; expert pairs are labelled 1, policy pairs 0. Rewards are
+computed from the logit without ever forming ``log(1 - D)`` from ``D``:
+
+* ``-log(1 - D) = softplus(z)``: positive, so a policy gains by surviving longer -- for tasks whose episodes end
+  on failure (locomotion). The default.
+* ``log D = -softplus(-z)``: negative, so a policy gains by ending episodes sooner -- for tasks that end on
+  success (MountainCar, Acrobot); the original code's ``favor_zero_expert_reward``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from rlgen.agents.gail.normalization import RunningNorm
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+REWARD_TYPES = ("neg_log_1_minus_d", "log_d")
+
+
+class Discriminator(nn.Module):
+    """An MLP from ``(s, a)`` to the logit of ``P(expert | s, a)``.
+
+    :param observation_space: a ``Box``; observations are flattened.
+    :param action_space: ``Box`` actions enter as they are, ``Discrete`` actions one-hot.
+    :param hidden_sizes: hidden layer widths (the paper: two layers of 100).
+    :param activation: ``tanh`` (the paper), ``relu`` or ``elu``.
+    :param normalize_input: standardise the input with a :class:`RunningNorm` (observations and ``Box``
+        actions; one-hot actions are left as they are).
+    """
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
+                 hidden_sizes: Sequence[int] = (100, 100), activation: str = "tanh", normalize_input: bool = True):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
+        self.obs_dim = int(torch.tensor(observation_space.shape).prod().item())
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            self.n_actions = int(action_space.n)
+            self.action_start = int(action_space.start)
+            act_dim, norm_dim = self.n_actions, self.obs_dim
+        elif isinstance(action_space, spaces.Box):
+            act_dim = int(torch.tensor(action_space.shape).prod().item())
+            norm_dim = self.obs_dim + act_dim
+        else:
+            raise TypeError(f"the discriminator supports Box and Discrete actions, not {action_space}")
+        self.norm = RunningNorm(norm_dim) if normalize_input else None
+        layers: list[nn.Module] = []
+        width = self.obs_dim + act_dim
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, int(size)), ACTIVATIONS[activation]()]
+            width = int(size)
+        out = nn.Linear(width, 1)
+        nn.init.zeros_(out.weight)  # D = 1/2 everywhere at the start, as in the original code
+        nn.init.zeros_(out.bias)
+        self.net = nn.Sequential(*layers, out)
+
+    def _normalised_part(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        obs = obs.reshape(len(obs), -1).float()
+        return obs if self.discrete else torch.cat([obs, actions.reshape(len(actions), -1).float()], dim=1)
+
+    def update_normalizer(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        if self.norm is not None:
+            self.norm.update(self._normalised_part(obs, actions))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits ``z`` of shape ``(B,)``; ``D = sigmoid(z)``."""
+        x = self._normalised_part(obs, actions)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.discrete:
+            x = torch.cat([x, F.one_hot(actions.reshape(-1).long() - self.action_start, self.n_actions).float()], 1)
+        return self.net(x).squeeze(-1)
+
+
+def reward_from_logits(logits: torch.Tensor, reward_type: str = "neg_log_1_minus_d") -> torch.Tensor:
+    """GAIL's reward from discriminator logits, computed stably for any logit."""
+    if reward_type == "neg_log_1_minus_d":
+        return F.softplus(logits)
+    if reward_type == "log_d":
+        return -F.softplus(-logits)
+    raise ValueError(f"unknown reward type {reward_type!r}; use one of {', '.join(REWARD_TYPES)}")
+
+
+def bernoulli_entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of ``Bernoulli(sigmoid(z))``: ``p softplus(-z) + (1 - p) softplus(z)``."""
+    p = torch.sigmoid(logits)
+    return p * F.softplus(-logits) + (1 - p) * F.softplus(logits)
+
+
+def discriminator_loss(policy_logits: torch.Tensor, expert_logits: torch.Tensor,
+                       entropy_weight: float = 0.0) -> torch.Tensor:
+    """Logistic loss with each class weighted equally (expert = 1, policy = 0), minus ``entropy_weight`` times
+    the mean entropy of D's predictions (the original code's regulariser, 1e-3 there)."""
+    loss = F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits)) + \
+        F.binary_cross_entropy_with_logits(expert_logits, torch.ones_like(expert_logits))
+    if entropy_weight:
+        loss = loss - entropy_weight * (bernoulli_entropy_from_logits(policy_logits).mean()
+                                        + bernoulli_entropy_from_logits(expert_logits).mean())
+    return loss

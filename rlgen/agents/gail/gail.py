@@ -1,0 +1,169 @@
+"""GAIL (Ho & Ermon, 2016, arXiv:1606.03476) as a :class:`~rlgen.common.reward_relabel.RewardSource`.
+
+Reward learning is kept apart from RL: :class:`GAIL` only sees each rollout (through
+:class:`~rlgen.common.reward_relabel.RewardRelabelCallback`, the mechanism VIME uses too) and returns the
+rewards PPO/TRPO then optimise. Each rollout (one policy iteration of the paper's Algorithm 1):
+
+1. draw as many expert ``(s, a)`` pairs as the rollout has transitions (with replacement);
+2. update the discriminator's input normaliser with both, then take ``updates_per_round`` Adam steps on the
+   logistic loss, expert labelled 1 and policy 0, each class weighted equally, minus a small entropy bonus on
+   D's predictions (as the original code, github.com/openai/imitation: Adam, learning rate 0.01, one step,
+   entropy weight 1e-3);
+3. reward every transition with the updated discriminator: ``-log(1 - D(s, a))`` (default) or ``log D(s, a)``,
+   plus, optionally, the paper's causal-entropy bonus ``-lambda log pi(a|s)`` (``policy_entropy_weight``).
+
+The original code rewards a batch with the discriminator *before* fitting it on that batch; Algorithm 1 of the
+paper (followed here) fits first. Episodes of any length are handled transition by transition; SB3 bootstraps
+time-limit truncations and the reward's sign sets whether longer episodes pay (see
+:mod:`rlgen.agents.gail.discriminator`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rlgen.agents.gail.discriminator import REWARD_TYPES, Discriminator, discriminator_loss, reward_from_logits
+from rlgen.common.reward_relabel import RewardSource, TransitionBatch
+
+
+class GAIL(RewardSource):
+    """The GAIL discriminator as a reward source for SB3's on-policy algorithms.
+
+    :param expert_obs: expert observations ``(N, *obs_shape)`` (already subsampled).
+    :param expert_actions: the matching actions, ``(N, *act_shape)`` or ``(N,)`` integers for ``Discrete``.
+    :param observation_space: the env's (``Box``) observation space.
+    :param action_space: the env's ``Box`` or ``Discrete`` action space.
+    :param model: the SB3 algorithm being trained; needed only for ``policy_entropy_weight > 0`` (it reads
+        ``log pi(a|s)`` of the rollout from ``model.rollout_buffer``).
+    :param hidden_sizes: discriminator hidden layers (paper: ``(100, 100)``).
+    :param activation: discriminator non-linearity (paper: ``tanh``).
+    :param learning_rate: Adam step size for the discriminator (original code: 0.01).
+    :param updates_per_round: Adam steps on each rollout (original code: 1).
+    :param entropy_weight: weight of the entropy bonus on D's predictions (original code: 1e-3).
+    :param reward: ``neg_log_1_minus_d`` (``-log(1 - D)``) or ``log_d`` (``log D``, for tasks ending on success).
+    :param normalize_input: standardise D's inputs with running statistics, started on the expert data.
+    :param policy_entropy_weight: the paper's causal-entropy weight ``lambda`` (0 disables it).
+    :param seed: seed of the expert-sample draws.
+    :param device: torch device of the discriminator.
+    """
+
+    console_keys = ("gail/disc_accuracy", "gail/reward_mean")
+
+    def __init__(self, expert_obs: np.ndarray, expert_actions: np.ndarray, observation_space: spaces.Box,
+                 action_space: spaces.Space, *, model: Any = None, hidden_sizes: Sequence[int] = (100, 100),
+                 activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
+                 entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
+                 policy_entropy_weight: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
+        if reward not in REWARD_TYPES:
+            raise ValueError(f"unknown GAIL reward {reward!r}; use one of {', '.join(REWARD_TYPES)}")
+        if len(expert_obs) == 0 or len(expert_obs) != len(expert_actions):
+            raise ValueError(f"need matching, non-empty expert data, got {len(expert_obs)} observations and "
+                             f"{len(expert_actions)} actions")
+        if tuple(expert_obs.shape[1:]) != tuple(observation_space.shape):
+            raise ValueError(f"expert observations have shape {expert_obs.shape[1:]}, the env {observation_space.shape}")
+        if policy_entropy_weight and model is None:
+            raise ValueError("policy_entropy_weight > 0 needs the SB3 model (for log pi(a|s))")
+        self.device = torch.device(device)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.model = model
+        self.reward_type = reward
+        self.updates_per_round = int(updates_per_round)
+        self.entropy_weight = float(entropy_weight)
+        self.policy_entropy_weight = float(policy_entropy_weight)
+        self.rng = np.random.default_rng(seed)
+        self.rounds = 0
+        self.expert_obs = torch.as_tensor(np.asarray(expert_obs, np.float32), device=self.device)
+        self.expert_actions = self._actions_tensor(expert_actions)
+        self.discriminator = Discriminator(observation_space, action_space, hidden_sizes, activation,
+                                           normalize_input).to(self.device)
+        self.discriminator.update_normalizer(self.expert_obs, self.expert_actions)  # start on the expert data
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate)
+
+    @property
+    def n_expert(self) -> int:
+        return len(self.expert_obs)
+
+    def _actions_tensor(self, actions: np.ndarray) -> torch.Tensor:
+        if self.discrete:
+            return torch.as_tensor(np.asarray(actions).reshape(-1).astype(np.int64), device=self.device)
+        return torch.as_tensor(np.asarray(actions, np.float32), device=self.device)
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
+
+    # ------------------------------------------------------------------------------------ discriminator
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
+                            expert_obs: torch.Tensor | np.ndarray | None = None,
+                            expert_actions: torch.Tensor | np.ndarray | None = None,
+                            steps: int | None = None) -> dict[str, float]:
+        """Fit D on policy samples against expert samples (an equal-size draw from the expert data when not
+        given) for ``steps`` Adam steps (default ``updates_per_round``); return loss and accuracies."""
+        p_obs, p_act = self._obs_tensor(policy_obs), self._actions_tensor(policy_actions)
+        if expert_obs is None or expert_actions is None:
+            idx = torch.as_tensor(self.rng.integers(0, self.n_expert, size=len(p_obs)), device=self.device)
+            e_obs, e_act = self.expert_obs[idx], self.expert_actions[idx]
+        else:
+            e_obs = expert_obs if isinstance(expert_obs, torch.Tensor) else self._obs_tensor(expert_obs)
+            e_act = expert_actions if isinstance(expert_actions, torch.Tensor) else self._actions_tensor(expert_actions)
+        d = self.discriminator
+        d.update_normalizer(torch.cat([p_obs, e_obs]), torch.cat([p_act, e_act]))
+        d.train()
+        loss = torch.zeros(())
+        for _ in range(self.updates_per_round if steps is None else int(steps)):
+            loss = discriminator_loss(d(p_obs, p_act), d(e_obs, e_act), self.entropy_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        with torch.no_grad():
+            p_logits, e_logits = d(p_obs, p_act), d(e_obs, e_act)
+            acc_policy = (p_logits <= 0).float().mean().item()
+            acc_expert = (e_logits > 0).float().mean().item()
+            final_loss = discriminator_loss(p_logits, e_logits, 0.0).item()
+        return {"gail/disc_loss": float(final_loss), "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert),
+                "gail/disc_accuracy_policy": acc_policy, "gail/disc_accuracy_expert": acc_expert,
+                "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
+
+    @torch.no_grad()
+    def logits(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        self.discriminator.eval()
+        return self.discriminator(self._obs_tensor(obs), self._actions_tensor(actions)).cpu().numpy()
+
+    def expert_probability(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``D(s, a)`` for a batch, shape ``(B,)``."""
+        return 1.0 / (1.0 + np.exp(-self.logits(obs, actions).astype(np.float64)))
+
+    @torch.no_grad()
+    def reward(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """GAIL's reward for a batch of ``(s, a)`` with the current discriminator, shape ``(B,)``."""
+        self.discriminator.eval()
+        logits = self.discriminator(self._obs_tensor(obs), self._actions_tensor(actions))
+        return reward_from_logits(logits, self.reward_type).cpu().numpy()
+
+    # --------------------------------------------------------------------------------------- RewardSource
+    def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
+        flat = batch.flat()
+        metrics = self.train_discriminator(flat.obs, flat.actions)
+        rewards = self.reward(flat.obs, flat.actions).astype(np.float32)
+        metrics["gail/reward_mean"] = float(rewards.mean())
+        if self.policy_entropy_weight:
+            log_probs = np.asarray(self.model.rollout_buffer.log_probs, np.float32).reshape(-1)
+            bonus = -self.policy_entropy_weight * log_probs
+            rewards = rewards + bonus
+            metrics["gail/policy_entropy_bonus_mean"] = float(bonus.mean())
+        self.rounds += 1
+        metrics["gail/rounds"] = self.rounds
+        return rewards.reshape(batch.shape), metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.bit_generator.state, "rounds": self.rounds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.rounds = int(state.get("rounds", 0))

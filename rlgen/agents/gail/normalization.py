@@ -1,0 +1,89 @@
+"""Input normalisation for the discriminator and for imitation policies.
+
+* :class:`RunningNorm`: mean/variance over every batch it is shown (Chan et al.'s parallel update), as the
+  original GAIL code's ``Standardizer``: the discriminator's is started on the expert data and then updated with
+  each training batch (policy and expert samples).
+* :class:`ObsNormExtractor`: an SB3 features extractor that standardises observations with *fixed* statistics
+  (the expert data's, set when the policy is built) and clips them to ``[-clip, clip]``. The statistics are
+  buffers of the policy, so they are saved inside the model zip and rollouts/evaluation need no wrapper.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+MIN_STD = 1e-3  # a feature that is constant in the expert data is not blown up to +-clip by float noise
+
+
+class RunningNorm(nn.Module):
+    """Standardise ``(B, dim)`` inputs with a running mean and variance (buffers, so they are checkpointed)."""
+
+    def __init__(self, dim: int, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, self.mean.shape[0]).to(self.mean)
+        n = x.shape[0]
+        if n == 0:
+            return
+        batch_mean = x.mean(0)
+        batch_var = x.var(0, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.count <= 0:
+            return x
+        return (x - self.mean) / torch.sqrt(self.var + self.eps).clamp_min(MIN_STD)
+
+
+class ObsNormExtractor(BaseFeaturesExtractor):
+    """Flatten and standardise observations with fixed ``mean``/``std`` (e.g. the expert data's), then clip.
+
+    Used by SB3 policies through ``policy_kwargs={"features_extractor_class": ObsNormExtractor,
+    "features_extractor_kwargs": {"mean": [...], "std": [...]}}``.
+    """
+
+    def __init__(self, observation_space: spaces.Space, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, clip: float = 10.0):
+        dim = get_flattened_obs_dim(observation_space)
+        super().__init__(observation_space, dim)
+        mean_t = torch.zeros(dim) if mean is None else torch.as_tensor(np.asarray(mean, np.float32).reshape(-1))
+        std_t = torch.ones(dim) if std is None else torch.as_tensor(np.asarray(std, np.float32).reshape(-1))
+        if mean_t.shape != (dim,) or std_t.shape != (dim,):
+            raise ValueError(f"mean/std must have {dim} entries, got {tuple(mean_t.shape)} and {tuple(std_t.shape)}")
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t.clamp_min(MIN_STD))
+        self.clip = float(clip)
+        self.flatten = nn.Flatten()
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(observations.float())
+        return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
+
+
+OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"
+
+
+def obs_norm_policy_kwargs(obs: np.ndarray) -> dict[str, object]:
+    """``policy_kwargs`` entries (JSON-safe: the class by import path, statistics as lists) that make an SB3
+    policy standardise its observations with the statistics of ``obs``."""
+    flat = np.asarray(obs, dtype=np.float64).reshape(len(obs), -1)
+    return {"features_extractor_class": OBS_NORM_EXTRACTOR,
+            "features_extractor_kwargs": {"mean": [float(v) for v in flat.mean(0)],
+                                          "std": [float(v) for v in flat.std(0)]}}

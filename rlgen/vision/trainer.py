@@ -1,0 +1,355 @@
+"""One trainer for every image generative model (GANs, VAEs, autoregressive models), in the style of
+pytorch-generative: the model is an ``nn.Module`` that knows its losses; the trainer owns everything else.
+
+A model subclasses :class:`GenerativeModel` and implements
+
+* ``training_step(batch, opt) -> metrics``: compute the losses of one batch (inside the trainer's autocast) and
+  call ``opt.step(name, loss)`` for each optimiser it wants stepped (a GAN steps ``"d"`` then ``"g"``);
+* ``sample(n) -> images``: ``n`` images ``(n, C, H, W)`` in [0, 1] (the trainer fixes the random seed, so a run's
+  grids across epochs use the same noise);
+* optionally ``optimizer_groups()`` (default: one Adam over all parameters, named ``"model"``),
+  ``evaluation_step(batch) -> metrics`` (run on the test split each epoch when the trainer is given one) and
+  ``console_keys`` (metrics printed to the console).
+
+:class:`LikelihoodModel` is the shortcut for models with one loss (VAE, PixelCNN): implement ``loss(batch)``.
+
+The trainer runs epochs of Adam updates on the device with mixed precision where it helps
+(:mod:`rlgen.common.device`), logs through :func:`rlgen.common.logger.make_logger` (``progress.csv`` +
+TensorBoard), writes PNG sample grids to ``samples/``, and writes a checkpoint after every epoch atomically with
+``torch.save``; checkpoints hold only tensors/numbers/dicts and load with ``weights_only=True``. Resuming restores
+model, optimisers, RNG state and the epoch counter, so a resumed CPU run matches an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_torch
+from rlgen.common.device import autocast
+from rlgen.common.errors import UserError
+from rlgen.common.logger import make_logger
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, BatchLoader, ImageDataset
+from rlgen.vision.images import make_grid, save_image_grid
+
+log = logging.getLogger("rlgen")
+
+Metrics = Mapping[str, "torch.Tensor | float"]
+
+
+class Optimizers:
+    """The model's named optimisers; ``step(name, loss)`` is one update of that group."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device):
+        self.optimizers = optimizers
+        self.device = device
+
+    def __getitem__(self, name: str) -> torch.optim.Optimizer:
+        return self.optimizers[name]
+
+    def step(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """Zero the group's gradients, backpropagate ``loss`` and take one optimiser step.
+
+        Only this group's gradients are zeroed first: a GAN's generator loss also fills the discriminator's
+        ``.grad``, which the discriminator's next ``step`` clears."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        # Backward outside autocast (PyTorch's advice); bf16 needs no loss scaling.
+        with torch.autocast(self.device.type, enabled=False):
+            loss.backward(retain_graph=retain_graph)
+        opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.state_dict() for k, v in self.optimizers.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = set(self.optimizers) - set(state)
+        if missing:
+            raise UserError(f"checkpoint has no optimiser state for {', '.join(sorted(missing))}; it was written by a "
+                            "different model configuration")
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state[k])
+
+
+class GenerativeModel(nn.Module, ABC):
+    """What :class:`Trainer` runs. See the module docstring for the contract."""
+
+    #: metric names (without the ``train/`` prefix) printed on the console at each log line
+    console_keys: tuple[str, ...] = ()
+
+    def optimizer_groups(self) -> dict[str, Iterable[nn.Parameter] | dict[str, Any]]:
+        """Named parameter groups, each optimised by its own Adam. A value is the parameters, or a dict with
+        ``params`` and Adam overrides (``lr``, ``betas``, ``weight_decay``)."""
+        return {"model": self.parameters()}
+
+    @abstractmethod
+    def training_step(self, batch: Batch, opt: Optimizers) -> Metrics:
+        """One training update on ``batch``; return scalar metrics (tensors are fine: the trainer averages them
+        and only syncs with the device when it logs)."""
+
+    def evaluation_step(self, batch: Batch) -> Metrics:
+        """Metrics on a held-out batch (under ``torch.no_grad``, in eval mode); optional."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` samples ``(n, C, H, W)`` with values in [0, 1]."""
+
+
+class LikelihoodModel(GenerativeModel):
+    """A model trained by minimising one loss (e.g. negative log-likelihood): implement :meth:`loss`."""
+
+    console_keys = ("loss",)
+
+    @abstractmethod
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, Metrics]:
+        """The scalar loss to minimise and extra metrics."""
+
+    def training_step(self, batch: Batch, opt: Optimizers) -> Metrics:
+        loss, metrics = self.loss(batch)
+        opt.step("model", loss)
+        return {"loss": loss.detach(), **metrics}
+
+    def evaluation_step(self, batch: Batch) -> Metrics:
+        loss, metrics = self.loss(batch)
+        return {"loss": loss.detach(), **metrics}
+
+
+@dataclass
+class TrainerConfig:
+    """The trainer's part of a run configuration (other keys of the run's config are ignored)."""
+
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    amp: bool = True
+    log_every: int = 100  # steps between log lines
+    sample_every: int = 1  # epochs between sample grids (the last epoch always gets one)
+    n_samples: int = 64
+    keep_checkpoints: int = 2
+    binarize: str | None = None  # "dynamic" re-binarises each batch ("static" is done by the dataset loader)
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "TrainerConfig":
+        return cls(**{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg})
+
+
+def _mean_metrics(history: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
+    out = {}
+    for key, values in history.items():
+        if values:
+            out[key] = float(torch.stack([torch.as_tensor(v, dtype=torch.float32).cpu() if not isinstance(v, torch.Tensor)
+                                          else v.detach().float().reshape(()).cpu() for v in values]).mean())
+    return out
+
+
+class Trainer:
+    """Train ``model`` on ``train_data`` inside ``run`` (a :class:`~rlgen.common.run_dir.RunDir`).
+
+    ``fit()`` resumes from the newest checkpoint when ``run.resumed`` and returns the summary it writes to
+    ``summary.json``. Files: ``checkpoints/epoch_<n>.pt`` (+ ``latest.json``), ``samples/epoch_<n>.png``,
+    ``progress.csv``, ``tb/``, ``summary.json``."""
+
+    def __init__(self, model: GenerativeModel, run: RunDir, train_data: ImageDataset, config: TrainerConfig,
+                 device: torch.device | str = "cpu", eval_data: ImageDataset | None = None):
+        self.model = model
+        self.run = run
+        self.cfg = config
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed image sizes: let cuDNN pick its fastest kernels
+        self.loader = BatchLoader(train_data, config.batch_size, self.device, shuffle=True, drop_last=True,
+                                  binarize=config.binarize, seed=config.seed)
+        self.eval_loader = None
+        if eval_data is not None:
+            self.eval_loader = BatchLoader(eval_data, config.batch_size, self.device, shuffle=False, drop_last=False,
+                                           binarize=config.binarize, seed=config.seed + 1)
+        self.opt = Optimizers(self._make_optimizers(), self.device)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # training steps completed
+        self.elapsed = 0.0  # training seconds before this process (from the checkpoint)
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        out = {}
+        for name, group in self.model.optimizer_groups().items():
+            settings: dict[str, Any] = {"lr": self.cfg.lr, "betas": (self.cfg.beta1, self.cfg.beta2)}
+            if isinstance(group, Mapping):
+                settings.update({k: v for k, v in group.items() if k != "params"})
+                params = list(group["params"])
+            else:
+                params = list(group)
+            out[name] = torch.optim.Adam(params, **settings)
+        return out
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run.checkpoints
+
+    def _checkpoints(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.ckpt_dir.glob("epoch_*.pt"):
+            m = re.fullmatch(r"epoch_(\d+)\.pt", path.name)
+            if m:
+                found.append((int(m.group(1)), path))
+        return sorted(found)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/epoch_<n>.pt`` atomically, then ``latest.json``; keep the newest ``keep_checkpoints``."""
+        state = {
+            "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed + self._since_start(),
+            "model": self.model.state_dict(), "optimizers": self.opt.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    **({"cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})},
+        }
+        path = atomic_torch_save(state, self.ckpt_dir / f"epoch_{self.epoch}.pt")
+        atomic_write_json(self.ckpt_dir / "latest.json", {"epoch": self.epoch, "step": self.step, "file": path.name})
+        for _, old in self._checkpoints()[:-max(1, self.cfg.keep_checkpoints)]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = load_torch(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizers"])
+            self.epoch, self.step, self.elapsed = int(state["epoch"]), int(state["step"]), float(state["elapsed"])
+            torch.set_rng_state(state["rng"]["torch"].cpu())
+            if self.device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise UserError(f"checkpoint {path} does not match this model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]}); resume with the run's own configuration") from exc
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of a resumed run; False when there is none (the run starts over)."""
+        found = self._checkpoints()
+        if not found:
+            return False
+        self.load_checkpoint(found[-1][1])
+        log.info("resuming %s after epoch %d (step %d)", self.run.path, self.epoch, self.step)
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def _since_start(self) -> float:
+        return time.time() - self._start if hasattr(self, "_start") else 0.0
+
+    @contextlib.contextmanager
+    def _fixed_seed(self, seed: int) -> Iterator[None]:
+        """Fixed noise for the sample grids, without disturbing the training RNG stream."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def save_samples(self) -> Path:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._fixed_seed(self.cfg.seed + 12345), autocast(self.device, self.cfg.amp):
+                images = self.model.sample(self.cfg.n_samples).float().clamp(0, 1)
+        finally:
+            self.model.train(was_training)
+        path = save_image_grid(images, self.run.path / "samples" / f"epoch_{self.epoch:04d}.png")
+        from stable_baselines3.common.logger import Image
+
+        grid = make_grid(images)
+        self.logger.record("samples", Image(grid, "HWC" if grid.ndim == 3 else "HW"),
+                           exclude=("stdout", "log", "json", "csv"))
+        return path
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_loader is None:
+            return {}
+        self.model.eval()
+        history: dict[str, list] = {}
+        try:
+            with torch.no_grad(), autocast(self.device, self.cfg.amp):
+                for batch in self.eval_loader.epoch(0):
+                    for k, v in self.model.evaluation_step(batch).items():
+                        history.setdefault(k, []).append(v)
+        except NotImplementedError:
+            return {}
+        finally:
+            self.model.train()
+        return _mean_metrics(history)
+
+    def fit(self) -> dict[str, Any]:
+        if self.run.resumed:
+            self.resume()
+        console = tuple(f"train/{k}" for k in self.model.console_keys)
+        self.logger = make_logger(self.run.path, console, resume_step=self.step if self.run.resumed else None)
+        self._start = time.time()
+        steps_per_epoch = len(self.loader)
+        images_this_run = 0
+        self.model.train()
+        try:
+            while self.epoch < self.cfg.epochs:
+                epoch_start = time.time()
+                history: dict[str, list] = {}
+                window_start, window_images = time.time(), 0
+                bar = tqdm(self.loader.epoch(self.epoch), total=steps_per_epoch, unit="batch", dynamic_ncols=True,
+                           disable=None, leave=False, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
+                for batch in bar:
+                    with autocast(self.device, self.cfg.amp):
+                        metrics = self.model.training_step(batch, self.opt)
+                    for k, v in metrics.items():
+                        history.setdefault(k, []).append(v)
+                    self.step += 1
+                    window_images += len(batch)
+                    images_this_run += len(batch)
+                    if self.cfg.log_every > 0 and self.step % self.cfg.log_every == 0:
+                        self._log(history, window_images / max(time.time() - window_start, 1e-9))
+                        history, window_start, window_images = {}, time.time(), 0
+                bar.close()
+                self.epoch += 1
+                if history:
+                    self._log(history, window_images / max(time.time() - window_start, 1e-9), dump=False)
+                for k, v in self.evaluate().items():
+                    self.logger.record(f"eval/{k}", v)
+                self.logger.record("time/epoch", self.epoch)
+                self.logger.record("time/epoch_seconds", time.time() - epoch_start)
+                if self.epoch % max(1, self.cfg.sample_every) == 0 or self.epoch == self.cfg.epochs:
+                    self.save_samples()
+                self.logger.dump(self.step)
+                self.save_checkpoint()
+        finally:
+            self.logger.close()
+        wall = self._since_start()
+        summary = {"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
+                   "images_per_s": round(images_this_run / wall, 1) if wall > 0 and images_this_run else None,
+                   "device": str(self.device), "checkpoint": self._checkpoints()[-1][1].name if self._checkpoints() else None}
+        atomic_write_json(self.run.path / "summary.json", summary)
+        return summary
+
+    def _log(self, history: dict[str, list], images_per_s: float, dump: bool = True) -> None:
+        means = _mean_metrics(history)
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:  # checked here, not every step, so a GPU run does not sync with the host at each step
+            raise UserError(f"training diverged at step {self.step}: {', '.join(bad)} is not finite; lower --lr or "
+                            "resume from the last checkpoint")
+        for k, v in means.items():
+            self.logger.record(f"train/{k}", v)
+        self.logger.record("time/images_per_s", images_per_s)
+        if dump:
+            self.logger.dump(self.step)

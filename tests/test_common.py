@@ -1,0 +1,119 @@
+"""Shared training utilities: atomic checkpoints, config precedence, run directories, CSV logging, seeding."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from rlgen.cli.options import add_common_options, resolve_config
+from rlgen.common.checkpoint import atomic_torch_save, atomic_write, load_torch
+from rlgen.common.config import deep_merge
+from rlgen.common.device import resolve_device
+from rlgen.common.errors import UserError
+from rlgen.common.logger import make_logger
+from rlgen.common.run_dir import RunDir
+from rlgen.common.seeding import set_seed
+
+
+def test_atomic_write_leaves_old_file_when_the_write_fails(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"w": torch.ones(3)}, path)
+
+    def broken_write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(b"half a checkpo")
+        raise KeyboardInterrupt  # interrupted mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, broken_write)
+    assert torch.equal(load_torch(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_load_torch_refuses_pickled_objects_and_corrupt_files(tmp_path):
+    torch.save({"obj": argparse.Namespace(a=1)}, tmp_path / "pickled.pt")  # an arbitrary pickled object
+    with pytest.raises(UserError, match="corrupt"):
+        load_torch(tmp_path / "pickled.pt")
+    (tmp_path / "garbage.pt").write_bytes(os.urandom(64))
+    with pytest.raises(UserError, match="corrupt"):
+        load_torch(tmp_path / "garbage.pt")
+    with pytest.raises(UserError, match="does not exist"):
+        load_torch(tmp_path / "missing.pt")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", default=argparse.SUPPRESS)
+    add_common_options(parser)
+    return parser.parse_args(argv)
+
+
+def test_config_precedence_defaults_task_file_flags(tmp_path):
+    defaults = {"env": None, "seed": 0, "steps": 100, "nested": {"a": 1, "b": 2}}
+    tasks = {"Foo": {"steps": 200, "nested": {"a": 10}}}
+    cfg = resolve_config(_parse(["--env", "Foo"]), defaults, tasks)
+    assert cfg["steps"] == 200 and cfg["nested"] == {"a": 10, "b": 2}
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 300\nseed: 4\nnested: {b: 20}\n")
+    cfg = resolve_config(_parse(["--env", "Foo", "--config", str(f)]), defaults, tasks)
+    assert (cfg["steps"], cfg["seed"], cfg["nested"]) == (300, 4, {"a": 10, "b": 20})
+    cfg = resolve_config(_parse(["--env", "Foo", "--config", str(f), "--steps", "7"]), defaults, tasks)
+    assert cfg["steps"] == 7 and cfg["seed"] == 4
+
+
+def test_deep_merge_does_not_mutate_inputs():
+    base = {"a": {"b": 1}}
+    merged = deep_merge(base, {"a": {"c": 2}})
+    assert merged == {"a": {"b": 1, "c": 2}} and base == {"a": {"b": 1}}
+
+
+def test_run_directory_layout_and_resume_lookup(tmp_path):
+    run = RunDir.create(tmp_path, "vime", "SparseMountainCar", 3, {"command": "vime", "seed": 3})
+    assert re.fullmatch(r"vime-SparseMountainCar-s3-\d{8}-\d{6}", run.path.name)
+    assert (run.path / "config.json").is_file() and (run.path / "checkpoints").is_dir()
+    twin = RunDir.create(tmp_path, "vime", "SparseMountainCar", 3, {"command": "vime", "seed": 3})
+    assert twin.path != run.path
+    again = RunDir.open_for_resume("latest", tmp_path, "vime", "SparseMountainCar", 3)
+    assert again.resumed and again.path == twin.path
+    with pytest.raises(UserError, match="'vime' run"):
+        RunDir.open_for_resume(str(run.path), tmp_path, "ppo", "SparseMountainCar", 3)
+    with pytest.raises(UserError, match="no earlier run"):
+        RunDir.open_for_resume("latest", tmp_path, "vime", "SparseMountainCar", 4)
+
+
+def test_csv_log_appends_widens_and_truncates_on_resume(tmp_path):
+    logger = make_logger(tmp_path)
+    for step in (10, 20, 30):
+        logger.record("a", step * 1.0)
+        if step >= 20:
+            logger.record("b", 1)  # a column that appears later
+        logger.dump(step)
+    logger = make_logger(tmp_path, resume_step=20)  # resumed from the checkpoint at step 20
+    logger.record("a", 99.0)
+    logger.dump(40)
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["10", "20", "40"]
+    assert rows[0]["b"] == "" and rows[1]["b"] == "1" and rows[2]["a"] == "99.0"
+    assert any(p.name.startswith("events") for p in (tmp_path / "tb").rglob("*"))
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError):
+        resolve_device("tpu")
+
+
+def test_seed_fixes_python_numpy_torch():
+    def draw():
+        rng = set_seed(5)
+        return np.random.rand(), torch.rand(1).item(), rng.random()
+
+    assert draw() == draw()
