@@ -194,7 +194,7 @@ def trained() -> tuple[BayesianDynamicsModel, ReplayPool, float, float]:
 def test_training_lowers_elbo_loss(trained) -> None:
     model, pool, before, after = trained
     assert after < 0.5 * before
-    in_mean, in_std, tgt_mean, tgt_std = pool.mean_std()
+    in_mean, _, _, tgt_std = pool.mean_std()
     np.testing.assert_allclose(model.input_mean.numpy(), in_mean, rtol=1e-6)
     np.testing.assert_allclose(model.target_std.numpy(), tgt_std, rtol=1e-6)
 

@@ -76,6 +76,7 @@ class RewardRelabelCallback(BaseCallback):
     def __init__(self, source: RewardSource, verbose: int = 0):
         super().__init__(verbose)
         self.source = source
+        self.last_batch: TransitionBatch | None = None  # the latest rollout's transitions, as the source saw them
         self._t = 0
 
     def _init_callback(self) -> None:
@@ -121,6 +122,7 @@ class RewardRelabelCallback(BaseCallback):
         if self._t != self.model.n_steps:  # rollout cut short by another callback: nothing to relabel
             return
         batch = TransitionBatch(self._obs, self._actions, self._next_obs, self._rewards, self._dones, self._truncated)
+        self.last_batch = batch
         new_rewards, metrics = self.source.relabel(batch)
         new_rewards = np.asarray(new_rewards, dtype=np.float32)
         if new_rewards.shape != batch.shape:

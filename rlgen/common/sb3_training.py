@@ -16,11 +16,12 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 from sb3_contrib import TRPO
-from stable_baselines3 import A2C, PPO
+from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from tqdm import tqdm
@@ -34,6 +35,9 @@ from rlgen.common.run_dir import RunDir
 log = logging.getLogger("rlgen")
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c": A2C}
+# Off-policy algorithms train without a reward source (e.g. ``rlgen expert``). Their replay buffer is not
+# checkpointed (as in rl-zoo by default): a resumed run refills it for ``learning_starts`` steps before updating.
+OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
@@ -113,11 +117,16 @@ def train_on_policy(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm
 
     ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
 
-    Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c), ``seed``, ``steps``, ``n_envs``,
-    ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``checkpoint_every``, ``eval_episodes``.
+    Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
+    ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``checkpoint_every``,
+    ``eval_episodes``.
     """
     cfg = run.config
-    algo_cls = ALGORITHMS[cfg["algo"]]
+    algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
+    if algo_cls is None:
+        raise UserError(f"unknown algo {cfg['algo']!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
+    if make_reward_source is not None and cfg["algo"] not in ALGORITHMS:
+        raise UserError(f"a learned reward needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
     venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False))
     ckpt_dir = run.checkpoints
     tracker = ExtrinsicRewardTracker()
@@ -132,6 +141,8 @@ def train_on_policy(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm
         tracker.load(extras["tracker"])
         elapsed_before = float(extras["elapsed"])
         resume_step = int(model.num_timesteps)
+        if isinstance(model, OffPolicyAlgorithm):  # empty replay buffer: collect before updating again
+            model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
         log.info("resuming %s from step %d", run.path, resume_step)
     else:
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0,
@@ -198,7 +209,19 @@ def _policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any] | None:
         if name not in table:
             raise UserError(f"unknown activation_fn {name!r} in policy_kwargs; use one of {', '.join(table)}")
         kwargs["activation_fn"] = table[name]
+    if isinstance(kwargs.get("features_extractor_class"), str):  # "package.module:ClassName"
+        kwargs["features_extractor_class"] = _import_object(kwargs["features_extractor_class"])
     return kwargs
+
+
+def _import_object(path: str) -> Any:
+    import importlib
+
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UserError(f"cannot import {path!r} named in policy_kwargs; write it as 'package.module:Name'") from exc
 
 
 def _console_keys(source: RewardSource | None) -> tuple[str, ...]:

@@ -277,28 +277,38 @@ def load_demos(path: str | os.PathLike, env_id: str | None = None, observation_s
     return demos
 
 
+def _array(archive: Any, key: str, path: Path) -> np.ndarray:
+    """One member as a plain numeric/bool/str array (a member that is no .npy file comes back as bytes)."""
+    value = archive[key]
+    if not isinstance(value, np.ndarray) or value.dtype == object:
+        raise UserError(f"demos file {path} is corrupt: its member {key!r} is not a plain array; "
+                        "record it again with 'rlgen rollouts'")
+    return value
+
+
 def _read_rlgen(archive: Any, keys: set[str], path: Path) -> Demonstrations:
-    version = int(archive["format_version"])
+    version = int(_array(archive, "format_version", path))
     if version != FORMAT_VERSION:
         raise UserError(f"demos file {path} is format version {version}; this rlgen reads version {FORMAT_VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in keys]
     if missing:
         raise UserError(f"demos file {path} lacks array(s) {', '.join(missing)}; record it again with 'rlgen rollouts'")
-    actions = archive["actions"]
+    a = {key: _array(archive, key, path) for key in REQUIRED_KEYS}
+    actions = a["actions"]
     return Demonstrations(
-        obs=archive["obs"].astype(np.float32), next_obs=archive["next_obs"].astype(np.float32),
+        obs=a["obs"].astype(np.float32), next_obs=a["next_obs"].astype(np.float32),
         actions=actions if np.issubdtype(actions.dtype, np.integer) else actions.astype(np.float32),
-        rewards=archive["rewards"].astype(np.float32), terminated=archive["terminated"].astype(bool),
-        truncated=archive["truncated"].astype(bool), episode_starts=archive["episode_starts"].astype(np.int64),
-        env_id=str(archive["env_id"]), source=str(path))
+        rewards=a["rewards"].astype(np.float32), terminated=a["terminated"].astype(bool),
+        truncated=a["truncated"].astype(bool), episode_starts=a["episode_starts"].astype(np.int64),
+        env_id=str(a["env_id"]), source=str(path))
 
 
 def _read_imitation(archive: Any, keys: set[str], path: Path) -> Demonstrations:
     """imitation's npz: ``obs`` has ``len + 1`` rows per trajectory; ``indices`` are the cumulative lengths."""
-    obs_all = archive["obs"].astype(np.float32)
-    acts = archive["acts"]
-    indices = archive["indices"].astype(np.int64).reshape(-1)
-    terminal = archive["terminal"].astype(bool).reshape(-1)
+    obs_all = _array(archive, "obs", path).astype(np.float32)
+    acts = _array(archive, "acts", path)
+    indices = _array(archive, "indices", path).astype(np.int64).reshape(-1)
+    terminal = _array(archive, "terminal", path).astype(bool).reshape(-1)
     n, n_traj = len(acts), len(indices) + 1
     if len(terminal) != n_traj or len(obs_all) != n + n_traj:
         raise UserError(f"imitation trajectories in {path} are inconsistent: {n} actions in {n_traj} trajectories "
@@ -315,10 +325,48 @@ def _read_imitation(archive: Any, keys: set[str], path: Path) -> Demonstrations:
     terminated[ends] = terminal
     truncated[ends] = ~terminal
     has_rewards = "rews" in keys
-    rewards = archive["rews"].astype(np.float32).reshape(-1) if has_rewards else np.zeros(n, dtype=np.float32)
+    rewards = _array(archive, "rews", path).astype(np.float32).reshape(-1) if has_rewards else np.zeros(n, dtype=np.float32)
     if np.issubdtype(acts.dtype, np.floating) and acts.ndim == 1:
         acts = acts.reshape(-1, 1)  # 1-D float actions: a one-dimensional Box
     return Demonstrations(obs=obs_all[row], next_obs=obs_all[row + 1],
                           actions=acts if np.issubdtype(acts.dtype, np.integer) else acts.astype(np.float32),
                           rewards=rewards, terminated=terminated, truncated=truncated, episode_starts=starts,
                           env_id="", source=str(path), has_rewards=has_rewards)
+
+
+# ------------------------------------------------------------------------------------------------- recording
+def record_demos(policy: Any, env_id: str, episodes: int = 25, min_steps: int = 0, deterministic: bool = True,
+                 seed: int = 0, source: str = "", progress: bool = True) -> Demonstrations:
+    """Run ``policy`` (an SB3 model, or anything with its ``predict``) on one ``env_id`` env until at least
+    ``episodes`` whole episodes and ``min_steps`` transitions are recorded. The first reset is seeded with
+    ``seed``; episodes follow one another on the same env, so recording is not biased towards short episodes."""
+    from tqdm import tqdm
+
+    from rlgen.common.sb3_training import make_env
+
+    env = make_env(env_id)
+    recorded: list[dict[str, np.ndarray]] = []
+    total = 0
+    bar = tqdm(total=episodes, unit="episode", desc="rollouts", disable=None if progress else True)
+    try:
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        while len(recorded) < episodes or total < min_steps:
+            keys = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+            ep: dict[str, list[Any]] = {k: [] for k in keys}
+            done = False
+            while not done:
+                action, _ = policy.predict(obs, deterministic=deterministic)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                done = bool(terminated or truncated)
+                for key, value in zip(keys, (obs, next_obs, action, reward, terminated, truncated)):
+                    ep[key].append(value)
+                obs = next_obs
+            recorded.append({k: np.asarray(v) for k, v in ep.items()})
+            total += len(ep["rewards"])
+            bar.update(1)
+            obs, _ = env.reset()
+    finally:
+        bar.close()
+        env.close()
+    return demos_from_episodes(recorded, env_id, env.action_space, source=source)

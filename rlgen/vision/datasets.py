@@ -46,9 +46,10 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +161,7 @@ class ImageDataset:
     def num_classes(self) -> int | None:
         return None if self.labels is None or len(self.labels) == 0 else int(self.labels.max()) + 1
 
-    def take(self, n: int) -> "ImageDataset":
+    def take(self, n: int) -> ImageDataset:
         """The first ``n`` examples (for quick runs)."""
         return ImageDataset(self.name, self.images[:n], None if self.labels is None else self.labels[:n])
 
@@ -194,7 +195,7 @@ def _candidates(root: Path, source: Source) -> list[Path]:
 
 def _find(dirs: Sequence[Path], name: str) -> Path | None:
     """``name`` or, for a ``.gz`` name, its uncompressed form (and vice versa), in the first dir that has it."""
-    stem = name[:-3] if name.endswith(".gz") else name
+    stem = name.removesuffix(".gz")
     for d in dirs:
         for candidate in (d / name, d / stem, d / f"{stem}.gz"):
             if candidate.is_file():
@@ -231,33 +232,39 @@ def _check_md5(what: Path | str, actual: str, expected: str) -> None:
                         "--no-verify-checksums to use it anyway")
 
 
+def _fetch_one(url: str, dest: Path, md5: str, timeout: float) -> None:
+    """Stream ``url`` into a temporary file beside ``dest``, check the MD5, then move it onto ``dest``."""
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+
+        def write(tmp: str) -> None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, disable=None,
+                                            desc=f"downloading {dest.name}", leave=False) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            _check_md5(url, digest.hexdigest(), md5)  # raising here removes the temporary file
+
+        atomic_write(dest, write)
+
+
 def fetch(urls: Sequence[str], dest: Path, md5: str, timeout: float = 60.0) -> Path:
     """Download the first of ``urls`` that answers to ``dest``, check its MD5 and move it into place atomically.
 
     A checksum mismatch is a :class:`UserError` (nothing is left at ``dest``); so is every URL failing."""
-    from tqdm import tqdm
-
     errors: list[str] = []
     for url in urls:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                digest = hashlib.md5(usedforsecurity=False)
-
-                def write(tmp: str) -> None:
-                    with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, disable=None,
-                                                    desc=f"downloading {dest.name}", leave=False) as bar:
-                        for chunk in iter(lambda: response.read(1 << 20), b""):
-                            f.write(chunk)
-                            digest.update(chunk)
-                            bar.update(len(chunk))
-                    _check_md5(url, digest.hexdigest(), md5)  # raising here removes the temporary file
-
-                atomic_write(dest, write)
-                log.info("downloaded %s", url)
-                return dest
+            _fetch_one(url, dest, md5, timeout)
         except (urllib.error.URLError, OSError, ValueError) as exc:  # HTTPError is a URLError
             errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        log.info("downloaded %s", url)
+        return dest
     raise UserError(f"could not download {dest.name} ({'; '.join(errors)}); check the network, or download it by "
                     f"hand into {dest.parent}")
 
@@ -373,7 +380,7 @@ def load_idx_dataset(name: str, split: str = "train", data_dir: str | os.PathLik
         raise _missing_error(source, split, dirs, [f"{f.name[:-3]}[.gz]" for f in (image_file, label_file)])
     images = read_idx(paths[0], image_file.raw_md5 if verify else None)
     labels = read_idx(paths[1], label_file.raw_md5 if verify else None)
-    c, h, w = source.shape
+    _, h, w = source.shape
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (h, w):
         raise UserError(f"{paths[0]} holds {images.dtype} images shaped {images.shape}; {source.title} needs uint8 "
                         f"(N, {h}, {w})")
@@ -391,16 +398,21 @@ class RestrictedUnpickler(pickle.Unpickler):
     global (functions, classes, ``os.system``...) raises :class:`pickle.UnpicklingError`."""
 
     # numpy arrays pickle as _reconstruct(ndarray, shape, dtype) + state (protocol <= 4) or _frombuffer (protocol 5);
-    # numpy 2 moved numpy.core to numpy._core, and the 2009 batches name the old module.
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    # numpy 2 moved numpy.core to numpy._core, and the 2009 batches name the old module. Python 3 writes bytes in
+    # protocol 2 as _codecs.encode(text, "latin1").
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a dataset file")
         if module == "numpy":
             return getattr(np, name)
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return _numpy_attr(module.rsplit(".", 1)[1], name)
 
 

@@ -28,12 +28,13 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 from tqdm import tqdm
 
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_torch
@@ -145,7 +146,7 @@ class TrainerConfig:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "TrainerConfig":
+    def from_config(cls, cfg: Mapping[str, Any]) -> TrainerConfig:
         return cls(**{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg})
 
 
@@ -310,7 +311,7 @@ class Trainer:
                 window_start, window_images = time.time(), 0
                 bar = tqdm(self.loader.epoch(self.epoch), total=steps_per_epoch, unit="batch", dynamic_ncols=True,
                            disable=None, leave=False, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
-                for batch in bar:
+                for i, batch in enumerate(bar):
                     with autocast(self.device, self.cfg.amp):
                         metrics = self.model.training_step(batch, self.opt)
                     for k, v in metrics.items():
@@ -318,7 +319,9 @@ class Trainer:
                     self.step += 1
                     window_images += len(batch)
                     images_this_run += len(batch)
-                    if self.cfg.log_every > 0 and self.step % self.cfg.log_every == 0:
+                    # The epoch's last window is logged with the epoch's row (one row per step in progress.csv).
+                    last = i == steps_per_epoch - 1
+                    if self.cfg.log_every > 0 and self.step % self.cfg.log_every == 0 and not last:
                         self._log(history, window_images / max(time.time() - window_start, 1e-9))
                         history, window_start, window_images = {}, time.time(), 0
                 bar.close()

@@ -41,6 +41,7 @@ Known differences from the original:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
     from rlgen.agents.vime.replay_pool import ReplayPool
 
 ArrayLike = np.ndarray | torch.Tensor
+
+# Entries of per-transition gradients materialised at once by information_gain (see there).
+_GRAD_CHUNK_ENTRIES = 2**18
 
 
 def _softplus_inverse(x: float) -> float:
@@ -157,7 +161,7 @@ class BayesianDynamicsModel(nn.Module):
         self.batch_size = batch_size
         sizes = [obs_dim + action_dim, *hidden_sizes, obs_dim]
         self.layers = nn.ModuleList(
-            BayesianLinear(n_in, n_out, prior_std, mu_init_std) for n_in, n_out in zip(sizes[:-1], sizes[1:])
+            BayesianLinear(n_in, n_out, prior_std, mu_init_std) for n_in, n_out in itertools.pairwise(sizes)
         )
         in_dim = obs_dim + action_dim
         self.register_buffer("input_mean", torch.zeros(in_dim))
@@ -165,7 +169,8 @@ class BayesianDynamicsModel(nn.Module):
         self.register_buffer("target_mean", torch.zeros(obs_dim))
         self.register_buffer("target_std", torch.ones(obs_dim))
         # Not part of state_dict(): checkpoint `model.optimizer.state_dict()` separately if needed.
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
+        # The fused kernel: one call per step instead of several per parameter (steps are tiny and many).
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate, fused=True)
 
     # ------------------------------------------------------------------ normalisation
 
@@ -225,7 +230,9 @@ class BayesianDynamicsModel(nn.Module):
         """
         if noise is None:
             noise = self.sample_noise(inputs.shape[0], n_samples, generator)
-        h = inputs.unsqueeze(0).expand(noise[0].shape[0], *inputs.shape)
+        # No explicit MC dimension on the input: the first layer's moments broadcast against its (k, ..., out)
+        # noise, which computes them once instead of once per sample.
+        h = inputs
         last = len(self.layers) - 1
         for i, (layer, eps) in enumerate(zip(self.layers, noise)):
             h = layer(h, eps)
@@ -240,8 +247,16 @@ class BayesianDynamicsModel(nn.Module):
         return nll.sum(-1).mean(0)
 
     def kl_to_prior(self) -> torch.Tensor:
-        """``KL(q(theta) || p(theta))`` over all layers."""
-        return torch.stack([layer.kl_to_prior() for layer in self.layers]).sum()
+        """``KL(q(theta) || p(theta))`` over all layers.
+
+        Computed once over all parameters concatenated: this runs once per (tiny) training step, where the
+        number of autograd ops, not the arithmetic, sets the cost.
+        """
+        mu = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight_mu, layer.bias_mu)])
+        rho = torch.cat([p.reshape(-1) for layer in self.layers for p in (layer.weight_rho, layer.bias_rho)])
+        var = F.softplus(rho).square()
+        p_var = self.prior_std**2
+        return (0.5 * (math.log(p_var) - var.log()) + (var + mu.square()) / (2 * p_var) - 0.5).sum()
 
     def elbo_loss(
         self,
@@ -260,13 +275,16 @@ class BayesianDynamicsModel(nn.Module):
         predictions = self(inputs, n_samples=n_samples, generator=generator)
         return self._nll(predictions, targets).sum() + self.kl_weight * self.kl_to_prior()
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """One Adam step on :meth:`elbo_loss`; returns the loss before the step."""
-        loss = self.elbo_loss(inputs, targets)
+    def train_step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, noise: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """One Adam step on :meth:`elbo_loss`; returns the (detached) loss before the step."""
+        predictions = self(inputs, noise=noise)
+        loss = self._nll(predictions, targets).sum() + self.kl_weight * self.kl_to_prior()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.item()
+        return loss.detach()
 
     def fit(
         self,
@@ -290,11 +308,14 @@ class BayesianDynamicsModel(nn.Module):
         # Sample and normalise every minibatch at once: cheaper than n_updates small conversions.
         obs, actions, next_obs = pool.sample(n_updates * batch_size, rng)
         inputs, targets = self.normalize(obs, actions, next_obs)
+        # Likewise the noise of every update in one draw, and one sync for the losses at the end.
+        noise = self.sample_noise(n_updates * batch_size)
         losses = [
-            self.train_step(inputs[i : i + batch_size], targets[i : i + batch_size])
+            self.train_step(inputs[i : i + batch_size], targets[i : i + batch_size],
+                            [eps[:, i : i + batch_size] for eps in noise])
             for i in range(0, n_updates * batch_size, batch_size)
         ]
-        return {"elbo_loss": float(np.mean(losses)), "n_updates": n_updates}
+        return {"elbo_loss": float(torch.stack(losses).mean()), "n_updates": n_updates}
 
     # ------------------------------------------------------------------ information gain
 
@@ -314,7 +335,7 @@ class BayesianDynamicsModel(nn.Module):
 
     @torch.no_grad()
     def _variances(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(F.softplus(l.weight_rho).square(), F.softplus(l.bias_rho).square()) for l in self.layers]
+        return [(F.softplus(lay.weight_rho).square(), F.softplus(lay.bias_rho).square()) for lay in self.layers]
 
     def information_gain(
         self,
@@ -339,7 +360,7 @@ class BayesianDynamicsModel(nn.Module):
         MC sample (the first layer, or any layer when ``n_samples == 1``) the per-transition gradients are never
         formed: ``g_W = x_n (x) delta_n`` so ``sum g^2 sigma^2 = (x_n^2 @ sigma^2) . delta_n^2``, and through the
         variance path ``g_rho^2 / H_rho = 2 sigma^4 (x_n^2 (x) dv_n)^2`` (``sigmoid(rho)`` cancels). Other layers
-        sum ``x_nk (x) delta_nk`` over MC samples ``k`` with an einsum.
+        form ``sum_k x_nk (x) delta_nk`` (the MC average must be taken before squaring) with a batched matmul.
 
         Transitions are processed in blocks of ``block_size`` (vectorised within a block) only to keep the
         intermediate tensors cache-sized: fresh multi-megabyte tensors cost more in page faults than in arithmetic.
@@ -350,7 +371,8 @@ class BayesianDynamicsModel(nn.Module):
         :param step_size: ``lambda``; ``self.step_size`` if ``None``.
         :param n_samples: MC samples averaged in ``l_n``; ``self.n_samples`` if ``None``.
         :param generator: Torch generator for the noise (reproducible results). Noise is drawn block by block,
-            so results for a given seed also depend on ``block_size``.
+            so results for a given seed also depend on ``block_size``; to compare with
+            :meth:`information_gain_reference`, pass the same explicit ``noise`` to both.
         :param noise: Explicit noise from :meth:`sample_noise` for the whole batch (overrides ``n_samples`` and
             ``generator``).
         :param block_size: Transitions per block; by default about ``2**18`` activations per layer tensor.
@@ -407,18 +429,28 @@ class BayesianDynamicsModel(nn.Module):
         for (w_var, b_var), x, dm, dv in zip(variances, layer_inputs, d_means, d_vars):
             if x.dim() == 2 or k == 1:
                 # Same input in every MC sample: g_W = x_n (x) (sum_k delta_nk), never materialised.
-                x2 = x if x.dim() == 2 else x[0]
-                x2 = x2.square()
+                x_sq = (x if x.dim() == 2 else x[0]).square()
                 gb_mu = dm if dm.dim() == 2 else dm[0]  # d l_n / d b_mu
                 gb_var = dv if dv.dim() == 2 else dv[0]  # d l_n / d sigma_b^2
-                quad += ((x2 @ w_var) * gb_mu.square()).sum(-1)
-                quad += 2.0 * ((x2.square() @ w_var.square()) * gb_var.square()).sum(-1)
+                quad += ((x_sq @ w_var) * gb_mu.square()).sum(-1)
+                quad += 2.0 * ((x_sq.square() @ w_var.square()) * gb_var.square()).sum(-1)
             else:
                 gb_mu, gb_var = dm.sum(0), dv.sum(0)
-                # Per-transition weight gradients, summed over MC samples (d l_n / d W_mu and d l_n / d sigma_W^2).
-                g_mu = torch.einsum("kni,kno->nio", x, dm).flatten(1)
-                g_var = torch.einsum("kni,kno->nio", x.square(), dv).flatten(1)
-                quad += g_mu.square_() @ w_var.flatten() + g_var.square_() @ (2.0 * w_var.square().flatten())
+                # Per-transition weight gradients d l_n / d W_mu and d l_n / d sigma_W^2 (summed over MC samples),
+                # a few transitions at a time into reused buffers: fresh multi-MB tensors cost more in page faults
+                # than the arithmetic.
+                chunk = max(1, _GRAD_CHUNK_ENTRIES // w_var.numel())
+                buf_mu = x.new_empty(min(chunk, n), *w_var.shape)
+                buf_var = torch.empty_like(buf_mu)
+                x_t, x2_t = x.permute(1, 2, 0), x.square().permute(1, 2, 0)  # (n, in, k)
+                dm_t, dv_t = dm.permute(1, 0, 2), dv.permute(1, 0, 2)  # (n, k, out)
+                w_mu_h_inv, w_rho_h_inv = w_var.flatten(), 2.0 * w_var.square().flatten()
+                for s in range(0, n, chunk):
+                    sl = slice(s, s + chunk)
+                    c = x_t[sl].shape[0]
+                    g_mu = torch.bmm(x_t[sl], dm_t[sl], out=buf_mu[:c]).flatten(1)
+                    g_var = torch.bmm(x2_t[sl], dv_t[sl], out=buf_var[:c]).flatten(1)
+                    quad[sl] += g_mu.square_() @ w_mu_h_inv + g_var.square_() @ w_rho_h_inv
             quad += gb_mu.square() @ b_var + 2.0 * gb_var.square() @ b_var.square()
         return quad
 
@@ -467,9 +499,7 @@ class BayesianDynamicsModel(nn.Module):
         inputs, targets, noise = self._prepare(obs, actions, next_obs, n_samples, generator, noise)
         grads = self.per_transition_grads(inputs, targets, noise)
         h_inv = self._inverse_kl_hessian()
-        quad = sum(
-            (g.square() * h_inv[name]).flatten(1).sum(1) for name, g in grads.items()
-        )
+        quad = sum((g.square() * h_inv[name]).flatten(1).sum(1) for name, g in grads.items())
         return 0.5 * lam**2 * quad.detach()
 
     def exact_kl_after_step(
@@ -491,13 +521,13 @@ class BayesianDynamicsModel(nn.Module):
         inputs, targets, noise = self._prepare(obs, actions, next_obs, n_samples, generator, noise)
         grads = self.per_transition_grads(inputs, targets, noise)
         h_inv = self._inverse_kl_hessian()
+        params = {name: p.detach() for name, p in self.named_parameters()}
         kl = torch.zeros(inputs.shape[0], dtype=inputs.dtype, device=inputs.device)
-        for name, p in self.named_parameters():
+        for name, mu in params.items():
             if not name.endswith("_mu"):
                 continue
             rho_name = name[:-3] + "_rho"
-            rho = dict(self.named_parameters())[rho_name].detach()
-            mu = p.detach()
+            rho = params[rho_name]
             new_mu = mu - lam * h_inv[name] * grads[name]
             new_rho = rho - lam * h_inv[rho_name] * grads[rho_name]
             std, new_std = F.softplus(rho), F.softplus(new_rho)

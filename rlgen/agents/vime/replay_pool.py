@@ -121,7 +121,11 @@ class ReplayPool:
         actions = torch.as_tensor(state["actions"]).numpy()
         next_obs = torch.as_tensor(state["next_observations"]).numpy()
         n = int(state["size"])
-        if obs.shape != (n, self.obs_dim) or actions.shape != (n, self.action_dim) or next_obs.shape != (n, self.obs_dim):
+        if (
+            obs.shape != (n, self.obs_dim)
+            or actions.shape != (n, self.action_dim)
+            or next_obs.shape != (n, self.obs_dim)
+        ):
             raise ValueError("replay pool checkpoint does not match this pool's observation/action dimensions")
         self.observations[:n] = obs
         self.actions[:n] = actions

@@ -1,0 +1,122 @@
+"""Behaviour cloning: maximum likelihood of the expert's actions under an SB3 actor-critic policy.
+
+The policy is the one SB3's PPO would build for the env (Gaussian for ``Box`` actions, categorical for
+``Discrete``), so the cloned policy is saved as a PPO zip and loads, rolls out and evaluates like any expert.
+Training is plain supervised learning on ``(s, a)`` pairs with Adam::
+
+    loss = -mean log pi(a|s) - entropy_weight * mean H(pi(.|s)) + l2_weight * sum ||theta||^2
+
+Only the actor is trained; the (unused) value head keeps its initial weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+
+
+class BehaviorCloning:
+    """Clone ``(expert_obs, expert_actions)`` into the policy of ``model`` (a PPO instance).
+
+    :param model: a PPO model whose policy is trained (built with the env and ``policy_kwargs`` wanted).
+    :param expert_obs: ``(N, *obs_shape)`` observations.
+    :param expert_actions: ``(N, *act_shape)`` actions (``(N,)`` integers for ``Discrete``).
+    :param learning_rate: Adam step size.
+    :param batch_size: pairs per gradient step.
+    :param entropy_weight: weight of the entropy bonus.
+    :param l2_weight: weight of the L2 penalty on all policy parameters.
+    :param val_fraction: share of the pairs held out to report a validation loss.
+    :param seed: seed of the train/validation split and of the minibatch order.
+    """
+
+    def __init__(self, model: PPO, expert_obs: np.ndarray, expert_actions: np.ndarray, learning_rate: float = 1e-3,
+                 batch_size: int = 128, entropy_weight: float = 1e-3, l2_weight: float = 0.0,
+                 val_fraction: float = 0.0, seed: int = 0):
+        if len(expert_obs) != len(expert_actions) or len(expert_obs) == 0:
+            raise ValueError(f"need matching, non-empty expert data, got {len(expert_obs)} observations and "
+                             f"{len(expert_actions)} actions")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.model = model
+        self.policy = model.policy
+        self.device = self.policy.device
+        self.batch_size = int(batch_size)
+        self.entropy_weight = float(entropy_weight)
+        self.l2_weight = float(l2_weight)
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        discrete = isinstance(model.action_space, spaces.Discrete)
+        obs = torch.as_tensor(np.asarray(expert_obs, np.float32), device=self.device)
+        acts = torch.as_tensor(np.asarray(expert_actions).reshape(len(expert_actions), -1)[:, 0].astype(np.int64)
+                               if discrete else np.asarray(expert_actions, np.float32), device=self.device)
+        order = self.rng.permutation(len(obs))
+        n_val = int(round(val_fraction * len(obs)))
+        if n_val and len(obs) - n_val < 1:
+            raise ValueError("val_fraction leaves no training pairs")
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        self.train_obs, self.train_actions = obs[train_idx], acts[train_idx]
+        self.val_obs, self.val_actions = obs[val_idx], acts[val_idx]
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_obs)
+
+    def _loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, log_prob, entropy = self.policy.evaluate_actions(obs, actions)
+        nll = -log_prob.mean()
+        ent = entropy.mean() if entropy is not None else torch.zeros((), device=self.device)
+        return nll, ent, nll - self.entropy_weight * ent
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training pairs in random minibatches; returns the epoch's mean losses."""
+        self.policy.set_training_mode(True)
+        order = torch.as_tensor(self.rng.permutation(self.n_train), device=self.device)
+        totals = np.zeros(3)
+        batches = 0
+        for start in range(0, self.n_train, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            nll, ent, loss = self._loss(self.train_obs[idx], self.train_actions[idx])
+            if self.l2_weight:
+                loss = loss + self.l2_weight * sum(p.pow(2).sum() for p in self.policy.parameters())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            totals += (loss.item(), nll.item(), ent.item())
+            batches += 1
+        self.epoch += 1
+        loss_mean, nll_mean, ent_mean = totals / max(batches, 1)
+        metrics = {"bc/loss": loss_mean, "bc/neg_log_likelihood": nll_mean, "bc/entropy": ent_mean,
+                   "bc/epoch": self.epoch}
+        if len(self.val_obs):
+            metrics["bc/val_neg_log_likelihood"] = self.validation_nll()
+        return metrics
+
+    @torch.no_grad()
+    def validation_nll(self) -> float:
+        self.policy.set_training_mode(False)
+        return float(self._loss(self.val_obs, self.val_actions)[0].item())
+
+    @torch.no_grad()
+    def action_accuracy(self, obs: np.ndarray, actions: np.ndarray) -> float:
+        """Share of ``actions`` the deterministic policy reproduces (``Discrete``), or minus the mean squared
+        error of its actions (``Box``)."""
+        predicted, _ = self.model.predict(np.asarray(obs, np.float32), deterministic=True)
+        if isinstance(self.model.action_space, spaces.Discrete):
+            return float(np.mean(predicted.reshape(-1) == np.asarray(actions).reshape(-1)))
+        return -float(np.mean((predicted - np.asarray(actions)) ** 2))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.bit_generator.state, "epoch": self.epoch, "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch = int(state["epoch"])
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,205 @@
+"""``rlgen gan`` end to end on tiny generated data, the shared image trainer, and the PNG grid writer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.cli import main
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, ImageDataset
+from rlgen.vision.images import encode_png, make_grid, save_image_grid
+from rlgen.vision.trainer import LikelihoodModel, Trainer, TrainerConfig
+
+torch.set_num_threads(1)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TINY = ["--batch-size", "16", "--ngf", "8", "--ndf", "8", "--z-dim", "8", "--n-samples", "9", "--log-every", "2",
+        "--device", "cpu"]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+                     + array.tobytes())
+
+
+def tiny_mnist_dir(root: Path, n: int = 96) -> Path:
+    """Blobs of light on black in the official MNIST file layout (uncompressed IDX)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:28, :28]
+    centres = rng.uniform(8, 20, (n, 2))
+    images = (255 * np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 20)).astype(np.uint8)
+    write_idx(root / "mnist" / "train-images-idx3-ubyte", images)
+    write_idx(root / "mnist" / "train-labels-idx1-ubyte", rng.integers(0, 10, n))
+    return root
+
+
+def steps_of(progress: Path) -> list[int]:
+    with open(progress) as f:
+        return [int(float(row["step"])) for row in csv.DictReader(f)]
+
+
+def fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in err if "error:" in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in "\n".join(err), err
+    for word in expected:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The gan command
+
+
+@pytest.mark.slow
+def test_gan_run_end_to_end_and_resume(tmp_path):
+    data = tiny_mnist_dir(tmp_path / "data")
+    out = tmp_path / "runs"
+    first = subprocess.run([sys.executable, "-m", "rlgen.run", "gan", "--dataset", "mnist", "--data-dir", str(data),
+                            "--no-verify-checksums", "--epochs", "1", "--seed", "1", "--out", str(out), *TINY],
+                           check=False, capture_output=True, text=True, env=ENV, timeout=240)
+    assert first.returncode == 0, first.stderr
+    (run,) = out.glob("gan-mnist-s1-*")
+    assert str(run) in first.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == "mnist" and config["epochs"] == 1 and config["batch_size"] == 16
+    assert Path(config["data_dir"]).is_absolute()
+    assert steps_of(run / "progress.csv") == [2, 4, 6]  # 96 images / 16 = 6 steps
+    png = run / "samples" / "epoch_0001.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(png).shape == (3 * 30 + 2, 3 * 30 + 2)  # 3x3 grid of 28x28 + 2px padding
+    ckpt = torch.load(run / "checkpoints" / "epoch_1.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 6 and set(ckpt["optimizers"]) == {"d", "g"}
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["file"] == "epoch_1.pt"
+    assert any((run / "tb").iterdir())
+
+    # --resume with the run directory alone (its config has the dataset); a larger --epochs extends the run.
+    second = subprocess.run([sys.executable, "-m", "rlgen.run", "gan", "--resume", str(run), "--epochs", "2"],
+                            check=False, capture_output=True, text=True, env=ENV, timeout=240)
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr and str(run) in second.stdout
+    assert (run / "checkpoints" / "epoch_2.pt").is_file() and (run / "samples" / "epoch_0002.png").is_file()
+    assert steps_of(run / "progress.csv") == [2, 4, 6, 8, 10, 12]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["steps"] == 12
+
+    # The resumed run is the run that was never interrupted (same seed, CPU, one thread).
+    assert main(["gan", "--dataset", "mnist", "--data-dir", str(data), "--no-verify-checksums", "--epochs", "2",
+                 "--seed", "1", "--out", str(tmp_path / "straight"), *TINY]) == 0
+    (straight,) = (tmp_path / "straight").glob("gan-mnist-s1-*")
+    a = torch.load(run / "checkpoints" / "epoch_2.pt", weights_only=True)["model"]
+    b = torch.load(straight / "checkpoints" / "epoch_2.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_gan_on_rgb_npz_with_every_technique(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "tiny_rgb.npz", x=rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8),
+             y=np.zeros(32, np.int64))
+    code = main(["gan", "--dataset", str(tmp_path / "tiny_rgb.npz"), "--epochs", "1", "--out", str(tmp_path / "runs"),
+                 *TINY, "--feature-matching", "--minibatch-discrimination", "4", "--historical-averaging", "0.01",
+                 "--label-smoothing", "0.1", "--label-noise", "0.05", "--virtual-batch-norm", "--minibatch-std",
+                 "--unroll-steps", "1"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "runs").glob("gan-tiny_rgb-s0-*")
+    config = json.loads((run / "config.json").read_text())
+    assert config["feature_matching"] and config["minibatch_discrimination"] == 4 and config["unroll_steps"] == 1
+    assert matplotlib.image.imread(run / "samples" / "epoch_0001.png").shape == (3 * 34 + 2, 3 * 34 + 2, 3)
+    ckpt = torch.load(run / "checkpoints" / "epoch_1.pt", weights_only=True)
+    assert "generator.z_ref" in ckpt["model"] and "d_history.count" in ckpt["model"]
+
+
+def test_missing_data_is_one_clear_error_and_leaves_no_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RLGEN_DATA", raising=False)
+    fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--out",
+                           str(tmp_path / "runs")], "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "--download")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    fails_cleanly(capsys, ["gan", "--out", str(tmp_path / "runs")], "--dataset")
+
+
+def test_bad_data_is_a_clean_error(tmp_path, capsys):
+    data = tiny_mnist_dir(tmp_path / "data", n=20)
+    fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--data-dir", str(data), "--out", str(tmp_path / "runs")],
+                  "checksum mismatch", "train-images-idx3-ubyte")
+    np.savez(tmp_path / "small.npz", x=np.zeros((40, 16, 16), np.uint8))
+    fails_cleanly(capsys, ["gan", "--dataset", str(tmp_path / "small.npz"), "--out", str(tmp_path / "runs")],
+                  "28x28 or 32x32")
+    fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--data-dir", str(data), "--no-verify-checksums",
+                           "--batch-size", "64", "--out", str(tmp_path / "runs")], "fewer than one batch")
+    fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--label-smoothing", "2"], "--label-smoothing")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trainer with another kind of model (what VAE/PixelCNN will use)
+
+
+class PixelBernoulli(LikelihoodModel):
+    """Independent Bernoulli pixels: the smallest likelihood model."""
+
+    def __init__(self, shape: tuple[int, int, int]):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(shape))
+
+    def loss(self, batch: Batch):
+        nll = F.binary_cross_entropy_with_logits(self.logits.expand_as(batch.x), batch.x, reduction="none")
+        nats = nll.flatten(1).sum(1).mean()
+        return nats, {"bits_per_dim": nats / (batch.x[0].numel() * np.log(2))}
+
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(self.logits).expand(n, *self.logits.shape))
+
+
+def test_trainer_runs_a_likelihood_model_with_evaluation(tmp_path):
+    images = np.zeros((64, 1, 28, 28), np.uint8)
+    images[:, :, 10:18, 10:18] = 230
+    data = ImageDataset("square", images)
+    run = RunDir.create(tmp_path, "test", "square", 0, {"command": "test"})
+    cfg = TrainerConfig(epochs=3, batch_size=16, lr=0.1, log_every=0, n_samples=4, binarize="dynamic")
+    summary = Trainer(PixelBernoulli((1, 28, 28)), run, data, cfg, "cpu", eval_data=data).fit()
+    assert summary["epochs"] == 3 and summary["steps"] == 12
+    with open(run.path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    losses = [float(r["eval/loss"]) for r in rows]
+    assert losses[-1] < losses[0] and "eval/bits_per_dim" in rows[0] and "train/loss" in rows[0]
+    assert sorted(p.name for p in (run.path / "checkpoints").glob("*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
+    assert (run.path / "samples" / "epoch_0003.png").is_file()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PNG grids
+
+
+def test_png_grid_round_trips_through_a_png_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.random((5, 3, 6, 4)).astype(np.float32)
+    grid = make_grid(rgb, nrow=3, padding=1)
+    assert grid.shape == (2 * 7 + 1, 3 * 5 + 1, 3)
+    np.testing.assert_array_equal(grid[1:7, 1:5], np.rint(rgb[0].transpose(1, 2, 0) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(grid[8:14, 6:10], np.rint(rgb[4].transpose(1, 2, 0) * 255).astype(np.uint8))
+    assert (grid[8:14, 11:15] == 255).all()  # the empty sixth cell is padding
+    path = save_image_grid(torch.from_numpy(rgb), tmp_path / "rgb.png", nrow=3, padding=1)
+    np.testing.assert_array_equal(np.rint(matplotlib.image.imread(path) * 255).astype(np.uint8), grid)
+    grey = rng.random((4, 1, 5, 5))
+    read = matplotlib.image.imread(save_image_grid(grey, tmp_path / "grey.png"))
+    np.testing.assert_array_equal(np.rint(read * 255).astype(np.uint8), make_grid(grey))
+    with pytest.raises(ValueError):
+        encode_png(np.zeros((2, 2, 4), np.uint8))
