@@ -117,3 +117,12 @@ def test_seed_fixes_python_numpy_torch():
         return np.random.rand(), torch.rand(1).item(), rng.random()
 
     assert draw() == draw()
+
+
+def test_per_task_defaults_apply_to_full_env_ids():
+    from rlgen.cli import build_parser
+    from rlgen.cli.rl import resolve
+
+    short = resolve(build_parser().parse_args(["vime", "--env", "SparseHalfCheetah"]))
+    full = resolve(build_parser().parse_args(["vime", "--env", "rlgen/SparseHalfCheetah-v0"]))
+    assert short == full and full["steps"] == 2_000_000 and full["policy_kwargs"]["net_arch"] == [64, 32]

@@ -11,7 +11,7 @@ import pytest
 from gymnasium import spaces
 
 from rlgen.common.errors import UserError
-from rlgen.imitation.demos import (Demonstrations, demos_from_episodes, load_demos, record_demos, save_demos)
+from rlgen.imitation.demos import Demonstrations, demos_from_episodes, load_demos, record_demos, save_demos
 
 
 class CartPoleController:

@@ -392,3 +392,11 @@ def test_mountain_car_left_end_is_a_wall_not_a_reward() -> None:
     obs, reward, terminated, truncated, _ = env.step(np.array([-1.0], dtype=np.float32))
     assert reward == 0.0 and not terminated
     assert obs[0] == pytest.approx(-2.0) and obs[1] >= 0.0
+
+
+def test_short_name_inverts_env_id() -> None:
+    from rlgen.envs import short_name
+
+    for name in SPARSE_TASKS:
+        assert short_name(resolve_env_id(name)) == name
+    assert short_name("Hopper-v5") == "Hopper-v5"

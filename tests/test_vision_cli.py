@@ -109,6 +109,14 @@ def test_gan_run_end_to_end_and_resume(tmp_path):
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
 
+    # A damaged newest checkpoint is a clean error; without it the run resumes from the one before.
+    (run / "checkpoints" / "epoch_2.pt").write_bytes(b"truncated")
+    assert main(["gan", "--resume", str(run), "--epochs", "3"]) == 2
+    (run / "checkpoints" / "epoch_2.pt").unlink()
+    assert main(["gan", "--resume", str(run), "--epochs", "3"]) == 0
+    assert steps_of(run / "progress.csv") == [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert torch.load(run / "checkpoints" / "epoch_3.pt", weights_only=True)["step"] == 18
+
 
 def test_gan_on_rgb_npz_with_every_technique(tmp_path, capsys):
     rng = np.random.default_rng(1)

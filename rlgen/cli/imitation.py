@@ -101,6 +101,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         kwargs = cfg.get("policy_kwargs") or {}
         keyed = bool(kwargs) and set(kwargs) <= set(EXPERT_ALGOS)
         cfg["policy_kwargs"] = dict(kwargs.get(cfg["algo"], {}) or {}) if keyed else dict(kwargs)
+        if cfg["algo"] in ("sac", "td3"):
+            from gymnasium import spaces
+
+            if not isinstance(_env_spaces(cfg["env"])[1], spaces.Box):
+                raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete "
+                                "actions: use --algo ppo")
     if "eval_episodes" in cfg and (not isinstance(cfg["eval_episodes"], int) or cfg["eval_episodes"] < 1):
         raise UserError(f"eval_episodes must be a positive integer, got {cfg['eval_episodes']!r}")
     if args.command in ("gail", "bc"):
@@ -231,7 +237,7 @@ def run_gail(args: argparse.Namespace) -> None:
     if not run_dir.resumed:
         if cfg.get("policy_obs_norm"):
             cfg["policy_kwargs"] = {**(cfg.get("policy_kwargs") or {}), **obs_norm_policy_kwargs(expert_obs)}
-        cfg["expert_pairs"] = int(len(expert_obs))
+        cfg["expert_pairs"] = len(expert_obs)
         run_dir.save_config()
     log.info("GAIL on %s: %d expert (s, a) pairs from %d trajectories (every %dth pair)", cfg["env"],
              len(expert_obs), cfg.get("trajectories") or demos.n_episodes, cfg["subsample"])
@@ -276,7 +282,7 @@ def run_bc(args: argparse.Namespace) -> None:
     if not run_dir.resumed:
         if cfg.get("policy_obs_norm"):
             cfg["policy_kwargs"] = {**(cfg.get("policy_kwargs") or {}), **obs_norm_policy_kwargs(expert_obs)}
-        cfg["expert_pairs"] = int(len(expert_obs))
+        cfg["expert_pairs"] = len(expert_obs)
         run_dir.save_config()
 
     venv = make_vec_env_for(cfg["env"], 1, cfg["seed"])

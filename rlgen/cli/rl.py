@@ -26,8 +26,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """The run's configuration: packaged defaults for the env, then --config, then flags."""
     from rlgen.common.config import packaged_config
-    from rlgen.envs import resolve_env_id
+    from rlgen.envs import resolve_env_id, short_name
 
+    if "env" in vars(args):  # per-task defaults are keyed by short name, whichever form the user typed
+        args.env = short_name(args.env)
     packaged = packaged_config("rl.yaml")
     defaults = dict(packaged["defaults"], command=args.command)
     eta = vars(args).pop("eta", None)
@@ -37,7 +39,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.command != "vime":
         cfg["algo"] = args.command
         cfg.pop("vime", None)
-    cfg["env_name"] = cfg["env"]
+    cfg["env_name"] = short_name(cfg["env"])
     cfg["env"] = resolve_env_id(cfg["env"])
     cfg["algo_kwargs"] = dict(cfg["algo_kwargs"].get(cfg["algo"], {}))
     return cfg

@@ -37,6 +37,14 @@ def env_id(name: str) -> str:
     return f"{NAMESPACE}/{name}-v{VERSION}"
 
 
+def short_name(name_or_id: str) -> str:
+    """``'rlgen/SparseHalfCheetah-v0'`` -> ``'SparseHalfCheetah'``; other names are returned unchanged."""
+    for name in _ENTRY_POINTS:
+        if name_or_id == env_id(name):
+            return name
+    return name_or_id
+
+
 def _register_all() -> None:
     for name, entry_point in _ENTRY_POINTS.items():
         if env_id(name) not in gym.registry:  # importing twice (e.g. a reload) must not re-register
@@ -59,4 +67,4 @@ def resolve_env_id(name: str) -> str:
 
 _register_all()
 
-__all__ = ["MAX_EPISODE_STEPS", "SPARSE_TASKS", "env_id", "resolve_env_id"]
+__all__ = ["MAX_EPISODE_STEPS", "SPARSE_TASKS", "env_id", "resolve_env_id", "short_name"]

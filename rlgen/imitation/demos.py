@@ -73,11 +73,11 @@ class Demonstrations:
     # ----------------------------------------------------------------------------------------------- shape
     @property
     def n_transitions(self) -> int:
-        return int(len(self.obs))
+        return len(self.obs)
 
     @property
     def n_episodes(self) -> int:
-        return int(len(self.episode_starts))
+        return len(self.episode_starts)
 
     @property
     def episode_lengths(self) -> np.ndarray:
@@ -97,7 +97,7 @@ class Demonstrations:
             np.zeros(0)
 
     # ----------------------------------------------------------------------------------------- selection
-    def first_episodes(self, n: int | None) -> "Demonstrations":
+    def first_episodes(self, n: int | None) -> Demonstrations:
         """The first ``n`` episodes (all of them for ``None``), as the GAIL paper limits its datasets."""
         if n is None or n == self.n_episodes:
             return self

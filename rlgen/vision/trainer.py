@@ -151,11 +151,13 @@ class TrainerConfig:
 
 
 def _mean_metrics(history: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
+    """Mean of each metric over a window; one device-to-host copy per metric."""
     out = {}
     for key, values in history.items():
         if values:
-            out[key] = float(torch.stack([torch.as_tensor(v, dtype=torch.float32).cpu() if not isinstance(v, torch.Tensor)
-                                          else v.detach().float().reshape(()).cpu() for v in values]).mean())
+            tensors = [v.detach().float().reshape(()) if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                       for v in values]
+            out[key] = torch.stack([t.to(tensors[0].device) for t in tensors]).mean().item()
     return out
 
 
@@ -185,6 +187,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # training steps completed
         self.elapsed = 0.0  # training seconds before this process (from the checkpoint)
+        self._start = time.time()
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
@@ -253,7 +256,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def _since_start(self) -> float:
-        return time.time() - self._start if hasattr(self, "_start") else 0.0
+        return time.time() - self._start
 
     @contextlib.contextmanager
     def _fixed_seed(self, seed: int) -> Iterator[None]:

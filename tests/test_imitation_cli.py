@@ -1,0 +1,220 @@
+"""``rlgen expert|rollouts|gail|bc``: one-line errors, run directories and results, resume, and the CartPole
+pipeline end to end (expert -> rollouts -> gail/bc -> evaluation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlgen.cli import main
+from rlgen.imitation.demos import record_demos, save_demos
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def rlgen(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlgen.run", *args], capture_output=True, text=True, cwd=cwd, check=False,
+                          env=ENV, timeout=timeout)
+
+
+def fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    lines = [line for line in err if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in "\n".join(err), err
+    for word in expected:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def succeeds(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    return captured.out
+
+
+class CartPoleController:
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        return (np.asarray(obs)[..., 2] + 0.5 * np.asarray(obs)[..., 3] > 0).astype(np.int64), None
+
+
+@pytest.fixture(scope="module")
+def cartpole_demos(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("demos") / "cartpole.npz"
+    save_demos(path, record_demos(CartPoleController(), "CartPole-v1", episodes=3, seed=0, progress=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cartpole_model(tmp_path_factory) -> Path:
+    from stable_baselines3 import PPO
+
+    path = tmp_path_factory.mktemp("model") / "model.zip"
+    PPO("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [8]}, seed=0).save(path)
+    return path
+
+
+def test_help_shows_each_commands_options(capsys):
+    for command, options in {"expert": ["--env", "--algo", "--steps"],
+                             "rollouts": ["--policy", "--episodes", "--stochastic", ".npz"],
+                             "gail": ["--demos", "--trajectories", "--subsample", "--algo", "--reward", "--steps"],
+                             "bc": ["--demos", "--trajectories", "--epochs", "--batch-size"]}.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        for option in options + ["--seed", "--device", "--out", "--resume", "--config"]:
+            assert option in text, (command, option)
+
+
+def test_bad_demos_and_flags_are_one_line_errors(capsys, tmp_path, cartpole_demos):
+    out = ["--out", str(tmp_path / "runs")]
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", *out], "--demos")
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(tmp_path / "none.npz"), *out],
+                  "none.npz", "does not exist")
+    fails_cleanly(capsys, ["gail", "--env", "Pendulum-v1", "--demos", str(cartpole_demos), *out],
+                  "recorded on CartPole-v1, not Pendulum-v1")
+    fails_cleanly(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--trajectories", "9", *out],
+                  "3 trajectories", "--trajectories")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00" * 100)
+    fails_cleanly(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(garbage), *out], "not a readable npz")
+    fails_cleanly(capsys, ["gail", "--env", "NoSuchEnv-v9", "--demos", str(cartpole_demos), *out], "NoSuchEnv-v9")
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--reward", "log(D)"], "invalid choice")
+    fails_cleanly(capsys, ["expert", "--env", "CartPole-v1", "--algo", "dqn"], "invalid choice")
+    fails_cleanly(capsys, ["expert", "--env", "CartPole-v1", "--algo", "sac", *out], "--algo sac", "Box")
+    fails_cleanly(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--trajectories", "0"],
+                  "positive")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("discrimnator: {reward: log_d}\n")
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config", str(typo),
+                           *out], "discrimnator")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing half-made
+
+
+def test_bad_policies_are_one_line_errors(capsys, tmp_path, cartpole_model):
+    out = ["--out", str(tmp_path / "runs")]
+    fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", *out], "--policy")
+    fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(tmp_path / "x.zip"), *out],
+                  "does not exist")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(bad), *out], "SB3 model")
+    fails_cleanly(capsys, ["rollouts", "--env", "Pendulum-v1", "--policy", str(cartpole_model), *out],
+                  "Pendulum-v1", "policy")
+    fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(tmp_path), *out], "model.zip")
+
+
+def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path):
+    """Tiny budgets: every command runs, writes its run directory and says where results went."""
+    runs = tmp_path / "runs"
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("n_envs: 2\ncheckpoint_every: 500\nalgo_kwargs: {trpo: {n_steps: 250, batch_size: 500}}\n")
+    out = succeeds(capsys, ["expert", "--env", "CartPole-v1", "--steps", "512", "--out", str(runs)])
+    assert "deterministic return" in out and "results:" in out
+    expert_dir = next(runs.glob("expert-CartPole-v1-s0-*"))
+    summary = json.loads((expert_dir / "summary.json").read_text())
+    assert summary["eval_episodes"] == 10 and summary["random_return_mean"] > 0
+    assert summary["target_return"] == 500 and summary["meets_target"] in (True, False)
+    assert (expert_dir / "model.zip").is_file()
+
+    demos = tmp_path / "demos.npz"
+    out = succeeds(capsys, ["rollouts", "--policy", str(expert_dir), "--env", "CartPole-v1", "--episodes", "3",
+                            "--out", str(demos)])
+    assert f"demos: {demos}" in out and demos.is_file()
+    with np.load(demos, allow_pickle=False) as raw:
+        assert len(raw["episode_starts"]) == 3 and str(raw["env_id"]) == "CartPole-v1"
+
+    out = succeeds(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(demos), "--trajectories", "2",
+                            "--steps", "500", "--config", str(cfg), "--out", str(runs)])
+    assert "normalised return" in out and "results:" in out
+    gail_dir = next(runs.glob("gail-CartPole-v1-s0-*"))
+    summary = json.loads((gail_dir / "summary.json").read_text())
+    for key in ("eval_return_mean", "random_return_mean", "expert_return_mean", "normalised_return"):
+        assert key in summary
+    assert summary["trajectories"] == 2 and summary["expert_pairs"] > 0
+    config = json.loads((gail_dir / "config.json").read_text())
+    assert config["policy_kwargs"]["features_extractor_class"].endswith(":ObsNormExtractor")
+    assert "gail/disc_accuracy" in (gail_dir / "progress.csv").read_text().splitlines()[0]
+    # Resume extends the run (discriminator and policy restored from the checkpoint).
+    out = succeeds(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(demos), "--resume", str(gail_dir),
+                            "--steps", "1000"])
+    assert json.loads((gail_dir / "summary.json").read_text())["steps"] >= 1000
+
+    out = succeeds(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(demos), "--epochs", "3", "--out", str(runs)])
+    bc_dir = next(runs.glob("bc-CartPole-v1-s0-*"))
+    assert str(bc_dir) in out and (bc_dir / "model.zip").is_file()
+    assert json.loads((bc_dir / "summary.json").read_text())["epochs"] == 3
+    out = succeeds(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(demos), "--resume", str(bc_dir),
+                            "--epochs", "5"])
+    assert json.loads((bc_dir / "summary.json").read_text())["epochs"] == 5
+    # A cloned policy is an ordinary SB3 zip: it can be rolled out like the expert.
+    out = succeeds(capsys, ["rollouts", "--policy", str(bc_dir), "--env", "CartPole-v1", "--episodes", "1",
+                            "--out", str(runs)])
+    assert "recorded 1 episodes" in out
+
+
+@pytest.mark.slow
+def test_commands_work_on_mujoco(capsys, tmp_path):
+    """Hopper-v5 with tiny budgets: SAC expert, rollouts, GAIL (TRPO) and BC all run and report."""
+    pytest.importorskip("mujoco")
+    runs = tmp_path / "runs"
+    succeeds(capsys, ["expert", "--env", "Hopper-v5", "--steps", "300", "--out", str(runs)])
+    expert_dir = next(runs.glob("expert-Hopper-v5-s0-*"))
+    assert json.loads((expert_dir / "config.json").read_text())["algo"] == "sac"
+    demos = tmp_path / "hopper.npz"
+    succeeds(capsys, ["rollouts", "--policy", str(expert_dir / "model.zip"), "--env", "Hopper-v5", "--episodes", "4",
+                      "--out", str(demos)])
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("n_envs: 1\neval_episodes: 2\nalgo_kwargs: {trpo: {n_steps: 256, batch_size: 256}}\n")
+    out = succeeds(capsys, ["gail", "--env", "Hopper-v5", "--demos", str(demos), "--trajectories", "4",
+                            "--steps", "256", "--config", str(cfg), "--out", str(runs)])
+    assert "gail on Hopper-v5" in out
+    out = succeeds(capsys, ["bc", "--env", "Hopper-v5", "--demos", str(demos), "--epochs", "2", "--out", str(runs)])
+    assert "bc on Hopper-v5" in out
+
+
+@pytest.mark.slow
+def test_cartpole_pipeline_end_to_end(tmp_path):
+    """expert (PPO, 40k steps) -> 10 demos -> GAIL (PPO, 4 trajectories, 60k steps) and BC -> evaluation over 10
+    deterministic episodes against a measured random policy: GAIL reaches most of the expert's return."""
+    runs = tmp_path / "runs"
+    out = rlgen("expert", "--env", "CartPole-v1", "--steps", "40000", "--out", str(runs))
+    assert out.returncode == 0, out.stderr[-3000:]
+    expert_dir = next(runs.glob("expert-CartPole-v1-s0-*"))
+    expert = json.loads((expert_dir / "summary.json").read_text())
+    assert expert["eval_return_mean"] >= 450, expert
+
+    demos = tmp_path / "demos.npz"
+    out = rlgen("rollouts", "--policy", str(expert_dir), "--env", "CartPole-v1", "--episodes", "10",
+                "--out", str(demos))
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    cfg = tmp_path / "gail.yaml"
+    cfg.write_text("algo: ppo\nn_envs: 8\n"
+                   "algo_kwargs: {ppo: {n_steps: 256, batch_size: 256, n_epochs: 10, gamma: 0.99, gae_lambda: 0.95,"
+                   " learning_rate: 0.001, clip_range: 0.2, ent_coef: 0.0}}\n"
+                   "discriminator: {updates_per_round: 5, learning_rate: 0.003}\n")
+    out = rlgen("gail", "--env", "CartPole-v1", "--demos", str(demos), "--trajectories", "4", "--steps", "60000",
+                "--config", str(cfg), "--out", str(runs))
+    assert out.returncode == 0, out.stderr[-3000:]
+    gail = json.loads((next(runs.glob("gail-CartPole-v1-s0-*")) / "summary.json").read_text())
+    assert gail["eval_episodes"] >= 10 and 5 < gail["random_return_mean"] < 100  # measured, not assumed
+    assert gail["expert_return_mean"] >= 450
+    assert gail["normalised_return"] >= 0.8, gail
+
+    out = rlgen("bc", "--env", "CartPole-v1", "--demos", str(demos), "--trajectories", "4", "--out", str(runs))
+    assert out.returncode == 0, out.stderr[-3000:]
+    bc = json.loads((next(runs.glob("bc-CartPole-v1-s0-*")) / "summary.json").read_text())
+    assert bc["normalised_return"] is not None and bc["eval_episodes"] >= 10
