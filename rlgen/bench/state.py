@@ -1,0 +1,59 @@
+"""``jobs.json``: what each job of a suite did (status, attempts, return code, stderr tail, wall time).
+
+Written atomically by the driver after every change, so a killed bench leaves a readable file. A job counts
+as finished when its run directory holds ``summary.json``; this file is the record of *how* jobs ended (what a
+table's footnotes and a person debugging a failure need), not the source of truth for what is done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlgen.common.checkpoint import atomic_write_json
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass
+class JobRecord:
+    id: str
+    status: str = PENDING
+    attempts: int = 0  # over every bench invocation
+    returncode: int | None = None  # of the last attempt; negative: killed by that signal
+    error: str | None = None  # one line saying why the last attempt failed
+    stderr_tail: str = ""
+    wall_s: float | None = None  # of the last attempt
+    total_wall_s: float = 0.0
+    run_dir: str | None = None  # relative to the suite's runs/ folder: "<job id>/<command>-<task>-s<seed>-<time>"
+    host: str | None = None
+    device: str | None = None
+    argv: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
+
+
+class StateFile:
+    """The ``jobs.json`` of one suite results folder."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: dict[str, JobRecord] = {}
+        if self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                known = set(JobRecord.__dataclass_fields__)
+                for job_id, rec in data.get("jobs", {}).items():
+                    self.records[job_id] = JobRecord(**{k: v for k, v in rec.items() if k in known})
+            except (OSError, json.JSONDecodeError, TypeError, AttributeError):
+                # A damaged state file only loses history: finished jobs are found from their summary.json.
+                self.records = {}
+
+    def get(self, job_id: str) -> JobRecord:
+        if job_id not in self.records:
+            self.records[job_id] = JobRecord(id=job_id)
+        return self.records[job_id]
+
+    def save(self) -> None:
+        atomic_write_json(self.path, {"jobs": {k: asdict(v) for k, v in self.records.items()}})
