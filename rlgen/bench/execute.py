@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rlgen.bench.provenance import device_description, hostname
 
@@ -76,7 +76,7 @@ def _error_line(stderr: str, returncode: int | None, finished: bool) -> str | No
             name = f"signal {-returncode}"
         return f"killed by {name}"
     lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line.lower() or "Error" in line]
+    errors = [line for line in lines if "error:" in line.lower()]  # the CLI's one line, or an exception's
     if returncode == 0:
         return "exited 0 but wrote no summary.json"
     if errors:
@@ -86,9 +86,8 @@ def _error_line(stderr: str, returncode: int | None, finished: bool) -> str | No
 
 def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     # tqdm redraws with carriage returns; keep each bar's last state only.
-    kept = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
-    return "\n".join(line for line in kept if line.strip())[-4000:].split("\n", 0)[0] and \
-        "\n".join([line for line in kept if line.strip()][-lines:])
+    kept = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    return "\n".join([line for line in kept if line.strip()][-lines:])[-4000:]
 
 
 def job_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -102,9 +101,10 @@ def job_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_job(job_id: str, argv: Sequence[str], runs_root: Path, timeout: float | None = None,
-            env: Mapping[str, str] | None = None, cwd: str | None = None) -> AttemptResult:
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            on_start: Callable[[subprocess.Popen], None] | None = None) -> AttemptResult:
     """One attempt of a job. ``argv`` is the command's arguments (no ``--out``/``--resume``); the text
-    ``{runs}`` in them is replaced with ``runs_root``."""
+    ``{runs}`` in them is replaced with ``runs_root``. ``on_start(proc)`` lets the caller stop it."""
     runs_root = Path(runs_root).resolve()
     job_dir = runs_root / job_id
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +126,8 @@ def run_job(job_id: str, argv: Sequence[str], runs_root: Path, timeout: float | 
         out.flush()
         err.flush()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=job_environment(env), cwd=cwd)
+        if on_start is not None:
+            on_start(proc)
         timed_out = False
         try:
             returncode: int | None = proc.wait(timeout=timeout)
