@@ -116,8 +116,9 @@ def test_bad_policies_are_one_line_errors(capsys, tmp_path, cartpole_model):
     fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(tmp_path), *out], "model.zip")
 
 
-def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path):
+def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, monkeypatch):
     """Tiny budgets: every command runs, writes its run directory and says where results went."""
+    monkeypatch.chdir(tmp_path)  # rollouts --out FILE.npz keeps its run record under ./runs
     runs = tmp_path / "runs"
     cfg = tmp_path / "small.yaml"
     cfg.write_text("n_envs: 2\ncheckpoint_every: 500\nalgo_kwargs: {trpo: {n_steps: 250, batch_size: 500}}\n")
@@ -133,6 +134,7 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path):
     out = succeeds(capsys, ["rollouts", "--policy", str(expert_dir), "--env", "CartPole-v1", "--episodes", "3",
                             "--out", str(demos)])
     assert f"demos: {demos}" in out and demos.is_file()
+    assert len(list((tmp_path / "runs").glob("rollouts-CartPole-v1-s0-*/summary.json"))) == 1
     with np.load(demos, allow_pickle=False) as raw:
         assert len(raw["episode_starts"]) == 3 and str(raw["env_id"]) == "CartPole-v1"
 
@@ -166,8 +168,9 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_commands_work_on_mujoco(capsys, tmp_path):
+def test_commands_work_on_mujoco(capsys, tmp_path, monkeypatch):
     """Hopper-v5 with tiny budgets: SAC expert, rollouts, GAIL (TRPO) and BC all run and report."""
+    monkeypatch.chdir(tmp_path)
     pytest.importorskip("mujoco")
     runs = tmp_path / "runs"
     succeeds(capsys, ["expert", "--env", "Hopper-v5", "--steps", "300", "--out", str(runs)])
@@ -198,7 +201,7 @@ def test_cartpole_pipeline_end_to_end(tmp_path):
 
     demos = tmp_path / "demos.npz"
     out = rlgen("rollouts", "--policy", str(expert_dir), "--env", "CartPole-v1", "--episodes", "10",
-                "--out", str(demos))
+                "--out", str(demos), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
 
     cfg = tmp_path / "gail.yaml"

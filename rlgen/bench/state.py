@@ -30,6 +30,7 @@ class JobRecord:
     run_dir: str | None = None  # relative to the suite's runs/ folder: "<job id>/<command>-<task>-s<seed>-<time>"
     host: str | None = None
     device: str | None = None
+    commit: str | None = None  # of the rlgen checkout that ran the last attempt (the driver's)
     argv: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
 

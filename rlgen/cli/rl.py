@@ -41,7 +41,11 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         cfg.pop("vime", None)
     cfg["env_name"] = short_name(cfg["env"])
     cfg["env"] = resolve_env_id(cfg["env"])
-    cfg["algo_kwargs"] = dict(cfg["algo_kwargs"].get(cfg["algo"], {}))
+    algo_kwargs = dict(cfg["algo_kwargs"].get(cfg["algo"], {}))
+    if "batch_size" in algo_kwargs and "n_steps" in algo_kwargs:
+        # A minibatch cannot exceed the rollout (e.g. after --n-envs lowered it).
+        algo_kwargs["batch_size"] = min(algo_kwargs["batch_size"], algo_kwargs["n_steps"] * cfg["n_envs"])
+    cfg["algo_kwargs"] = algo_kwargs
     return cfg
 
 
