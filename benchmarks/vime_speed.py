@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 
 from rlgen.agents.vime import VIME
 from rlgen.common.config import packaged_config
-from rlgen.common.sb3_training import _policy_kwargs, make_vec_env_for
+from rlgen.common.sb3_training import policy_kwargs_from_config, make_vec_env_for
 from rlgen.envs import resolve_env_id
 
 ALGOS = {"trpo": TRPO, "ppo": PPO}
@@ -80,7 +80,7 @@ def main() -> None:
     defaults = cfg["defaults"]
     task = cfg["tasks"].get(args.env, {})
     env_id = resolve_env_id(args.env)
-    policy_kwargs = _policy_kwargs(task.get("policy_kwargs", defaults["policy_kwargs"]))
+    policy_kwargs = policy_kwargs_from_config(task.get("policy_kwargs", defaults["policy_kwargs"]))
     algo_kwargs = defaults["algo_kwargs"][args.algo]
     n_envs = defaults["n_envs"]
 

@@ -16,7 +16,7 @@ from rlgen.agents.bc import BehaviorCloning
 from rlgen.agents.gail import GAIL, Discriminator, discriminator_loss, obs_norm_policy_kwargs, reward_from_logits
 from rlgen.agents.gail.normalization import ObsNormExtractor, RunningNorm
 from rlgen.common.reward_relabel import RewardRelabelCallback, TransitionBatch
-from rlgen.common.sb3_training import _policy_kwargs
+from rlgen.common.sb3_training import policy_kwargs_from_config
 from rlgen.imitation.demos import record_demos
 
 
@@ -207,7 +207,7 @@ def test_gail_rejects_bad_arguments(cartpole_data):
 def test_obs_norm_extractor_is_saved_inside_the_model(tmp_path, cartpole_data):
     (e_train, _), _ = cartpole_data
     kwargs = {"net_arch": [16], "activation_fn": "tanh", **obs_norm_policy_kwargs(e_train[0])}
-    resolved = _policy_kwargs(kwargs)  # the import path in the config becomes the class
+    resolved = policy_kwargs_from_config(kwargs)  # the import path in the config becomes the class
     assert resolved["features_extractor_class"] is ObsNormExtractor
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1), policy_kwargs=resolved, seed=0)
     extractor = model.policy.features_extractor
@@ -224,7 +224,7 @@ def test_obs_norm_extractor_is_saved_inside_the_model(tmp_path, cartpole_data):
 def test_behaviour_cloning_reproduces_the_expert(cartpole_data):
     (e_train, e_test), _ = cartpole_data
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1), seed=0,
-                policy_kwargs=_policy_kwargs({"net_arch": [32], **obs_norm_policy_kwargs(e_train[0])}))
+                policy_kwargs=policy_kwargs_from_config({"net_arch": [32], **obs_norm_policy_kwargs(e_train[0])}))
     bc = BehaviorCloning(model, *e_train, batch_size=64, learning_rate=1e-2, val_fraction=0.2, seed=0)
     first = bc.train_epoch()
     for _ in range(60):

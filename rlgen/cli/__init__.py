@@ -41,7 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("vae", "VAE with inverse autoregressive flow", None, 6),
     Command("pixelcnn", "PixelCNN", None, 6),
     Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", None, 6),
-    Command("bench", "multi-seed benchmark suites", None, 7),
+    Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.cli.bench", 7),
 )
 
 

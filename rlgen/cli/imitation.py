@@ -169,12 +169,12 @@ def run(args: argparse.Namespace) -> None:
 
 def run_expert(args: argparse.Namespace) -> None:
     from rlgen.common.checkpoint import atomic_write_json
-    from rlgen.common.sb3_training import train_on_policy
+    from rlgen.common.sb3_training import train_sb3
     from rlgen.imitation.evaluation import random_policy_returns
 
     cfg = resolve(args)
     run_dir, cfg, device = _start(args, cfg)
-    summary = train_on_policy(run_dir, None, device=device)
+    summary = train_sb3(run_dir, None, device=device)
     rnd = random_policy_returns(cfg["env"], cfg["eval_episodes"], cfg["seed"])
     target = cfg.get("target_return")
     summary.update(random_return_mean=rnd["return_mean"], target_return=target,
@@ -227,7 +227,7 @@ def run_rollouts(args: argparse.Namespace) -> None:
 def run_gail(args: argparse.Namespace) -> None:
     from rlgen.agents.gail import GAIL, obs_norm_policy_kwargs
     from rlgen.common.checkpoint import atomic_write_json
-    from rlgen.common.sb3_training import train_on_policy
+    from rlgen.common.sb3_training import train_sb3
     from rlgen.imitation.evaluation import imitation_report
 
     cfg = resolve(args)
@@ -246,7 +246,7 @@ def run_gail(args: argparse.Namespace) -> None:
         return GAIL(expert_obs, expert_actions, model.observation_space, model.action_space, model=model,
                     seed=cfg["seed"], device=device, **cfg["discriminator"])
 
-    summary = train_on_policy(run_dir, make_reward_source, device=device)
+    summary = train_sb3(run_dir, make_reward_source, device=device)
     report = imitation_report(None, cfg["env"], cfg["eval_episodes"], cfg["seed"], _expert_return(cfg, demos),
                               policy_eval={"return_mean": summary["eval_return_mean"],
                                            "return_std": summary["eval_return_std"]})
@@ -272,7 +272,7 @@ def run_bc(args: argparse.Namespace) -> None:
     from rlgen.agents.gail import obs_norm_policy_kwargs
     from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
     from rlgen.common.logger import make_logger
-    from rlgen.common.sb3_training import _policy_kwargs, make_vec_env_for
+    from rlgen.common.sb3_training import policy_kwargs_from_config, make_vec_env_for
     from rlgen.imitation.evaluation import evaluate_returns, imitation_report
 
     cfg = resolve(args)
@@ -286,7 +286,7 @@ def run_bc(args: argparse.Namespace) -> None:
         run_dir.save_config()
 
     venv = make_vec_env_for(cfg["env"], 1, cfg["seed"])
-    model = PPO("MlpPolicy", venv, seed=cfg["seed"], device=device, policy_kwargs=_policy_kwargs(cfg["policy_kwargs"]))
+    model = PPO("MlpPolicy", venv, seed=cfg["seed"], device=device, policy_kwargs=policy_kwargs_from_config(cfg["policy_kwargs"]))
     bc = BehaviorCloning(model, expert_obs, expert_actions, learning_rate=cfg["learning_rate"],
                          batch_size=cfg["batch_size"], entropy_weight=cfg["entropy_weight"],
                          l2_weight=cfg["l2_weight"], val_fraction=cfg["val_fraction"], seed=cfg["seed"])

@@ -51,7 +51,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> None:
     from rlgen.common.device import resolve_device
-    from rlgen.common.sb3_training import train_on_policy
+    from rlgen.common.sb3_training import train_sb3
     from rlgen.common.seeding import set_seed
 
     cfg = resolve(args)
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
         def make_reward_source(model):  # noqa: ANN001, ANN202
             return VIME(model, seed=cfg["seed"], **cfg["vime"])
 
-    summary = train_on_policy(run_dir, make_reward_source, device=device)
+    summary = train_sb3(run_dir, make_reward_source, device=device)
     log.info("done: %d steps in %.0f s (%.0f steps/s); eval return %.3g; reached sparse reward: %s",
              summary["steps"], summary["wall_clock_s"], summary["env_steps_per_s"] or 0,
              summary["eval_return_mean"] if summary["eval_return_mean"] is not None else float("nan"),

@@ -1,4 +1,4 @@
-"""Training SB3 on-policy algorithms inside an rlgen run directory.
+"""Training SB3 algorithms inside an rlgen run directory.
 
 Shared by ``rlgen ppo|trpo|vime|gail``: vectorised envs, the run's logger, periodic atomic checkpoints of the
 model *and* of the reward source (VIME's dynamics model, GAIL's discriminator), resume from the last checkpoint,
@@ -111,9 +111,9 @@ class ProgressAndCheckpoint(BaseCallback):
             self._bar.close()
 
 
-def train_on_policy(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], RewardSource] | None = None,
+def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], RewardSource] | None = None,
                     device: str = "cpu") -> dict[str, Any]:
-    """Train (or resume) the on-policy run described by ``run.config``; return and save its summary.
+    """Train (or resume) the SB3 run described by ``run.config``; return and save its summary.
 
     ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
 
@@ -146,7 +146,7 @@ def train_on_policy(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm
         log.info("resuming %s from step %d", run.path, resume_step)
     else:
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0,
-                         policy_kwargs=_policy_kwargs(cfg.get("policy_kwargs")), **cfg.get("algo_kwargs", {}))
+                         policy_kwargs=policy_kwargs_from_config(cfg.get("policy_kwargs")), **cfg.get("algo_kwargs", {}))
     reward_source = make_reward_source(model) if make_reward_source is not None else None
     if reward_source is not None and extras is not None:
         reward_source.load_state_dict(extras["reward_source"])
@@ -196,7 +196,7 @@ def _load_model(algo_cls: type[OnPolicyAlgorithm], path: Path, venv: VecEnv, dev
         raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}); start a new run") from exc
 
 
-def _policy_kwargs(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+def policy_kwargs_from_config(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     """Config files name activation functions as strings (``tanh``); SB3 wants the torch class."""
     if not raw:
         return None

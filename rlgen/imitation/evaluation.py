@@ -1,7 +1,7 @@
 """How every imitation command reports a policy: its return, the random policy's, and the normalised return.
 
 * **Return**: undiscounted env return over ``episodes`` deterministic episodes (at least 10 by default) on a
-  fresh env seeded ``seed + 10_000`` -- the same procedure :func:`rlgen.common.sb3_training.train_on_policy`
+  fresh env seeded ``seed + 10_000`` -- the same procedure :func:`rlgen.common.sb3_training.train_sb3`
   uses for ``summary.json``'s ``eval_return_mean``, so ``expert``, ``gail`` and ``bc`` numbers compare.
 * **Random return**: measured, never assumed: the same episodes run with actions drawn uniformly from the
   action space.

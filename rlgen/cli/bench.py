@@ -1,0 +1,251 @@
+"""``rlgen bench SUITE``: run a benchmark suite (a grid of commands x tasks x seeds) and tabulate it.
+
+    python -m rlgen.run bench smoke                          # local pool, one job per core
+    python -m rlgen.run bench vime-sparse --ray auto         # on the Ray cluster started on this machine
+    python -m rlgen.run bench vime-sparse --budget-scale 0.01 --seeds 2   # a quick look
+    python -m rlgen.run bench vime-sparse --dry-run          # the job list, what is done, what would run
+
+Results go to ``<out>/<suite>/``: ``results.csv``, ``RESULTS.md``, ``curves*.png``, ``jobs.json`` and
+``runs/<job id>/`` (each job's logs and run directory). Running a suite again skips its finished jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlgen.cli.options import S, nonnegative_float, positive_int
+from rlgen.common.device import DEVICE_CHOICES
+from rlgen.common.errors import UserError
+
+log = logging.getLogger("rlgen")
+
+DEFAULTS: dict[str, Any] = {"out": "benchmarks/results", "seeds": None, "jobs": None, "ray": None, "retries": 1,
+                            "job_timeout": None, "budget_scale": 1.0, "device": None, "dry_run": False,
+                            "report_only": False}
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", nargs="?", help="a suite name under benchmarks/suites/ (see --list) or a path to "
+                                                 "a suite YAML file")
+    parser.add_argument("--list", action="store_true", help="list the suites and their job counts, and exit")
+    g = parser.add_argument_group("what to run")
+    g.add_argument("--seeds", default=S, metavar="SEEDS",
+                   help="replace every cell's seeds: a count (5), a list (0,1,2) or a range (0-4); cells marked "
+                        "`shared` (e.g. the expert GAIL imitates) keep theirs")
+    g.add_argument("--budget-scale", dest="budget_scale", type=positive_float, default=S, metavar="F",
+                   help="multiply every job's --steps/--epochs by F for a quick look (results go to "
+                        "<out>/<suite>-xF, never over the full-budget tables)")
+    g.add_argument("--device", choices=DEVICE_CHOICES, default=S, help="passed to every job (default: each "
+                   "command's own default)")
+    g.add_argument("--dry-run", dest="dry_run", action="store_true", default=S,
+                   help="print the jobs (finished, to resume, to run) and their command lines; run nothing")
+    g.add_argument("--report-only", dest="report_only", action="store_true", default=S,
+                   help="run nothing; remake results.csv, RESULTS.md and the plots from the finished jobs")
+    r = parser.add_argument_group("where and how")
+    r.add_argument("--out", default=S, metavar="DIR", help="results root (default benchmarks/results): the suite "
+                   "goes to DIR/<suite>/")
+    r.add_argument("--jobs", type=positive_int, default=S, metavar="N",
+                   help="local backend: jobs at a time (default: one per core)")
+    r.add_argument("--ray", nargs="?", const="auto", default=S, metavar="ADDRESS",
+                   help="run the jobs as Ray tasks on an existing cluster: 'auto' (the one started on this "
+                        "machine; the default when --ray has no value) or its ADDRESS (host:port)")
+    r.add_argument("--retries", type=nonnegative_int, default=S, metavar="N",
+                   help="run a failed or killed job up to N more times (default 1)")
+    r.add_argument("--job-timeout", dest="job_timeout", type=positive_float, default=S, metavar="SECONDS",
+                   help="kill (and retry) a job that runs longer than this")
+    r.add_argument("--resume", default=S, metavar="SUITE_DIR",
+                   help="continue the suite saved in SUITE_DIR (its suite.json: the suite as it was started, "
+                        "with its --seeds/--budget-scale/--device), even if the suite file changed since; "
+                        "finished jobs are never rerun, with or without this")
+    r.add_argument("--config", default=S, metavar="FILE",
+                   help="YAML or JSON file of these options (out, jobs, ray, retries, seeds, ...); flags override it")
+
+
+# ---------------------------------------------------------------------------------------------- options
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from rlgen.common.config import check_known_keys, load_config_file
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "suite", "list")}
+    file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
+    check_known_keys(file_cfg, {k: None for k in DEFAULTS if k not in ("dry_run", "report_only")},
+                     f"config file {vars(args).get('config')}")
+    return {**DEFAULTS, **file_cfg, **flags}
+
+
+def _load(args: argparse.Namespace, opts: dict[str, Any]):  # noqa: ANN202
+    from rlgen.bench.suite import expand, find_suite, parse_seeds, read_suite_file
+
+    saved: dict[str, Any] = {}
+    if opts.get("resume"):
+        suite_dir = Path(opts["resume"])
+        if not (suite_dir / "suite.json").is_file():
+            raise UserError(f"--resume {suite_dir} is not a bench results folder (no suite.json in it); pass the "
+                            "folder printed when the suite ran, e.g. benchmarks/results/<suite>")
+        saved = json.loads((suite_dir / "suite.json").read_text())
+        raw, path = saved["suite"], Path(saved["source"]) if saved.get("source") else None
+        for key in ("seeds", "budget_scale", "device"):
+            if key not in vars(args) and saved.get("options", {}).get(key) is not None:
+                opts[key] = saved["options"][key]
+        if args.suite:
+            raise UserError("give either a SUITE or --resume SUITE_DIR, not both")
+    elif args.suite:
+        path = find_suite(args.suite)
+        raw = read_suite_file(path)
+    else:
+        raise UserError("no SUITE given; name one (see --list) or pass --resume SUITE_DIR")
+    seeds = opts["seeds"]
+    if isinstance(seeds, str):
+        seeds = parse_seeds(seeds)
+    elif isinstance(seeds, int):
+        seeds = parse_seeds(str(seeds))
+    opts["seeds"] = seeds
+    extra = {"device": opts["device"]} if opts.get("device") else None
+    suite = expand(raw, path, seeds, float(opts["budget_scale"]), extra)
+    scale = float(opts["budget_scale"])
+    if saved:
+        suite_dir = Path(opts["resume"])
+    else:
+        suite_dir = Path(opts["out"]) / (suite.name + ("" if scale == 1 else f"-x{scale:g}"))
+    return suite, suite_dir
+
+
+def _list_suites() -> None:
+    from rlgen.bench.suite import available_suites, load_suite, suites_dir
+
+    print(f"suites in {suites_dir()}:")
+    for name in available_suites():
+        try:
+            suite = load_suite(name)
+            first = suite.description.split(". ")[0].rstrip(".")
+            print(f"  {name:<14} {len(suite.jobs):>4} jobs  {first[:100] + ('...' if len(first) > 100 else '')}")
+        except UserError as exc:
+            print(f"  {name:<14} (invalid: {exc})")
+
+
+def _dry_run(suite, suite_dir: Path) -> None:  # noqa: ANN001
+    from rlgen.bench.execute import finished_run_dir, resumable_run_dir
+
+    runs = suite_dir / "runs"
+    counts = {"done": 0, "resume": 0, "run": 0}
+    print(f"suite {suite.name}: {len(suite.jobs)} jobs -> {suite_dir}")
+    for job in suite.jobs:
+        if finished_run_dir(runs / job.id):
+            tag = "done"
+        elif resumable_run_dir(runs / job.id):
+            tag = "resume"
+        else:
+            tag = "run"
+        counts[tag] += 1
+        needs = f"  (after {', '.join(job.deps)})" if job.deps else ""
+        print(f"  [{tag:>6}] {job.id}: {job.describe()}{needs}")
+    print(f"{counts['done']} finished, {counts['resume']} to resume from a checkpoint, {counts['run']} to run")
+    for warning in suite.warnings:
+        print(f"warning: {warning}")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    from rlgen.bench.provenance import command_line
+
+    if sys.argv[1:2] == ["bench"]:
+        return command_line(sys.argv[1:])
+    argv = ["bench"] + ([args.suite] if args.suite else [])
+    for key, value in vars(args).items():
+        if key in ("command", "handler", "suite", "list"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return command_line(argv)
+
+
+# --------------------------------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> None:
+    from rlgen.bench import provenance
+    from rlgen.bench.aggregate import aggregate, aggregate_normalised
+    from rlgen.bench.collect import collect
+    from rlgen.bench.report import Provenance, plot_curves, write_csv, write_markdown
+    from rlgen.bench.runner import LocalBackend, RayBackend, Runner
+    from rlgen.bench.state import StateFile
+    from rlgen.common.checkpoint import atomic_write_json
+    from rlgen.common.run_dir import ensure_writable_dir
+
+    if args.list:
+        _list_suites()
+        return
+    opts = _options(args)
+    suite, suite_dir = _load(args, opts)
+    if opts["dry_run"]:
+        _dry_run(suite, suite_dir)
+        return
+    for warning in suite.warnings:
+        log.warning("warning: %s", warning)
+    ensure_writable_dir(suite_dir)
+    atomic_write_json(suite_dir / "suite.json", {
+        "suite": suite.raw, "source": str(suite.path) if suite.path else None,
+        "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
+    commit = provenance.git_commit()
+    backend_text = "none (--report-only)"
+    if not opts["report_only"]:
+        if opts["ray"]:
+            backend = RayBackend(str(opts["ray"]))
+        else:
+            backend = LocalBackend(int(opts["jobs"] or provenance.cores()))
+        backend_text = backend.description
+        log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(suite.jobs), backend.description,
+                 suite_dir)
+        Runner(suite.jobs, suite_dir, backend, retries=int(opts["retries"]),
+               job_timeout=opts["job_timeout"], commit=commit).run()
+
+    state = StateFile(suite_dir / "jobs.json")
+    records = [state.get(job.id) for job in suite.jobs]
+    samples = collect(suite.jobs, suite_dir / "runs")
+    cells = aggregate(samples)
+    overall = aggregate_normalised(cells)
+    write_csv(cells, suite_dir / "results.csv")
+    plots = plot_curves(cells, suite_dir)
+    prov = Provenance(command=_command_line(args), commit=commit, device=provenance.device_description(),
+                      backend=backend_text, date=provenance.utc_now())
+    md = write_markdown(suite.name, suite.description, cells, overall, records, prov, plots,
+                        suite_dir / "RESULTS.md", suite.warnings)
+    _print_summary(cells)
+    print(f"results: {suite_dir} (RESULTS.md, results.csv, {', '.join(p.name for p in plots) or 'no plots'}, "
+          "jobs.json, runs/)")
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        print(f"rlgen bench: {len(failed)} of {len(records)} jobs failed; see the 'Failed jobs' section of {md} "
+              f"and runs/<job>/stderr.log", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _print_summary(cells) -> None:  # noqa: ANN001
+    from rlgen.bench.report import fmt, params_text
+
+    width = max((len(c.label) for c in cells), default=5)
+    task_width = max((len(c.task + params_text(c.params)) + (3 if c.params else 0) for c in cells), default=4)
+    for c in cells:
+        task = c.task + (f" ({params_text(c.params)})" if c.params else "")
+        score = (f"{fmt(c.score.mean)} ± {fmt(c.score.std)} [{fmt(c.score.ci_low)}, {fmt(c.score.ci_high)}]"
+                 if c.score.n else "failed" if c.n_failed else "n/a")
+        print(f"{c.label:<{width}}  {task:<{task_width}}  {c.metric}: {score}  ({c.score.n} seeds"
+              f"{f', {c.n_failed} failed' if c.n_failed else ''})")
