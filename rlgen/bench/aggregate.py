@@ -161,6 +161,7 @@ class Sample:
     normalize: Mapping[str, Any] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
+    sparse: bool = False
     normalised: float | None = None
 
 
@@ -173,6 +174,7 @@ class Cell:
     params: tuple[tuple[str, Any], ...]
     metric: str
     higher_is_better: bool
+    sparse: bool
     samples: list[Sample]
     score: Stats
     normalised: Stats
@@ -244,7 +246,7 @@ def aggregate(samples: Sequence[Sample], seed: int = SEED) -> list[Cell]:
         done = [s for s in group if s.finished]
         cells.append(Cell(
             label=label, task=task, params=params, metric=group[0].metric,
-            higher_is_better=group[0].higher_is_better, samples=group,
+            higher_is_better=group[0].higher_is_better, sparse=group[0].sparse, samples=group,
             score=Stats.of([s.score for s in done if s.score is not None], seed),
             normalised=Stats.of([s.normalised for s in done if s.normalised is not None], seed),
             success_rate=success_rate([s.reached for s in done]),

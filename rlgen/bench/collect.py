@@ -61,7 +61,7 @@ def collect(jobs: Sequence[Job], runs_root: Path) -> list[Sample]:
     for job in jobs:
         sample = Sample(label=job.label, task=job.task_name, params=tuple(job.params.items()), seed=job.seed,
                         metric=job.metric, finished=False, curve_key=job.curve, normalize=job.normalize,
-                        higher_is_better=job.higher_is_better)
+                        higher_is_better=job.higher_is_better, sparse=job.sparse)
         run_dir = finished_run_dir(Path(runs_root) / job.id)
         if run_dir is not None:
             try:

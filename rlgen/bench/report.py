@@ -162,9 +162,10 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
         direction = "higher is better" if group[0].higher_is_better else "lower is better"
         lines += [f"## `{metric}` ({direction})", ""] + _pivot(group, _score_text, _best_mean) + [""]
 
-    if any(s.reached is not None for c in cells for s in c.samples):
-        lines += ["## Sparse reward: seeds that reached it (median steps to the first reward)", ""]
-        lines += _pivot([c for c in cells if any(s.reached is not None for s in c.samples)], _success_text) + [""]
+    sparse = [c for c in cells if c.sparse]
+    if sparse:
+        lines += ["## Sparse reward: seeds that reached it (median env steps to the first reward)", ""]
+        lines += _pivot(sparse, _success_text) + [""]
 
     if overall:
         lines += ["## Normalised score", "",
@@ -205,7 +206,7 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
 
 
 # --------------------------------------------------------------------------------------------------- curves
-def plot_curves(cells: Sequence[Cell], folder: Path) -> list[Path]:
+def plot_curves(cells: Sequence[Cell], folder: Path, title: str = "") -> list[Path]:
     """One PNG per curve column (``curves.png`` when there is one): a panel per task, a line per label (and
     grid values) with its 95% band. Drawn without pyplot, so no global backend is switched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -230,7 +231,7 @@ def plot_curves(cells: Sequence[Cell], folder: Path) -> list[Path]:
                 grid, mean, lo, hi = curve_band(curves)
                 if grid.size == 0:
                     continue
-                name = c.label + (f" ({params_text(c.params)})" if c.params else "") + f", {len(curves)} seeds"
+                name = c.label + (f" ({params_text(c.params)})" if c.params else "") + f", {len(curves)} seed{'s' if len(curves) > 1 else ''}"
                 color = colors[(c.label, c.params)]
                 (line,) = ax.plot(grid, mean, color=color, lw=1.8, marker="o" if grid.size == 1 else None)
                 ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
@@ -245,6 +246,8 @@ def plot_curves(cells: Sequence[Cell], folder: Path) -> list[Path]:
                 ax.legend(fontsize="small")
         for ax in axes[len(tasks):]:
             ax.set_visible(False)
+        fig.suptitle(f"{title}: mean over seeds, 95% band" if title else "mean over seeds, 95% band",
+                     fontsize="medium")
         if len(tasks) > 1 and len(series) > 1:
             fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                        ncols=min(4, len(handles)), fontsize="small")

@@ -102,12 +102,8 @@ class RayBackend(Backend):
             raise UserError("--ray needs Ray: pip install 'rlgen[ray]' (or 'ray[default]')") from None
         self.ray = ray
         self.env = dict(env or {})
-        kwargs: dict[str, Any] = {"address": address, "log_to_driver": False, "ignore_reinit_error": True}
-        host = address.split("://")[-1].rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):  # a loopback cluster: the driver must join on loopback too
-            kwargs["_node_ip_address"] = "127.0.0.1"
         try:
-            ray.init(**kwargs)
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot connect to a Ray cluster at {address!r} ({first}); start one with "

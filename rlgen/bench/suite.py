@@ -33,11 +33,11 @@ import yaml
 
 from rlgen.common.errors import UserError
 
-SUITE_KEYS = {"name", "description", "metric", "curve", "higher_is_better", "normalize", "cells"}
+SUITE_KEYS = {"name", "description", "metric", "curve", "higher_is_better", "normalize", "sparse", "cells"}
 CELL_KEYS = {"id", "command", "env", "dataset", "args", "grid", "seeds", "shared", "label", "metric", "curve",
-             "higher_is_better", "normalize", "resources"}
+             "higher_is_better", "normalize", "sparse", "resources"}
 # The runner sets these itself on every job.
-RESERVED_ARGS = {"seed", "out", "resume", "env", "dataset", "config"}
+RESERVED_ARGS = {"seed", "out", "resume", "env", "dataset"}
 BUDGET_ARGS = ("steps", "epochs")
 DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/ep_rew_mean"
@@ -74,6 +74,7 @@ class Job:
     curve: str | None = DEFAULT_CURVE
     higher_is_better: bool = True
     normalize: dict[str, Any] | None = None
+    sparse: bool = False  # report the success rate and steps to the first reward
     resources: dict[str, Any] = field(default_factory=dict)
     deps: tuple[str, ...] = ()
 
@@ -337,6 +338,7 @@ def expand(data: Mapping[str, Any], path: Path | None = None, seeds: list[int] |
                 curve=cell.get("curve", data.get("curve", DEFAULT_CURVE)),
                 higher_is_better=bool(cell.get("higher_is_better", data.get("higher_is_better", True))),
                 normalize=cell.get("normalize", data.get("normalize")),
+                sparse=bool(cell.get("sparse", data.get("sparse", False))),
                 resources=dict(cell.get("resources") or {}), deps=deps))
         jobs_by_cell[cell_id] = jobs
 

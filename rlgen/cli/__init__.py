@@ -36,11 +36,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", "rlgen.cli.imitation", 4),
     Command("bc", "behaviour cloning on demonstrations", "rlgen.cli.imitation", 4),
     Command("gan", "DCGAN with the Improved-GAN techniques", "rlgen.cli.vision", 5),
-    Command("ssgan", "semi-supervised GAN", None, 5),
-    Command("infogan", "InfoGAN", None, 5),
-    Command("vae", "VAE with inverse autoregressive flow", None, 6),
-    Command("pixelcnn", "PixelCNN", None, 6),
-    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", None, 6),
+    Command("ssgan", "semi-supervised GAN", "rlgen.cli.vision", 5),
+    Command("infogan", "InfoGAN", "rlgen.cli.vision", 5),
+    Command("vae", "VAE with inverse autoregressive flow (and the bidirectional ResNet VAE)", "rlgen.cli.vision", 6),
+    Command("pixelcnn", "PixelCNN", "rlgen.cli.vision", 6),
+    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", "rlgen.cli.vision", 6),
     Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.cli.bench", 7),
 )
 

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> None:
     cells = aggregate(samples)
     overall = aggregate_normalised(cells)
     write_csv(cells, suite_dir / "results.csv")
-    plots = plot_curves(cells, suite_dir)
+    plots = plot_curves(cells, suite_dir, title=suite.name)
     prov = Provenance(command=_command_line(args), commit=commit, device=provenance.device_description(),
                       backend=backend_text, date=provenance.utc_now())
     md = write_markdown(suite.name, suite.description, cells, overall, records, prov, plots,
@@ -247,5 +247,6 @@ def _print_summary(cells) -> None:  # noqa: ANN001
         task = c.task + (f" ({params_text(c.params)})" if c.params else "")
         score = (f"{fmt(c.score.mean)} ± {fmt(c.score.std)} [{fmt(c.score.ci_low)}, {fmt(c.score.ci_high)}]"
                  if c.score.n else "failed" if c.n_failed else "n/a")
-        print(f"{c.label:<{width}}  {task:<{task_width}}  {c.metric}: {score}  ({c.score.n} seeds"
+        print(f"{c.label:<{width}}  {task:<{task_width}}  {c.metric}: {score}  ({c.score.n} seed"
+              f"{'' if c.score.n == 1 else 's'}"
               f"{f', {c.n_failed} failed' if c.n_failed else ''})")

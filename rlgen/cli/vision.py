@@ -89,11 +89,71 @@ def add_gan_options(parser: argparse.ArgumentParser) -> None:
                    help="step size of the unrolled discriminator updates (default 0.01)")
 
 
+def add_evaluation_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-evaluate", dest="evaluate", action="store_false", default=S,
+                        help="train without the test split (by default it is loaded and evaluated after each epoch)")
+
+
+def add_ssgan_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("semi-supervised GAN (Salimans et al. 2016; the improved-gan MNIST model)")
+    g.add_argument("--labels", type=positive_int, default=S, metavar="N",
+                   help="labelled training examples, the same number of each class (default 100)")
+    g.add_argument("--labels-seed", dest="labels_seed", type=int, default=S, metavar="SEED",
+                   help="seed that draws the labelled subset and the initialisation batch (default: --seed)")
+    g.add_argument("--unlabeled-weight", dest="unlabeled_weight", type=nonnegative_float, default=S,
+                   help="weight of the unlabelled (real/fake) loss (default 1)")
+    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension (default 100)")
+    g.add_argument("--d-hidden", dest="d_hidden", type=positive_int, nargs="+", default=S, metavar="UNITS",
+                   help="discriminator hidden layers (default 1000 500 250 250 250)")
+    g.add_argument("--g-hidden", dest="g_hidden", type=positive_int, nargs="*", default=S, metavar="UNITS",
+                   help="generator hidden layers (default 500 500)")
+    g.add_argument("--input-noise", dest="input_noise", type=nonnegative_float, default=S, metavar="STD",
+                   help="Gaussian noise on the discriminator's input (default 0.3)")
+    g.add_argument("--hidden-noise", dest="hidden_noise", type=nonnegative_float, default=S, metavar="STD",
+                   help="Gaussian noise after each hidden layer (default 0.5)")
+    g.add_argument("--ema", type=probability, default=S, metavar="RATE",
+                   help="moving-average rate of the discriminator weights behind test_error_ema (default 1e-4; 0: off)")
+    g.add_argument("--lr-decay-fraction", dest="lr_decay_fraction", type=probability, default=S, metavar="F",
+                   help="the learning rate falls linearly to 0 over the last F of the epochs (default 1/3; 0: off)")
+    g.add_argument("--init-size", dest="init_size", type=nonnegative_int, default=S, metavar="N",
+                   help="training images for the data-dependent initialisation (default 500; 0: none)")
+    add_evaluation_option(parser)
+
+
+def add_infogan_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("InfoGAN (Chen et al. 2016; the paper's MNIST model)")
+    g.add_argument("--noise-dim", dest="noise_dim", type=nonnegative_int, default=S,
+                   help="incompressible noise dimension (default 62)")
+    g.add_argument("--categorical", type=positive_int, nargs="*", default=S, metavar="K",
+                   help="categorical codes, by number of values (default: one with 10; no value: none)")
+    g.add_argument("--continuous", type=nonnegative_int, default=S, metavar="N",
+                   help="continuous codes, each U(-1, 1) (default 2)")
+    g.add_argument("--learn-std", dest="learn_std", action=argparse.BooleanOptionalAction, default=S,
+                   help="Q learns the standard deviation of the continuous codes (default: fixed to 1)")
+    g.add_argument("--info-weight", dest="info_weight", type=nonnegative_float, default=S, metavar="LAMBDA",
+                   help="weight of the mutual-information term of the categorical codes (default 1)")
+    g.add_argument("--info-weight-continuous", dest="info_weight_continuous", type=nonnegative_float, default=S,
+                   metavar="LAMBDA", help="the same for the continuous codes (default 1)")
+    g.add_argument("--g-lr", dest="g_lr", type=nonnegative_float, default=S,
+                   help="generator learning rate (default 1e-3; --lr is the discriminator's, default 2e-4)")
+    g.add_argument("--ngf", type=positive_int, default=S, help="generator up-convolution width (default 64)")
+    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator convolution width (default 64)")
+    g.add_argument("--fc-dim", dest="fc_dim", type=positive_int, default=S, help="dense layer width (default 1024)")
+    g.add_argument("--q-dim", dest="q_dim", type=positive_int, default=S, help="Q head width (default 128)")
+    add_evaluation_option(parser)
+
+
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     add_trainer_options(parser)
     if command == "gan":
         add_gan_options(parser)
+    if command == "ssgan":
+        add_ssgan_options(parser)
+    if command == "infogan":
+        add_infogan_options(parser)
+    if command in LIKELIHOOD_OPTIONS:
+        LIKELIHOOD_OPTIONS[command](parser)
     add_common_options(parser, budget="epochs")
 
 
@@ -173,4 +233,230 @@ BUILDERS = {"gan": build_gan}
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.command in EVALUATED_COMMANDS:
+        train_evaluated_image_model(args, *EVALUATED_COMMANDS[args.command])
+        return
     train_image_model(args, BUILDERS[args.command])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ssgan and infogan: models built from the training data and evaluated on the test split
+
+
+def load_test_data(cfg: dict[str, Any]):
+    """The test split of the run's dataset (all of it: --limit-images applies to training only), or None with
+    ``evaluate: false``."""
+    from rlgen.common.errors import UserError
+    from rlgen.vision.datasets import load_dataset
+
+    if not cfg.get("evaluate", True):
+        return None
+    try:
+        return load_dataset(cfg["dataset"], "test", cfg["data_dir"], download=bool(cfg.get("download")),
+                            verify=bool(cfg.get("verify_checksums", True)), binarize=cfg.get("binarize"),
+                            seed=cfg["seed"])
+    except UserError as exc:
+        raise UserError(f"{exc}; or pass --no-evaluate to train without the test split") from exc
+
+
+def train_evaluated_image_model(args: argparse.Namespace,
+                                build_model: Callable[[dict[str, Any], Any, Any], Any],
+                                finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """:func:`train_image_model` for models that are built from the data, ``build_model(cfg, train, test)`` (e.g.
+    a labelled subset), and evaluated on the test split after every epoch (``eval/...`` in progress.csv).
+    ``finish(model, run_dir, cfg)`` runs after training and returns figures added to ``summary.json``."""
+    from rlgen.common.checkpoint import atomic_write_json
+    from rlgen.common.device import resolve_device
+    from rlgen.common.seeding import set_seed
+    from rlgen.vision.trainer import Trainer, TrainerConfig
+
+    cfg = resolve(args)
+    device = resolve_device(cfg["device"])
+    if "resume" in vars(args):
+        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
+        cfg = run_dir.config
+        data, test = load_training_data(cfg), load_test_data(cfg)
+    else:  # load first: missing data should not leave an empty run directory behind
+        data, test = load_training_data(cfg), load_test_data(cfg)
+        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
+    log.info("run directory: %s", run_dir.path)
+    log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
+             f", {len(test)} test images" if test is not None else "", device)
+    set_seed(cfg["seed"])
+    model = build_model(cfg, data, test)
+    summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
+    if finish is not None:
+        summary.update(finish(model, run_dir, cfg))
+        atomic_write_json(run_dir.path / "summary.json", summary)
+    log.info("done: %d epochs, %d steps in %.0f s (%s images/s)", summary["epochs"], summary["steps"],
+             summary["wall_clock_s"], summary["images_per_s"])
+    print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
+
+
+def build_ssgan(cfg: dict[str, Any], data, test):
+    import numpy as np
+    import torch
+
+    from rlgen.common.errors import UserError
+    from rlgen.vision.gan.ssgan import SSGAN, SSGANOptions, class_balanced_subset
+
+    if data.labels is None:
+        raise UserError(f"ssgan needs labelled training data; {cfg['dataset']} has no labels (an .npz needs y or "
+                        "y_train)")
+    seed = cfg["seed"] if cfg.get("labels_seed") is None else int(cfg["labels_seed"])
+    classes = int(data.num_classes)
+    chosen = class_balanced_subset(data.labels, int(cfg["labels"]), seed, classes)
+    options = SSGANOptions.from_config(cfg, data.image_shape, classes, len(data) // int(cfg["batch_size"]))
+    eval_size = len(test) if test is not None and test.labels is not None else None
+    model = SSGAN(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size)
+    if cfg.get("init_size"):
+        pick = np.random.default_rng(seed).permutation(len(data))[:int(cfg["init_size"])]
+        model.initialize(torch.from_numpy(data.images[pick]))
+    log.info("labelled subset: %d images (%d per class), drawn with seed %d", len(chosen), len(chosen) // classes,
+             seed)
+    return model
+
+
+def finish_ssgan(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
+    result = {"labels": int(cfg["labels"]), **model.last_evaluation}
+    if "test_error" in model.last_evaluation:
+        ema = model.last_evaluation.get("test_error_ema")
+        log.info("test error %.2f%%%s on %d test images with %d labels", 100 * model.last_evaluation["test_error"],
+                 f" (moving average of the weights: {100 * ema:.2f}%)" if ema is not None else "",
+                 model.last_evaluation["test_images"], cfg["labels"])
+    return result
+
+
+def build_infogan(cfg: dict[str, Any], data, test):
+    from rlgen.vision.gan.infogan import InfoGAN, InfoGANOptions
+
+    eval_size = len(test) if test is not None and test.labels is not None else None
+    return InfoGAN(InfoGANOptions.from_config(cfg, data.image_shape), eval_size)
+
+
+def finish_infogan(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
+    paths = model.save_traversals(run_dir.path / "samples")
+    log.info("latent traversals: %s", ", ".join(str(p) for p in paths))
+    if "categorical_error" in model.last_evaluation:
+        log.info("categorical code: %.2f%% error on %d test images (best one-to-one matching of codes to labels)",
+                 100 * model.last_evaluation["categorical_error"], model.last_evaluation["test_images"])
+    return {"traversals": [p.name for p in paths], **model.last_evaluation}
+
+
+EVALUATED_COMMANDS = {"ssgan": (build_ssgan, finish_ssgan), "infogan": (build_infogan, finish_infogan)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# vae, pixelcnn and pixelrnn (issue #6): likelihood models, evaluated on the test split after every epoch
+
+
+def add_binarize_option(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--binarize", choices=("dynamic", "static", "none"), default=S,
+                        help="dynamic: a fresh Bernoulli draw of every training batch (the default on MNIST; "
+                             "likelihoods in nats/image); static: one fixed draw; none: 8-bit data (256-way softmax "
+                             "or discretised logistic; likelihoods in bits/dim; the default on other datasets)")
+
+
+def add_vae_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("VAE (Kingma et al. 2016: inverse autoregressive flow)")
+    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S,
+                   help="latent dimensions (with --bidirectional: latent feature maps per layer; default 32)")
+    g.add_argument("--hidden", type=positive_int, default=S, help="convolution channels (default 64)")
+    g.add_argument("--res-blocks", dest="res_blocks", type=nonnegative_int, default=S,
+                   help="residual blocks per resolution in encoder and decoder (default 0)")
+    g.add_argument("--iaf-steps", dest="iaf_steps", type=nonnegative_int, default=S, metavar="N",
+                   help="IAF steps on the posterior, ordering reversed between steps (default 0: diagonal Gaussian)")
+    g.add_argument("--iaf-hidden", dest="iaf_hidden", type=positive_int, default=S,
+                   help="units per MADE hidden layer (default 320)")
+    g.add_argument("--iaf-depth", dest="iaf_depth", type=positive_int, default=S,
+                   help="hidden layers per IAF step (default 2)")
+    g.add_argument("--context-dim", dest="context_dim", type=positive_int, default=S,
+                   help="size of the encoder's context h fed to every IAF step (default 64)")
+    g.add_argument("--free-bits", dest="free_bits", type=nonnegative_float, default=S, metavar="NATS",
+                   help="free bits: minimum KL per latent dimension (per feature map with --bidirectional), averaged "
+                        "over the minibatch (default 0: off)")
+    g.add_argument("--iw-samples", dest="iw_samples", type=nonnegative_int, default=S, metavar="K",
+                   help="importance samples of the test log p(x) reported besides the ELBO (default 32; 0: off)")
+    g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=S,
+                   help="the paper's deeper ResNet VAE: several stochastic layers, bidirectional inference")
+    g.add_argument("--levels", type=positive_int, default=S,
+                   help="--bidirectional: resolutions (default 2)")
+    g.add_argument("--blocks-per-level", dest="blocks_per_level", type=positive_int, default=S,
+                   help="--bidirectional: stochastic layers per resolution (default 2)")
+    add_binarize_option(g)
+    add_evaluation_option(parser)
+
+
+def add_pixel_options(parser: argparse.ArgumentParser, command: str) -> None:
+    g = parser.add_argument_group("PixelRNN (van den Oord et al. 2016)" if command == "pixelrnn"
+                                  else "PixelCNN (van den Oord et al. 2016)")
+    if command == "pixelrnn":
+        g.add_argument("--variant", choices=("rowlstm", "diagbilstm"), default=S,
+                       help="Row LSTM or Diagonal BiLSTM layers (default diagbilstm)")
+    g.add_argument("--hidden", type=positive_int, default=S,
+                   help="h: the layers carry 2h features (default 16 for pixelrnn, 32 for pixelcnn)")
+    g.add_argument("--layers", type=positive_int, default=S,
+                   help="LSTM layers / residual blocks (default 7 for pixelrnn, 12 for pixelcnn)")
+    g.add_argument("--output-hidden", dest="output_hidden", type=positive_int, default=S,
+                   help="features of the two 1x1 output convolutions (default 32 / 64)")
+    add_binarize_option(g)
+    add_evaluation_option(parser)
+
+
+LIKELIHOOD_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "vae": add_vae_options,
+    "pixelcnn": lambda parser: add_pixel_options(parser, "pixelcnn"),
+    "pixelrnn": lambda parser: add_pixel_options(parser, "pixelrnn"),
+}
+
+
+def binarized(cfg: dict[str, Any]) -> bool:
+    return cfg.get("binarize") in ("static", "dynamic")
+
+
+def build_vae(cfg: dict[str, Any], data, test):
+    from rlgen.vision.likelihood import VAEOptions, make_vae
+
+    return make_vae(VAEOptions.from_config(cfg, data.image_shape, "bernoulli" if binarized(cfg) else "logistic"))
+
+
+def build_pixelcnn(cfg: dict[str, Any], data, test):
+    from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions
+
+    return PixelCNN(PixelCNNOptions.from_config(cfg, data.image_shape, "bernoulli" if binarized(cfg) else "softmax"))
+
+
+def build_pixelrnn(cfg: dict[str, Any], data, test):
+    from rlgen.vision.likelihood import PixelRNN, PixelRNNOptions
+
+    return PixelRNN(PixelRNNOptions.from_config(cfg, data.image_shape, "bernoulli" if binarized(cfg) else "softmax"))
+
+
+def finish_likelihood(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The last epoch's test figures (from progress.csv) and the time to sample the last grid, for summary.json."""
+    import csv
+
+    result: dict[str, Any] = {"binarize": cfg.get("binarize")}
+    if getattr(model, "last_sample_seconds", None) is not None:
+        result["sample_seconds"] = round(model.last_sample_seconds, 3)
+        result["sample_images"] = int(cfg["n_samples"])
+    progress = run_dir.path / "progress.csv"
+    rows = []
+    if progress.is_file():
+        with open(progress, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("eval/loss")]
+    if rows:
+        last = {k[len("eval/"):]: float(v) for k, v in rows[-1].items() if k.startswith("eval/") and v}
+        result.update({f"test_{k}": v for k, v in last.items()})
+        unit = "nats/image" if binarized(cfg) else "bits/dim"
+        figures = [f"loss {last['loss']:.4g} {unit}"]
+        if "nll_iw_nats" in last:
+            iw = (f"{last['nll_iw_nats']:.2f} nats/image" if binarized(cfg)
+                  else f"{last['nll_iw_bits_per_dim']:.4f} bits/dim")
+            figures.append(f"-log p(x) from {cfg.get('iw_samples')} importance samples {iw}")
+        log.info("test split after epoch %d: %s", int(cfg["epochs"]), "; ".join(figures))
+    return result
+
+
+EVALUATED_COMMANDS.update({"vae": (build_vae, finish_likelihood), "pixelcnn": (build_pixelcnn, finish_likelihood),
+                           "pixelrnn": (build_pixelrnn, finish_likelihood)})

@@ -1,0 +1,473 @@
+"""Semi-supervised GAN (Salimans et al. 2016, section 5) with the permutation-invariant MNIST model of
+openai/improved-gan (``mnist_svhn_cifar10/train_mnist_feature_matching.py`` and ``nn.py``).
+
+The formulation
+    The discriminator is a K-class classifier with logits ``l_1..l_K``; "fake" is an implicit class K+1 with logit 0,
+    so ``D(x) = Z(x) / (Z(x) + 1)`` with ``Z(x) = sum_k exp(l_k(x))``: the real/fake logit is ``lse(x) =
+    logsumexp_k l_k(x)`` (:func:`real_fake_logit`). The losses, as in the original (:func:`ssgan_losses`)::
+
+        loss_lab = -mean(l_y(x_lab)) + mean(lse(x_lab))                       (cross-entropy on labelled data)
+        loss_unl = -0.5 mean(lse(x_unl)) + 0.5 mean(softplus(lse(x_unl))) + 0.5 mean(softplus(lse(G(z))))
+
+    (``loss_unl`` is ``0.5 * (BCE(lse(x_unl), real) + BCE(lse(G(z)), fake))``). The discriminator minimises
+    ``loss_lab + unlabeled_weight * loss_unl``; the generator is trained by feature matching
+    (:func:`~rlgen.vision.gan.feature_matching.feature_matching_loss`) on the last hidden layer of the discriminator.
+
+The MNIST model
+    * Generator: ``z ~ U(0, 1)^100`` -> dense 500 -> batch norm (no scale, learnt shift) -> softplus -> dense 500 ->
+      batch norm -> softplus -> weight-normalised dense 784 with a learnt scale per unit -> sigmoid.
+    * Discriminator: Gaussian noise (std 0.3 on the input, 0.5 after every hidden layer), weight-normalised dense
+      layers 1000-500-250-250-250 with ReLU, and a weight-normalised dense layer to the 10 class logits (whose scale
+      is trained; the hidden layers' scales are fixed after the data-dependent initialisation).
+    * :class:`WeightNormDense`: ``W[j] = scale[j] * theta[j] / ||theta[j]||``, ``theta ~ N(0, 0.1)``, and the
+      original's data-dependent initialisation (:meth:`SSGAN.initialize`, on 500 training images): each layer's
+      pre-activations are standardised on that batch by setting ``scale = 1 / std`` and ``bias = -mean / std``.
+    * Adam(lr 0.003, beta1 0.5) for both players; the learning rate falls linearly to 0 over the final
+      ``lr_decay_fraction`` of the epochs (the older improved-gan MNIST script: the last 100 of 300 epochs).
+    * Each step draws ``batch_size`` labelled examples from a stream of random permutations of the labelled subset
+      (with 100 labels and batches of 100, every labelled example in every step, as in the original) while the
+      trainer supplies shuffled unlabelled batches of the whole training set.
+    * Test error: the arg-max of the class logits (no noise) over the full test set, with the discriminator as
+      trained (``test_error``) and with its exponential moving average (``test_error_ema``, rate 1e-4, as the
+      original's evaluation does).
+
+Deviations from the original, all small: the moving average starts at 0 like the original's but is divided by
+``1 - (1 - rate)^t`` (bias correction), so short runs are not evaluated with weights shrunk towards 0; the generator's
+feature-matching target reuses the unlabelled batch of the discriminator step (the original shuffles a second copy
+of the unlabelled data for it: the same distribution); the output layer of the generator is this module's
+weight-normalised layer (Glorot-initialised direction, learnt scale, eps 1e-6 as in ``nn.l2normalize``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.common.errors import UserError
+from rlgen.vision.datasets import Batch
+from rlgen.vision.gan.dcgan import frozen
+from rlgen.vision.gan.feature_matching import feature_matching_loss
+from rlgen.vision.trainer import GenerativeModel, Optimizers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layers
+
+
+class GaussianNoise(nn.Module):
+    """Adds ``N(0, std^2)`` noise in training mode; the identity in eval mode (the original's ``deterministic``)."""
+
+    def __init__(self, std: float):
+        super().__init__()
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.std == 0:
+            return x
+        return x + torch.randn_like(x) * self.std
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+
+class WeightNormDense(nn.Module):
+    """A dense layer with weight normalisation (Salimans & Kingma 2016), as ``nn.DenseLayer`` of improved-gan:
+    ``y = act(x W^T + b)`` with ``W[j] = scale[j] * theta[j] / ||theta[j]||``.
+
+    ``train_scale=False`` keeps ``scale`` fixed by gradient descent (only the data-dependent initialisation sets
+    it); ``init_std=None`` initialises ``theta`` Glorot-uniform instead of ``N(0, init_std^2)``; ``eps`` is added to
+    the squared norm (``nn.l2normalize`` uses 1e-6, ``nn.DenseLayer`` nothing)."""
+
+    def __init__(self, in_features: int, out_features: int, activation: str | None = "relu",
+                 train_scale: bool = False, init_std: float | None = 0.1, eps: float = 0.0):
+        super().__init__()
+        if activation not in (None, "relu", "sigmoid"):
+            raise ValueError(f"unknown activation {activation!r}")
+        self.activation, self.eps = activation, eps
+        self.theta = nn.Parameter(torch.empty(out_features, in_features))
+        if init_std is None:
+            nn.init.xavier_uniform_(self.theta)
+        else:
+            nn.init.normal_(self.theta, 0.0, init_std)
+        self.scale = nn.Parameter(torch.ones(out_features), requires_grad=train_scale)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        norm = (self.theta.square().sum(dim=1) + self.eps).sqrt()
+        return self.theta * (self.scale / norm)[:, None]
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.flatten(1), self.weight, self.bias)
+
+    def _activate(self, a: torch.Tensor) -> torch.Tensor:
+        if self.activation == "relu":
+            return F.relu(a)
+        if self.activation == "sigmoid":
+            return torch.sigmoid(a)
+        return a
+
+    def forward(self, x: torch.Tensor, init: bool = False) -> torch.Tensor:
+        if init:
+            return self._activate(self.initialize(x))
+        return self._activate(self.pre_activation(x))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-dependent initialisation on the batch ``x``: set ``scale`` and ``bias`` so that the pre-activations
+        have mean 0 and standard deviation 1 over the batch, and return them."""
+        a = F.linear(x.flatten(1), self.weight)
+        mean = a.mean(dim=0)
+        std = (a - mean).square().mean(dim=0).sqrt().clamp_min(1e-8)
+        self.scale.div_(std)
+        self.bias.copy_(-mean / std)
+        return (a - mean) / std
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.theta.shape[1]}, out_features={self.theta.shape[0]}, "
+                f"activation={self.activation}, train_scale={self.scale.requires_grad}")
+
+
+class ShiftOnlyBatchNorm(nn.BatchNorm1d):
+    """Batch norm without a learnt scale and with a learnt shift (``nn.batch_norm(..., g=None)`` of improved-gan):
+    eps 1e-6, running statistics with momentum 0.1."""
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features, eps=1e-6, momentum=0.1, affine=False)
+        self.shift = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.shift
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The networks
+
+
+class SSGenerator(nn.Module):
+    """``z (N, z_dim) ~ U(0, 1) -> images (N, C, H, W)`` in [0, 1]."""
+
+    def __init__(self, image_shape: tuple[int, int, int], z_dim: int = 100, hidden: Sequence[int] = (500, 500)):
+        super().__init__()
+        self.image_shape, self.z_dim = tuple(image_shape), z_dim
+        sizes = [z_dim, *hidden]
+        self.linears = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in zip(sizes[:-1], sizes[1:]))
+        for linear in self.linears:
+            nn.init.xavier_uniform_(linear.weight)  # lasagne's default
+        self.norms = nn.ModuleList(ShiftOnlyBatchNorm(o) for o in hidden)
+        self.out = WeightNormDense(sizes[-1], math.prod(image_shape), "sigmoid", train_scale=True, init_std=None,
+                                   eps=1e-6)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for linear, norm in zip(self.linears, self.norms):
+            h = F.softplus(norm(linear(h)))
+        return self.out(h).reshape(z.shape[0], *self.image_shape)
+
+
+class SSDiscriminator(nn.Module):
+    """``images -> class logits (N, K)``; ``with_features=True`` also returns the last hidden layer (before its
+    noise), which feature matching compares. Permutation-invariant: the image is flattened."""
+
+    def __init__(self, in_features: int, num_classes: int = 10, hidden: Sequence[int] = (1000, 500, 250, 250, 250),
+                 input_noise: float = 0.3, hidden_noise: float = 0.5):
+        super().__init__()
+        if not hidden:
+            raise ValueError("the discriminator needs at least one hidden layer (feature matching uses the last)")
+        sizes = [in_features, *hidden]
+        self.input_noise = GaussianNoise(input_noise)
+        self.hidden = nn.ModuleList(WeightNormDense(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.noises = nn.ModuleList(GaussianNoise(hidden_noise) for _ in hidden)
+        self.out = WeightNormDense(sizes[-1], num_classes, activation=None, train_scale=True)
+
+    def forward(self, x: torch.Tensor, with_features: bool = False,
+                init: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        h = self.input_noise(x.flatten(1))
+        features = h
+        for dense, noise in zip(self.hidden, self.noises):
+            features = dense(h, init=init)
+            h = noise(features)
+        logits = self.out(h, init=init)
+        return (logits, features) if with_features else logits
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The losses and the labelled subset
+
+
+def real_fake_logit(class_logits: torch.Tensor) -> torch.Tensor:
+    """``logsumexp_k l_k``: the logit of ``D(x) = Z / (Z + 1)``, the fake class having logit 0."""
+    return torch.logsumexp(class_logits.float(), dim=1)
+
+
+def ssgan_losses(logits_lab: torch.Tensor, labels: torch.Tensor, logits_unl: torch.Tensor,
+                 logits_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss_lab, loss_unl)`` of the original (see the module docstring)."""
+    logits_lab = logits_lab.float()
+    loss_lab = -logits_lab.gather(1, labels[:, None]).mean() + real_fake_logit(logits_lab).mean()
+    lse_unl, lse_fake = real_fake_logit(logits_unl), real_fake_logit(logits_fake)
+    loss_unl = -0.5 * lse_unl.mean() + 0.5 * F.softplus(lse_unl).mean() + 0.5 * F.softplus(lse_fake).mean()
+    return loss_lab, loss_unl
+
+
+def class_balanced_subset(labels: np.ndarray, count: int, seed: int = 0, num_classes: int | None = None) -> np.ndarray:
+    """Indices of ``count`` examples, ``count / K`` of each class, chosen by ``seed`` (as the original: permute
+    the training set with the data seed, then take the first examples of each class). Sorted by class."""
+    labels = np.asarray(labels)
+    k = num_classes or int(labels.max()) + 1
+    if count <= 0 or count % k:
+        raise UserError(f"--labels must be a positive multiple of the number of classes ({k}), got {count}")
+    per_class = count // k
+    order = np.random.default_rng(seed).permutation(len(labels))
+    chosen = []
+    for c in range(k):
+        of_class = order[labels[order] == c]
+        if len(of_class) < per_class:
+            raise UserError(f"--labels {count} needs {per_class} examples of class {c}, the training data has "
+                            f"{len(of_class)}; lower --labels")
+        chosen.append(of_class[:per_class])
+    return np.concatenate(chosen).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class SSGANOptions:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    z_dim: int = 100
+    d_hidden: tuple[int, ...] = (1000, 500, 250, 250, 250)
+    g_hidden: tuple[int, ...] = (500, 500)
+    input_noise: float = 0.3
+    hidden_noise: float = 0.5
+    unlabeled_weight: float = 1.0
+    ema: float = 1e-4  # rate of the moving average of the discriminator's weights used for test_error_ema; 0: off
+    lr_decay_fraction: float = 1 / 3  # final share of the epochs over which the learning rate falls to 0; 0: off
+    epochs: int = 300  # for the learning-rate schedule
+    steps_per_epoch: int = 0  # for the learning-rate schedule (0: no schedule)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int,
+                    steps_per_epoch: int) -> SSGANOptions:
+        values = {f.name: cfg[f.name] for f in fields(cls) if f.name in cfg}
+        for key in ("d_hidden", "g_hidden"):
+            if key in values:
+                values[key] = tuple(int(v) for v in values[key])
+        values.update(image_shape=tuple(image_shape), num_classes=int(num_classes), steps_per_epoch=steps_per_epoch)
+        return cls(**values)
+
+    def check(self) -> None:
+        if self.num_classes < 2:
+            raise UserError(f"a semi-supervised GAN needs at least 2 classes, the labels have {self.num_classes}")
+        if not self.d_hidden or min(self.d_hidden) <= 0 or (self.g_hidden and min(self.g_hidden) <= 0):
+            raise UserError("--d-hidden needs at least one layer, and every layer size must be positive")
+        if self.z_dim <= 0 or min(self.input_noise, self.hidden_noise, self.unlabeled_weight, self.ema) < 0:
+            raise UserError("--z-dim must be positive; noise levels, --unlabeled-weight and --ema must be >= 0")
+        if not 0 <= self.lr_decay_fraction <= 1 or self.ema >= 1:
+            raise UserError("--lr-decay-fraction must be in [0, 1] and --ema in [0, 1)")
+
+
+class SSGAN(GenerativeModel):
+    """The semi-supervised GAN for :class:`~rlgen.vision.trainer.Trainer`. ``labelled_x`` (uint8 or floats in
+    [0, 1]) and ``labelled_y`` are the labelled subset; ``eval_size`` is the size of the evaluation set, so that
+    the test error is accumulated over the whole pass and reported once, exactly (see :meth:`evaluation_step`)."""
+
+    console_keys = ("loss_lab", "loss_unl", "loss_gen", "train_error")
+
+    def __init__(self, options: SSGANOptions, labelled_x: torch.Tensor, labelled_y: torch.Tensor,
+                 eval_size: int | None = None):
+        super().__init__()
+        options.check()
+        self.options = o = options
+        if len(labelled_x) != len(labelled_y) or len(labelled_y) == 0:
+            raise UserError(f"{len(labelled_x)} labelled images but {len(labelled_y)} labels")
+        self.generator = SSGenerator(o.image_shape, o.z_dim, o.g_hidden)
+        self.discriminator = SSDiscriminator(math.prod(o.image_shape), o.num_classes, o.d_hidden, o.input_noise,
+                                             o.hidden_noise)
+        # The labelled subset travels with the model (and its checkpoints): 100 MNIST images are 78 KB.
+        self.register_buffer("labelled_x", torch.as_tensor(labelled_x).clone())
+        self.register_buffer("labelled_y", torch.as_tensor(labelled_y, dtype=torch.long).clone())
+        self.register_buffer("label_order", torch.arange(len(labelled_y)))
+        self.label_cursor = len(labelled_y)  # the next step starts a new permutation
+        self.num_steps = 0
+        self.averaged: SSDiscriminator | None = None
+        if o.ema > 0:
+            # The moving average starts at 0 (as in the original) and is bias-corrected when used.
+            self.averaged = SSDiscriminator(math.prod(o.image_shape), o.num_classes, o.d_hidden, 0.0, 0.0)
+            for p in self.averaged.parameters():
+                p.requires_grad_(False)
+                p.zero_()
+        self.eval_size = eval_size
+        self._reset_evaluation()
+        self.last_evaluation: dict[str, float] = {}
+
+    # -- state kept as plain numbers (checkpointed through get_extra_state, read without a device sync) ------------
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"num_steps": self.num_steps, "label_cursor": self.label_cursor}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.num_steps, self.label_cursor = int(state["num_steps"]), int(state["label_cursor"])
+
+    def optimizer_groups(self) -> dict[str, Any]:
+        return {"d": self.discriminator.parameters(), "g": self.generator.parameters()}
+
+    # -- pieces ----------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """The original's data-dependent initialisation of the discriminator on training images ``x`` (noise on,
+        as in the original's ``init_param``)."""
+        was_training = self.discriminator.training
+        self.discriminator.train()
+        self.discriminator(_to_float(x).to(self.labelled_y.device), init=True)
+        self.discriminator.train(was_training)
+
+    def noise(self, n: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.rand(n, self.options.z_dim, device=device or self.labelled_y.device)
+
+    def labelled_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``n`` labelled examples of a stream of random permutations of the labelled subset."""
+        total = len(self.labelled_y)
+        parts = []
+        while n > 0:
+            if self.label_cursor >= total:
+                self.label_order = torch.randperm(total, device=self.labelled_y.device)
+                self.label_cursor = 0
+            take = min(n, total - self.label_cursor)
+            parts.append(self.label_order[self.label_cursor:self.label_cursor + take])
+            self.label_cursor += take
+            n -= take
+        idx = torch.cat(parts)
+        return _to_float(self.labelled_x[idx]), self.labelled_y[idx]
+
+    def lr_factor(self) -> float:
+        """Multiplier of the base learning rate in the current epoch: 1, then a linear fall to 0 over the last
+        ``lr_decay_fraction`` of the epochs (the older original: ``min(3 - epoch / 100, 1)`` for 300 epochs)."""
+        o = self.options
+        if o.lr_decay_fraction <= 0 or o.steps_per_epoch <= 0:
+            return 1.0
+        epoch = self.num_steps // o.steps_per_epoch
+        return float(min(1.0, max(0.0, (o.epochs - epoch) / (o.lr_decay_fraction * o.epochs))))
+
+    def discriminator_loss(self, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor,
+                           fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        d = self.discriminator
+        logits_lab, logits_unl, logits_fake = d(x_lab), d(x_unl), d(fake)
+        loss_lab, loss_unl = ssgan_losses(logits_lab, y_lab, logits_unl, logits_fake)
+        loss = loss_lab + self.options.unlabeled_weight * loss_unl
+        train_error = (logits_lab.detach().argmax(1) != y_lab).float().mean()
+        return loss, {"loss_lab": loss_lab.detach(), "loss_unl": loss_unl.detach(), "train_error": train_error,
+                      "d_real": torch.sigmoid(real_fake_logit(logits_unl.detach())).mean(),
+                      "d_fake": torch.sigmoid(real_fake_logit(logits_fake.detach())).mean()}
+
+    def generator_loss(self, x_unl: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Feature matching on the discriminator's last hidden layer."""
+        with torch.no_grad():
+            _, real_features = self.discriminator(x_unl, with_features=True)
+        _, fake_features = self.discriminator(fake, with_features=True)
+        return feature_matching_loss(real_features, fake_features)
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        if self.averaged is None:
+            return
+        rate = self.options.ema
+        for avg, p in zip(self.averaged.parameters(), self.discriminator.parameters()):
+            avg.lerp_(p.detach(), rate)  # avg += rate * (p - avg), the original's update
+
+    def averaged_discriminator(self) -> SSDiscriminator:
+        """The bias-corrected moving average of the discriminator (the discriminator itself when ``ema`` is 0 or
+        before the first step)."""
+        if self.averaged is None or self.num_steps == 0:
+            return self.discriminator
+        correction = 1.0 - (1.0 - self.options.ema) ** self.num_steps
+        corrected = SSDiscriminator(math.prod(self.options.image_shape), self.options.num_classes,
+                                    self.options.d_hidden, 0.0, 0.0).to(self.labelled_y.device)
+        with torch.no_grad():
+            for c, avg in zip(corrected.parameters(), self.averaged.parameters()):
+                c.copy_(avg / correction)
+        return corrected.eval()
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor, averaged: bool = False) -> torch.Tensor:
+        """Class logits of images ``x`` in [0, 1] without noise (what the test error uses)."""
+        d = self.averaged_discriminator() if averaged else self.discriminator
+        was_training = d.training
+        d.eval()
+        try:
+            return d(x).float()
+        finally:
+            d.train(was_training)
+
+    # -- the trainer's interface -----------------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, opt: Optimizers) -> dict[str, torch.Tensor]:
+        factor = self.lr_factor()
+        for name in ("d", "g"):
+            for group in opt[name].param_groups:
+                group.setdefault("initial_lr", group["lr"])  # saved with the optimiser, so a resume keeps it
+                group["lr"] = group["initial_lr"] * factor
+        x_unl = batch.x
+        x_lab, y_lab = self.labelled_batch(len(x_unl))
+        fake = self.generator(self.noise(len(x_unl), x_unl.device))
+
+        d_loss, metrics = self.discriminator_loss(x_lab, y_lab, x_unl, fake.detach())
+        opt.step("d", d_loss)
+        self.num_steps += 1
+        self.update_average()
+
+        with frozen(self.discriminator):
+            g_loss = self.generator_loss(x_unl, fake)
+        opt.step("g", g_loss)
+        return {**metrics, "loss_gen": g_loss.detach(), "lr": float(opt["d"].param_groups[0]["lr"])}
+
+    def _reset_evaluation(self) -> None:
+        # A plain dict, not attributes: a module stored as an attribute would become part of the state dict.
+        self._eval: dict[str, Any] = {"test_error": 0, "test_error_ema": 0, "seen": 0, "averaged": None}
+
+    def train(self, mode: bool = True) -> SSGAN:
+        if not mode:  # the trainer switches to eval mode before each evaluation pass: start a new count
+            self._reset_evaluation()
+        return super().train(mode)
+
+    def evaluation_step(self, batch: Batch) -> dict[str, float]:
+        """Errors of the class logits on ``batch``, counted over the evaluation pass; the exact error over the
+        whole evaluation set is returned once, with its last batch (every batch when ``eval_size`` is unknown)."""
+        if batch.y is None:
+            return {}
+        counts = {"test_error": (self.classify(batch.x).argmax(1) != batch.y).sum()}
+        if self.averaged is not None:
+            if self._eval["averaged"] is None:  # built once per pass
+                self._eval["averaged"] = self.averaged_discriminator()
+            with torch.no_grad():
+                logits = self._eval["averaged"](batch.x).float()
+            counts["test_error_ema"] = (logits.argmax(1) != batch.y).sum()
+        if self.eval_size is None:
+            return {k: v.float() / len(batch) for k, v in counts.items()}
+        for k, v in counts.items():
+            self._eval[k] += int(v)
+        self._eval["seen"] += len(batch)
+        if self._eval["seen"] < self.eval_size:
+            return {}
+        seen = self._eval["seen"]
+        result = {k: self._eval[k] / seen for k in counts}
+        self.last_evaluation = dict(result, test_images=seen)
+        self._reset_evaluation()
+        return result
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generator(self.noise(n)).float()
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

@@ -1,0 +1,185 @@
+"""PixelRNN (van den Oord, Kalchbrenner & Kavukcuoglu 2016): Row LSTM and Diagonal BiLSTM layers with residual
+connections, between a ``7x7`` mask-A convolution and two ReLU + ``1x1`` mask-B output convolutions (table 2).
+
+Each LSTM layer takes a ``2h``-feature map; its input-to-state convolution produces the four gates ``[o, f, i, g]``
+(``h`` features each), the recurrence gives an ``h``-feature map, a ``1x1`` mask-B convolution brings it back to
+``2h`` features and the layer's input is added (the residual connection of section 3.4):
+
+    [o, f, i, g] = [sigmoid, sigmoid, sigmoid, tanh](K_ss * h_prev + K_is * x),  c = f c_prev + i g,  h = o tanh(c)
+
+* **Row LSTM** (section 3.1): rows are processed top to bottom, a whole row per step. ``K_is`` is a ``1x3`` (the
+  paper's "k x 1", k = 3) mask-B convolution along the row, computed for the whole map at once; ``K_ss`` is an
+  unmasked ``1x3`` convolution of the previous row's state. Python loops over rows only.
+* **Diagonal BiLSTM** (section 3.2): the input map is *skewed* (row ``i`` shifted right by ``i``) so that each
+  diagonal of the image becomes a column; columns are processed left to right, a whole column (diagonal) per step,
+  with ``K_is`` a ``1x1`` mask-B convolution and ``K_ss`` an unmasked ``2x1`` convolution over the previous column
+  (the pixel above and the pixel to the left). The right-to-left direction runs on the horizontally flipped map;
+  its output is flipped back and **shifted down one row**, so pixel ``(i, j)`` only sees rows above from it, and
+  added to the left-to-right output. Both directions run in the same column loop (a grouped ``Conv1d``). Python
+  loops over the ``W + H - 1`` columns of the skewed map only.
+
+For colour images ``K_is`` and the ``1x1`` convolutions carry the R < G < B masks (each gate's ``h`` features split
+into three groups); the state-to-state convolutions need none, since they only see whole earlier pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen.common.errors import UserError
+from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
+from rlgen.vision.likelihood.masked import MaskedConv2d, contiguous_groups, tiled_groups
+from rlgen.vision.likelihood.pixelcnn import check_pixel_options, output_layers
+
+VARIANTS = ("rowlstm", "diagbilstm")
+
+
+def skew(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, C, H, W + H - 1)`` with row ``i`` shifted right by ``i`` (zeros elsewhere), by one pad
+    and one reshape: row ``i`` padded to width ``W + H`` and re-read with width ``W + H - 1`` starts ``i`` further
+    right."""
+    n, c, h, w = x.shape
+    flat = F.pad(x, (0, h)).reshape(n, c, h * (w + h))
+    return flat[:, :, :h * (w + h - 1)].reshape(n, c, h, w + h - 1)
+
+
+def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
+    """The inverse of :func:`skew`: ``(N, C, H, W + H - 1) -> (N, C, H, W)``."""
+    n, c, h, skewed_width = x.shape
+    flat = F.pad(x.reshape(n, c, h * skewed_width), (0, h))
+    return flat.reshape(n, c, h, skewed_width + 1)[..., :width]
+
+
+def lstm_update(gates: torch.Tensor, cell: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step on gates ``(N, 4h, ...)`` laid out ``[o, f, i, g]``; returns the new state and cell."""
+    o, f, i, g = gates.split(h, dim=1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+def _gate_bias(conv: MaskedConv2d, h: int, directions: int = 1) -> None:
+    """Forget-gate bias 1 (a common LSTM initialisation; the paper does not say)."""
+    with torch.no_grad():
+        for d in range(directions):
+            conv.bias[d * 4 * h + h:d * 4 * h + 2 * h].fill_(1.0)
+
+
+class RowLSTMLayer(nn.Module):
+    """One residual Row LSTM layer on a ``2h``-feature map."""
+
+    def __init__(self, h: int, groups: int = 1):
+        super().__init__()
+        self.h = h
+        self.input_to_state = MaskedConv2d(2 * h, 4 * h, (1, 3), "B", in_group=contiguous_groups(2 * h, groups),
+                                           out_group=tiled_groups(h, 4, groups))
+        self.state_to_state = nn.Conv1d(h, 4 * h, 3, padding=1, bias=False)
+        self.output = MaskedConv2d(h, 2 * h, 1, "B", groups)
+        _gate_bias(self.input_to_state, h)
+
+    def recurrence(self, x: torch.Tensor) -> torch.Tensor:
+        """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
+        n, _, rows, width = x.shape
+        gates_in = self.input_to_state(x)  # the whole map in one convolution
+        state = x.new_zeros(n, self.h, width)
+        cell = x.new_zeros(n, self.h, width)
+        out = []
+        for i in range(rows):
+            gates = gates_in[:, :, i] + self.state_to_state(state)
+            state, cell = lstm_update(gates, cell, self.h)
+            out.append(state)
+        return torch.stack(out, dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.output(self.recurrence(x))
+
+
+class DiagonalBiLSTMLayer(nn.Module):
+    """One residual Diagonal BiLSTM layer on a ``2h``-feature map."""
+
+    def __init__(self, h: int, groups: int = 1):
+        super().__init__()
+        self.h = h
+        # Both directions' input-to-state maps in one 1x1 convolution (a 1x1 convolution commutes with the flip).
+        self.input_to_state = MaskedConv2d(2 * h, 8 * h, 1, "B", in_group=contiguous_groups(2 * h, groups),
+                                           out_group=tiled_groups(h, 8, groups))
+        # 2x1 state-to-state kernels of both directions as one grouped convolution along the column.
+        self.state_to_state = nn.Conv1d(2 * h, 8 * h, 2, padding=1, groups=2, bias=False)
+        self.output = MaskedConv2d(h, 2 * h, 1, "B", groups)
+        _gate_bias(self.input_to_state, h, directions=2)
+
+    def recurrence(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, rows, width = x.shape
+        h = self.h
+        gates_in = self.input_to_state(x)
+        # Right-to-left = left-to-right on the flipped map; stack both directions' gates on the channel axis.
+        gates_in = torch.cat([gates_in[:, :4 * h], gates_in[:, 4 * h:].flip(3)], dim=1)
+        gates_in = skew(gates_in)  # (N, 8h, H, W + H - 1)
+        state = x.new_zeros(n, 2 * h, rows)
+        cell = x.new_zeros(n, 2, h, rows)
+        out = []
+        for col in range(gates_in.shape[3]):
+            # state[i - 1] (the pixel above) and state[i] (the pixel to the left) from the previous column.
+            gates = gates_in[:, :, :, col] + self.state_to_state(state)[:, :, :rows]
+            # (N, direction, [o, f, i, g], h, H): one elementwise update serves both directions.
+            o, f, i, g = gates.view(n, 2, 4, h, rows).unbind(2)
+            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+            state = (torch.sigmoid(o) * torch.tanh(cell)).reshape(n, 2 * h, rows)
+            out.append(state)
+        states = unskew(torch.stack(out, dim=3), width)  # (N, 2h, H, W)
+        left, right = states[:, :h], states[:, h:].flip(3)
+        return left + self.shift_down(right)
+
+    @staticmethod
+    def shift_down(right: torch.Tensor) -> torch.Tensor:
+        """Shift the right-to-left map down one row: pixel ``(i, j)`` gets what ``(i - 1, j)`` saw, which is all
+        in rows above; unshifted, it would see the rest of its own row (the future)."""
+        return F.pad(right, (0, 0, 1, 0))[:, :, :right.shape[2]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.output(self.recurrence(x))
+
+
+@dataclass
+class PixelRNNOptions:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    variant: str = "diagbilstm"
+    hidden: int = 16  # h (the paper's MNIST model: 7 Diagonal BiLSTM layers, h = 16)
+    layers: int = 7
+    output_hidden: int = 32  # features of the two 1x1 output convolutions
+    output: str = "bernoulli"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], output: str) -> PixelRNNOptions:
+        return cls(image_shape=tuple(image_shape), output=output,  # type: ignore[arg-type]
+                   **{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg and f.name not in ("image_shape",
+                                                                                                   "output")})
+
+    def check(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UserError(f"unknown PixelRNN variant {self.variant!r}; use one of {', '.join(VARIANTS)}")
+        check_pixel_options(self.image_shape, self.hidden, self.output_hidden)
+        if self.layers < 1:
+            raise UserError(f"layers must be >= 1, got {self.layers}")
+
+
+class PixelRNN(AutoregressivePixelModel):
+    """Row LSTM or Diagonal BiLSTM PixelRNN; ``loss(batch)`` is the exact negative log-likelihood."""
+
+    def __init__(self, options: PixelRNNOptions):
+        options.check()
+        super().__init__(options.image_shape, options.output)
+        self.options = options
+        c, h = options.image_shape[0], options.hidden
+        layer = RowLSTMLayer if options.variant == "rowlstm" else DiagonalBiLSTMLayer
+        self.input_conv = MaskedConv2d(c, 2 * h, 7, "A", groups=c)
+        self.layers = nn.Sequential(*(layer(h, c) for _ in range(options.layers)))
+        self.output_net = output_layers(2 * h, options.output_hidden, self.head.out_channels, c)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_net(self.layers(self.input_conv(x)))
