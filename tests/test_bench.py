@@ -87,7 +87,7 @@ def test_success_rate_and_steps_to_first_reward():
     assert math.isnan(agg.steps_to_first_reward([None, None]))
 
 
-def _sample(label, task, seed, score, params=(), **kw) -> Sample:  # noqa: ANN001
+def _sample(label, task, seed, score, params=(), **kw) -> Sample:
     return Sample(label=label, task=task, params=params, seed=seed, metric="m", finished=True, score=score, **kw)
 
 
@@ -142,7 +142,7 @@ def test_grid_expansion_labels_refs_and_overrides():
     assert "--flag" in argv and "--no-off" in argv and "--skip" not in argv
     assert argv[argv.index("--policy") + 1] == "{runs}/x/run/model.zip"
     assert vime[0].deps == (next(j.id for j in suite.jobs if j.command == "expert" and j.task == "B"),)
-    assert "--algo" not in [j for j in suite.jobs if j.command == "trpo"][0].argv({suite.jobs[0].id: "r"})
+    assert "--algo" not in next(j for j in suite.jobs if j.command == "trpo").argv({suite.jobs[0].id: "r"})
 
     # --seeds replaces the seeds of all but shared cells; --budget-scale shrinks explicit budgets
     small = expand(data, seeds=[5], budget_scale=0.1)
@@ -194,7 +194,8 @@ def test_committed_suites():
     for job in vime.jobs:
         assert job.args["steps"] == budgets[job.task]["steps"]
         assert job.command in ("vime", "trpo") and (job.command == "trpo" or job.args["algo"] == "trpo")
-    assert {(j.label, j.task) for j in vime.jobs if j.seed == 4} and len(vime.jobs) == 2 * 5 * 5
+    assert {j.label for j in vime.jobs} == {"VIME-TRPO", "TRPO"} and {j.seed for j in vime.jobs} == set(range(5))
+    assert len(vime.jobs) == 2 * 5 * 5 and vime.jobs[0].metric == "train_return_mean_last_100"
     built = {c.name for c in COMMANDS if c.module}
     assert {j.command for j in load_suite("smoke").jobs} <= built
 
@@ -208,7 +209,8 @@ def test_tiny_suite_end_to_end_then_resume_runs_nothing(tmp_path, capsys):
     out = bench(str(suite), "--out", str(tmp_path / "results"), "--jobs", "2")
     assert out.returncode == 0, out.stderr
     suite_dir = tmp_path / "results" / "tiny"
-    rows = list(csv.DictReader(open(suite_dir / "results.csv")))
+    with open(suite_dir / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["label"] == "TRPO" and rows[0]["seeds"] == "2"
     assert float(rows[0]["ci_low"]) <= float(rows[0]["mean"]) <= float(rows[0]["ci_high"])
     assert rows[0]["steps_per_s"] and rows[0]["wall_clock_s"]
@@ -223,9 +225,9 @@ def test_tiny_suite_end_to_end_then_resume_runs_nothing(tmp_path, capsys):
     assert "TRPO" in out.stdout and "results:" in out.stdout
     logs = {p: p.stat().st_mtime for p in suite_dir.glob("runs/*/stdout.log")}
 
-    again = bench(str(suite), "--out", str(tmp_path / "results"), "--jobs", "2")
-    assert again.returncode == 0, again.stderr
-    assert "2 of 2 jobs already finished" in again.stderr and "done TRPO" not in again.stderr
+    assert main(["bench", str(suite), "--out", str(tmp_path / "results"), "--jobs", "2"]) == 0  # in-process: faster
+    again = capsys.readouterr()
+    assert "2 of 2 jobs already finished" in again.err and "done TRPO" not in again.err
     assert all(r["attempts"] == 1 for r in jobs_json(suite_dir).values())
     assert {p: p.stat().st_mtime for p in suite_dir.glob("runs/*/stdout.log")} == logs
 
@@ -238,11 +240,11 @@ def test_tiny_suite_end_to_end_then_resume_runs_nothing(tmp_path, capsys):
 def test_failing_job_is_reported_and_retried(tmp_path):
     suite = write_suite(tmp_path / "bad.yaml", [
         {"command": "trpo", "label": "Broken", "env": ["NoSuchEnv-v0"], "args": TINY_TRPO, "seeds": [0]}], name="bad")
-    out = bench(str(suite), "--out", str(tmp_path / "results"), "--retries", "2")
+    out = bench(str(suite), "--out", str(tmp_path / "results"), "--retries", "1")
     assert out.returncode == 1
     assert "FAILED" in out.stderr and "NoSuchEnv-v0" in out.stderr and "Traceback" not in out.stderr
     (record,) = jobs_json(tmp_path / "results" / "bad").values()
-    assert record["status"] == "failed" and record["attempts"] == 3 and len(record["history"]) == 3
+    assert record["status"] == "failed" and record["attempts"] == 2 and len(record["history"]) == 2
     assert record["returncode"] == 2 and "NoSuchEnv-v0" in record["error"] and record["stderr_tail"]
     md = (tmp_path / "results" / "bad" / "RESULTS.md").read_text()
     assert "## Failed jobs" in md and "NoSuchEnv-v0" in md
@@ -265,7 +267,7 @@ def test_killed_job_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     cfg.write_text("n_envs: 2\ncheckpoint_every: 1000\neval_episodes: 1\n"
                    "algo_kwargs: {ppo: {n_steps: 250, batch_size: 250, n_epochs: 1}}\n")
     suite = expand({"name": "kill", "cells": [{"command": "ppo", "env": "CartPole-v1", "seeds": [0],
-                                               "args": {"steps": 20000, "config": str(cfg)}}]})
+                                               "args": {"steps": 10000, "config": str(cfg)}}]})
     backend = LocalBackend(1)
     runner = Runner(suite.jobs, tmp_path / "kill", backend, retries=1, echo=lambda message: None)
     thread = threading.Thread(target=runner.run)
@@ -283,7 +285,7 @@ def test_killed_job_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     assert first["error"] == "killed by SIGKILL" and first["returncode"] == -signal.SIGKILL
     assert second["returncode"] == 0 and second["resumed_from"] == record.run_dir
     summary = json.loads((tmp_path / "kill" / "runs" / record.run_dir / "summary.json").read_text())
-    assert summary["steps"] >= 20000
+    assert summary["steps"] >= 10000
 
 
 def test_ray_option_without_ray_is_a_one_line_error(capsys, monkeypatch, tmp_path):
@@ -398,6 +400,3 @@ def test_ray_backend_on_a_loopback_cluster(ray_cluster, tmp_path):
     assert not list(suite_dir.glob("runs/*/*/checkpoints/*.zip"))  # finished jobs ship without checkpoints
     md = (suite_dir / "RESULTS.md").read_text()
     assert "Ray cluster at 127.0.0.1" in md and "2 nodes" in md and (suite_dir / "curves.png").is_file()
-
-    again = bench(str(suite), "--out", str(tmp_path / "results"), "--ray", ray_cluster, env=env)
-    assert again.returncode == 0 and "4 of 4 jobs already finished" in again.stderr

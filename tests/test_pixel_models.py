@@ -14,8 +14,14 @@ from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset, static_binarize
 from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions, PixelRNN, PixelRNNOptions
 from rlgen.vision.likelihood.masked import MaskedConv2d
-from rlgen.vision.likelihood.outputs import (LN2, bernoulli_nll, bits_per_dim_to_nats, discretized_logistic_nll,
-                                             nats_to_bits_per_dim, softmax_nll)
+from rlgen.vision.likelihood.outputs import (
+    LN2,
+    bernoulli_nll,
+    bits_per_dim_to_nats,
+    discretized_logistic_nll,
+    nats_to_bits_per_dim,
+    softmax_nll,
+)
 from rlgen.vision.likelihood.pixelrnn import DiagonalBiLSTMLayer, skew, unskew
 from rlgen.vision.likelihood.reference import loop_skew, loop_unskew, to_reference
 from rlgen.vision.trainer import Trainer, TrainerConfig
@@ -199,6 +205,10 @@ def test_models_report_nats_for_binary_and_bits_per_dim_for_8bit():
         assert loss.item() == pytest.approx(metrics["nats" if output == "bernoulli" else "bits_per_dim"].item())
 
 
+def sigmoid(v: float) -> float:
+    return 1 / (1 + math.exp(-v))
+
+
 def test_discretized_logistic_is_a_distribution_over_256_levels():
     levels = torch.arange(256).float().view(256, 1, 1, 1) / 255
     for mean, log_scale in ((0.0, -2.0), (0.7, -4.0), (-0.99, -1.0), (0.3, -9.0)):
@@ -206,8 +216,7 @@ def test_discretized_logistic_is_a_distribution_over_256_levels():
         assert torch.exp(-nll.double()).sum().item() == pytest.approx(1.0, abs=2e-3)
     # One inner bin by hand: sigmoid((x + 1/255 - m) / s) - sigmoid((x - 1/255 - m) / s) on the [-1, 1] scale.
     x, m, s = 2 * 100 / 255 - 1, 0.1, math.exp(-2.0)
-    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
-    hand = -math.log(sig((x + 1 / 255 - m) / s) - sig((x - 1 / 255 - m) / s))
+    hand = -math.log(sigmoid((x + 1 / 255 - m) / s) - sigmoid((x - 1 / 255 - m) / s))
     got = discretized_logistic_nll(torch.tensor([[[[m]]]]), torch.tensor(-2.0), torch.tensor([[[[100 / 255]]]]))
     assert got.item() == pytest.approx(hand, rel=1e-5)
 

@@ -37,7 +37,7 @@ def test_made_is_autoregressive_by_jacobian(reverse):
     z, h = torch.randn(dim, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
     allowed = lower(dim) if not reverse else lower(dim).T  # output d may see inputs before d in the ordering
     for out in range(2):
-        jac = jacobian(lambda v: made(v[None], h[None])[out][0], z)
+        jac = jacobian(lambda v, out=out: made(v[None], h[None])[out][0], z)
         assert jac[~allowed].abs().max() == 0
         assert (jac[allowed] != 0).all()  # and every earlier input does matter
     # The context (added to the first hidden layer, as in openai/iaf) reaches every output but the first in the
@@ -80,7 +80,7 @@ def test_conv_iaf_log_det_equals_the_autograd_jacobian():
         single.steps[0] = iaf.steps[t]
         flip = t % 2 == 1
 
-        def step(v: torch.Tensor, flip: bool = flip) -> torch.Tensor:
+        def step(v: torch.Tensor, flip: bool = flip, single: ConvIAF = single) -> torch.Tensor:
             v = v.view(1, 2, 3, 3)
             if flip:
                 return single(v.flip(1, 2, 3), context.flip(2, 3))[0].flip(1, 2, 3).flatten()
@@ -121,7 +121,7 @@ def test_iaf_step_starts_near_the_identity_and_its_log_det_is_log_sigma():
 
 
 def tiny_options(**kw) -> VAEOptions:
-    base = dict(image_shape=(1, 8, 8), z_dim=4, hidden=8, iaf_hidden=16, context_dim=8, iw_samples=0)
+    base = {"image_shape": (1, 8, 8), "z_dim": 4, "hidden": 8, "iaf_hidden": 16, "context_dim": 8, "iw_samples": 0}
     return VAEOptions(**{**base, **kw})
 
 
@@ -133,16 +133,25 @@ def binary_batch(n: int = 16, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("kw", [{}, {"iaf_steps": 2}, {"bidirectional": True, "levels": 2, "blocks_per_level": 1,
                                                          "iaf_steps": 1}])
 def test_elbo_does_not_exceed_the_importance_sampled_log_likelihood(kw):
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     vae = make_vae(tiny_options(**kw)).double().eval()
+    with torch.no_grad():  # away from the initialisation, where q(z|x) is the prior and the decoder ignores z
+        for p in vae.parameters():
+            p.add_(0.2 * torch.randn_like(p))
     x = binary_batch().double()
     with torch.no_grad():
-        elbo = torch.stack([vae.elbo(x) for _ in range(100)]).mean(0)  # E_q[log w], per image
-        iw = {k: torch.stack([vae.log_likelihood(x, k) for _ in range(20)]).mean(0) for k in (1, 10, 100)}
-    # On average over images and draws: ELBO = IWAE_1 <= IWAE_10 <= IWAE_100.
-    assert iw[1].mean() == pytest.approx(elbo.mean().item(), abs=0.5)
-    assert elbo.mean() < iw[10].mean() < iw[100].mean()
-    assert (elbo <= iw[100] + 0.1).float().mean() >= 0.9  # and image by image, up to sampling noise
+        elbo = torch.stack([vae.elbo(x) for _ in range(100)])  # log w of single draws
+        iw = {k: torch.stack([vae.log_likelihood(x, k) for _ in range(20)]) for k in (1, 10, 100)}
+
+    def mean_and_error(draws: torch.Tensor) -> tuple[float, float]:
+        per_draw = draws.mean(1)  # averaged over the 16 images
+        return per_draw.mean().item(), per_draw.std().item() / math.sqrt(len(per_draw))
+
+    (e, se_e), (i1, se1), (i10, se10), (i100, se100) = map(mean_and_error, (elbo, iw[1], iw[10], iw[100]))
+    # On average over images and draws: ELBO = IWAE_1 < IWAE_10 < IWAE_100, by many standard errors.
+    assert abs(i1 - e) < 4 * (se1 + se_e)
+    assert i10 - e > 4 * (se_e + se10) and i100 - i10 > 4 * (se10 + se100)
+    assert (elbo.mean(0) <= iw[100].mean(0)).all()  # and image by image
 
 
 def test_importance_sampling_is_vectorised_and_chunked():

@@ -9,8 +9,9 @@ Every bootstrap is vectorised numpy with a fixed seed, so a table is the same ea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class Stats:
     iqm: float
 
     @classmethod
-    def of(cls, values: Sequence[float], seed: int = SEED) -> "Stats":
+    def of(cls, values: Sequence[float], seed: int = SEED) -> Stats:
         x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
         if x.size == 0:
             return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)

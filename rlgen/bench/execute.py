@@ -17,9 +17,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from rlgen.bench.provenance import device_description, hostname
 

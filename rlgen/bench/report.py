@@ -4,12 +4,14 @@ commit, device and date that made them) and learning-curve PNGs (mean and 95% ba
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rlgen.bench.aggregate import Cell, Overall, curve_band
 from rlgen.bench.state import JobRecord
@@ -27,6 +29,7 @@ class Provenance:
     device: str
     backend: str
     date: str
+    remade_by: str | None = None  # the --report-only command that remade the tables
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -90,7 +93,7 @@ def _row_keys(cells: Sequence[Cell]) -> list[tuple[str, tuple]]:
     return [(task, params) for task, params in keys if params or task not in tasks_with_params]
 
 
-def _pivot(cells: Sequence[Cell], value, best_of=None) -> list[str]:  # noqa: ANN001
+def _pivot(cells: Sequence[Cell], value, best_of=None) -> list[str]:
     """Rows: task (and grid values); columns: labels; ``value(cell)`` in each; the best mean in bold."""
     labels = list(dict.fromkeys(c.label for c in cells))
     by_key = {(c.label, c.task, c.params): c for c in cells}
@@ -147,15 +150,16 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
     if description:
         lines += [description, ""]
     lines += _table(["", ""], [
-        ["Command", f"`{provenance.command}`"],
+        ["Command", f"`{provenance.command}`" + (f" (tables remade by `{provenance.remade_by}`)"
+                                                  if provenance.remade_by else "")],
         ["Commit", _commits(records, provenance.commit)],
         ["Device", "; ".join(devices)],
         ["Backend", provenance.backend],
         ["Date", provenance.date],
         ["Jobs", f"{finished} finished, {len(failed)} failed, of {total}"],
     ])
-    lines += ["", "Each cell: mean ± standard deviation over seeds [95% bootstrap confidence interval of the mean]; "
-              "the best mean of a row in bold. Per-seed scores, IQM and more are in `results.csv`.", ""]
+    lines += ["", ("Each cell: mean ± standard deviation over seeds [95% bootstrap confidence interval of the mean]; "
+                   "the best mean of a row in bold. Per-seed scores, IQM and more are in `results.csv`."), ""]
 
     for metric in dict.fromkeys(c.metric for c in cells):
         group = [c for c in cells if c.metric == metric]
@@ -169,8 +173,8 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
 
     if overall:
         lines += ["## Normalised score", "",
-                  "(score - low reference) / (high reference - low reference) per seed; per task: mean [95% CI]; "
-                  "over all tasks: interquartile mean with a stratified bootstrap 95% CI (rliable's method).", ""]
+                  ("(score - low reference) / (high reference - low reference) per seed; per task: mean [95% CI]; "
+                   "over all tasks: interquartile mean with a stratified bootstrap 95% CI (rliable's method)."), ""]
         norm_cells = [c for c in cells if c.normalised.n]
         lines += _pivot(norm_cells, lambda c: f"{fmt(c.normalised.mean)} [{fmt(c.normalised.ci_low)}, "
                                               f"{fmt(c.normalised.ci_high)}]") + [""]
@@ -206,6 +210,10 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
 
 
 # --------------------------------------------------------------------------------------------------- curves
+def _save_png(fig: Any, path: str) -> None:
+    fig.savefig(path, format="png", dpi=110)
+
+
 def plot_curves(cells: Sequence[Cell], folder: Path, title: str = "") -> list[Path]:
     """One PNG per curve column (``curves.png`` when there is one): a panel per task, a line per label (and
     grid values) with its 95% band. Drawn without pyplot, so no global backend is switched."""
@@ -252,6 +260,6 @@ def plot_curves(cells: Sequence[Cell], folder: Path, title: str = "") -> list[Pa
             fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                        ncols=min(4, len(handles)), fontsize="small")
         path = folder / ("curves.png" if len(keys) == 1 else f"curves-{_slug(key)}.png")
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        atomic_write(path, functools.partial(_save_png, fig))
         paths.append(path)
     return paths

@@ -18,11 +18,19 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from rlgen.bench.execute import (AttemptResult, finished_run_dir, pack_dir, resumable_run_dir, run_job,
-                                 run_job_shipped, unpack_dir)
+from rlgen.bench.execute import (
+    AttemptResult,
+    finished_run_dir,
+    pack_dir,
+    resumable_run_dir,
+    run_job,
+    run_job_shipped,
+    unpack_dir,
+)
 from rlgen.bench.state import DONE, FAILED, PENDING, RUNNING, JobRecord, StateFile
 from rlgen.bench.suite import Job
 from rlgen.common.errors import UserError
@@ -68,14 +76,15 @@ class LocalBackend(Backend):
         self.lock = threading.Lock()
         self.description = f"local process pool, {jobs} job{'s' if jobs != 1 else ''} at a time"
 
-    def submit(self, job_id, argv, runs_root, inputs, resources, timeout):  # noqa: ANN001, ANN201
+    def submit(self, job_id: str, argv: Sequence[str], runs_root: Path, inputs: Sequence[str],
+               resources: Mapping[str, Any], timeout: float | None) -> cf.Future:
         return self.pool.submit(run_job, job_id, list(argv), runs_root, timeout, self.env, None, self._started)
 
     def _started(self, proc: subprocess.Popen) -> None:
         with self.lock:
             self.procs = {p for p in self.procs if p.poll() is None} | {proc}
 
-    def finish(self, job_id, future, runs_root):  # noqa: ANN001, ANN201
+    def finish(self, job_id: str, future: cf.Future, runs_root: Path) -> AttemptResult:
         try:
             return future.result()
         except Exception as exc:  # e.g. the job folder cannot be written
@@ -112,9 +121,11 @@ class RayBackend(Backend):
         self._task = ray.remote(num_cpus=1, max_retries=0)(run_job_shipped)  # retries are ours: counted, logged
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        self.description = f"Ray cluster at {address} ({len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus} CPUs)"
+        plural = "s" if len(nodes) != 1 else ""
+        self.description = f"Ray cluster at {address} ({len(nodes)} node{plural}, {cpus} CPUs)"
 
-    def submit(self, job_id, argv, runs_root, inputs, resources, timeout):  # noqa: ANN001, ANN201
+    def submit(self, job_id: str, argv: Sequence[str], runs_root: Path, inputs: Sequence[str],
+               resources: Mapping[str, Any], timeout: float | None) -> cf.Future:
         blobs = {other: pack_dir(runs_root / other, with_checkpoints=False) for other in inputs}
         if resumable_run_dir(runs_root / job_id) is not None:  # continue an interrupted attempt
             blobs[job_id] = pack_dir(runs_root / job_id, with_checkpoints=True)
@@ -123,7 +134,7 @@ class RayBackend(Backend):
         self.refs.append(ref)
         return ref.future()
 
-    def finish(self, job_id, future, runs_root):  # noqa: ANN001, ANN201
+    def finish(self, job_id: str, future: cf.Future, runs_root: Path) -> AttemptResult:
         try:
             result, blob = future.result()
         except Exception as exc:  # RayTaskError, WorkerCrashedError, ... : a failed attempt
@@ -134,7 +145,7 @@ class RayBackend(Backend):
     def cancel(self) -> None:
         for ref in self.refs:
             try:
-                self.ray.cancel(ref, force=True)
+                self.ray.cancel(ref)  # a KeyboardInterrupt in the task, which stops its subprocess
             except Exception:  # already finished
                 pass
 

@@ -25,9 +25,10 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -227,7 +228,7 @@ def _scale_budget(args: dict[str, Any], scale: float) -> bool:
     found = False
     for key in BUDGET_ARGS:
         if isinstance(args.get(key), (int, float)) and not isinstance(args[key], bool):
-            args[key] = max(1, int(round(args[key] * scale)))
+            args[key] = max(1, round(args[key] * scale))
             found = True
     return found
 

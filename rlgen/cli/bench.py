@@ -15,12 +15,17 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlgen.cli.options import S, nonnegative_float, positive_int
 from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
+
+if TYPE_CHECKING:  # the bench modules load only when the command runs, so `rlgen --help` stays fast
+    from rlgen.bench.aggregate import Cell
+    from rlgen.bench.suite import Suite
 
 log = logging.getLogger("rlgen")
 
@@ -67,7 +72,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", default=S, metavar="DIR", help="results root (default benchmarks/results): the suite "
                    "goes to DIR/<suite>/")
     r.add_argument("--jobs", type=positive_int, default=S, metavar="N",
-                   help="local backend: jobs at a time (default: one per core)")
+                   help="jobs at a time on the local backend (default: one per core; Ray schedules by the "
+                        "cluster's CPUs)")
     r.add_argument("--ray", nargs="?", const="auto", default=S, metavar="ADDRESS",
                    help="run the jobs as Ray tasks on an existing cluster: 'auto' (the one started on this "
                         "machine; the default when --ray has no value) or its ADDRESS (host:port)")
@@ -94,7 +100,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {**DEFAULTS, **file_cfg, **flags}
 
 
-def _load(args: argparse.Namespace, opts: dict[str, Any]):  # noqa: ANN202
+def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
     from rlgen.bench.suite import expand, find_suite, parse_seeds, read_suite_file
 
     saved: dict[str, Any] = {}
@@ -120,6 +126,8 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]):  # noqa: ANN202
         seeds = parse_seeds(seeds)
     elif isinstance(seeds, int):
         seeds = parse_seeds(str(seeds))
+    elif seeds is not None and not (isinstance(seeds, list) and seeds and all(isinstance(x, int) for x in seeds)):
+        raise UserError(f"seeds must be a count, a list of integers or a string like 0-4, not {seeds!r}")
     opts["seeds"] = seeds
     extra = {"device": opts["device"]} if opts.get("device") else None
     suite = expand(raw, path, seeds, float(opts["budget_scale"]), extra)
@@ -144,7 +152,7 @@ def _list_suites() -> None:
             print(f"  {name:<14} (invalid: {exc})")
 
 
-def _dry_run(suite, suite_dir: Path) -> None:  # noqa: ANN001
+def _dry_run(suite: Suite, suite_dir: Path) -> None:
     from rlgen.bench.execute import finished_run_dir, resumable_run_dir
 
     runs = suite_dir / "runs"
@@ -201,17 +209,26 @@ def run(args: argparse.Namespace) -> None:
     for warning in suite.warnings:
         log.warning("warning: %s", warning)
     ensure_writable_dir(suite_dir)
-    atomic_write_json(suite_dir / "suite.json", {
-        "suite": suite.raw, "source": str(suite.path) if suite.path else None,
-        "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
     commit = provenance.git_commit()
-    backend_text = "none (--report-only)"
+    command = _command_line(args)
+    saved_path = suite_dir / "suite.json"
+    last_run = {}
+    if saved_path.is_file():  # what ran the jobs, for a --report-only table
+        try:
+            last_run = json.loads(saved_path.read_text()).get("last_run") or {}
+        except (OSError, json.JSONDecodeError):
+            last_run = {}
+    backend = None
     if not opts["report_only"]:
         if opts["ray"]:
             backend = RayBackend(str(opts["ray"]))
         else:
             backend = LocalBackend(int(opts["jobs"] or provenance.cores()))
-        backend_text = backend.description
+        last_run = {"command": command, "backend": backend.description, "date": provenance.utc_now()}
+    atomic_write_json(saved_path, {
+        "suite": suite.raw, "source": str(suite.path) if suite.path else None, "last_run": last_run,
+        "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
+    if backend is not None:
         log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(suite.jobs), backend.description,
                  suite_dir)
         Runner(suite.jobs, suite_dir, backend, retries=int(opts["retries"]),
@@ -224,8 +241,12 @@ def run(args: argparse.Namespace) -> None:
     overall = aggregate_normalised(cells)
     write_csv(cells, suite_dir / "results.csv")
     plots = plot_curves(cells, suite_dir, title=suite.name)
-    prov = Provenance(command=_command_line(args), commit=commit, device=provenance.device_description(),
-                      backend=backend_text, date=provenance.utc_now())
+    remade_by = None
+    if backend is None and last_run.get("command"):
+        command, remade_by = last_run["command"], command
+    prov = Provenance(command=command, commit=commit, device=provenance.device_description(),
+                      backend=last_run.get("backend", "none (nothing has run)"), date=provenance.utc_now(),
+                      remade_by=remade_by)
     md = write_markdown(suite.name, suite.description, cells, overall, records, prov, plots,
                         suite_dir / "RESULTS.md", suite.warnings)
     _print_summary(cells)
@@ -238,7 +259,7 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def _print_summary(cells) -> None:  # noqa: ANN001
+def _print_summary(cells: Sequence[Cell]) -> None:
     from rlgen.bench.report import fmt, params_text
 
     width = max((len(c.label) for c in cells), default=5)

@@ -2,6 +2,8 @@
 
 The data and trainer options (:func:`add_data_options`, :func:`add_trainer_options`) and :func:`train_image_model`
 are shared with the other image-model commands: a new command adds its model's flags and a ``build_model``.
+Commands whose model is built from the data and evaluated on the test split after every epoch (``ssgan``,
+``infogan``, ...) go through :func:`train_evaluated_image_model` instead (``EVALUATED_COMMANDS``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ def add_ssgan_options(parser: argparse.ArgumentParser) -> None:
                    help="the learning rate falls linearly to 0 over the last F of the epochs (default 1/3; 0: off)")
     g.add_argument("--init-size", dest="init_size", type=nonnegative_int, default=S, metavar="N",
                    help="training images for the data-dependent initialisation (default 500; 0: none)")
+    g.add_argument("--adam-eps", dest="adam_eps", type=nonnegative_float, default=S, metavar="EPS",
+                   help="Adam's epsilon (default 1e-4, which mimics the original's sqrt(v + 1e-8))")
     add_evaluation_option(parser)
 
 
@@ -363,7 +367,7 @@ def add_vae_options(parser: argparse.ArgumentParser) -> None:
                    help="latent dimensions (with --bidirectional: latent feature maps per layer; default 32)")
     g.add_argument("--hidden", type=positive_int, default=S, help="convolution channels (default 64)")
     g.add_argument("--res-blocks", dest="res_blocks", type=nonnegative_int, default=S,
-                   help="residual blocks per resolution in encoder and decoder (default 0)")
+                   help="residual blocks per resolution in encoder and decoder (default 1)")
     g.add_argument("--iaf-steps", dest="iaf_steps", type=nonnegative_int, default=S, metavar="N",
                    help="IAF steps on the posterior, ordering reversed between steps (default 0: diagonal Gaussian)")
     g.add_argument("--iaf-hidden", dest="iaf_hidden", type=positive_int, default=S,

@@ -110,3 +110,21 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
     except RuntimeError as exc:
         raise UserError(f"{path}: weights do not match the classifier's configuration ({exc})") from exc
     return model.to(device).eval(), dict(state.get("info", {}))
+
+
+def cached_classifier(path: str | os.PathLike, train: ImageDataset, test: ImageDataset | None = None,
+                      epochs: int = 5, device: torch.device | str = "cpu",
+                      seed: int = 0) -> tuple[Classifier, dict[str, Any]]:
+    """The classifier saved at ``path`` when it fits ``train``'s images, else a new one trained on ``train`` and
+    saved there (so that every model scored on a dataset is scored with the same classifier)."""
+    path = Path(path)
+    if path.is_file():
+        model, info = load_classifier(path, device)
+        if tuple(model.config["image_shape"]) == train.image_shape and info.get("dataset") == train.name:
+            log.info("metrics classifier %s (test error %s)", path, info.get("test_error"))
+            return model, info
+        log.info("metrics classifier %s was trained on other data; training a new one", path)
+    model, info = train_classifier(train, test, epochs=epochs, device=device, seed=seed)
+    save_classifier(model, path, info)
+    log.info("metrics classifier trained and saved to %s (test error %s)", path, info.get("test_error"))
+    return model, info

@@ -244,4 +244,4 @@ def generative_scores(classifier: torch.nn.Module, samples: np.ndarray | torch.T
     is_mean, is_std = inception_score(p_fake, splits=min(splits, len(p_fake)))
     is_real, _ = inception_score(p_real, splits=min(splits, len(p_real)))
     return {"fid": fid_from_features(f_real, f_fake), "inception_score": is_mean, "inception_score_std": is_std,
-            "inception_score_real": is_real, "n_samples": int(len(f_fake)), "n_reference": int(len(f_real))}
+            "inception_score_real": is_real, "n_samples": len(f_fake), "n_reference": len(f_real)}

@@ -13,7 +13,8 @@ to 1 (the MNIST launcher's ``fix_std=True``) or learnt (``learn_std``: ``std = s
 ``lambda`` is 1 for categorical and continuous codes (the original's ``info_reg_coeff``). The entropies ``H(c)``
 (``log K`` per categorical code, ``log 2`` per continuous code, the entropy of ``U(-1, 1)``) are constants: they do
 not change any gradient, and they make the logged ``mi_cat``/``mi_cont`` lower bounds of the mutual information in
-nats.
+nats. (With the std fixed to 1, ``-log N(c; mu, 1) >= log(2 pi) / 2 > log 2``, so ``mi_cont`` stays below 0: a loose
+bound, which still rises as Q recovers the code. The original logs ``H`` under an N(0, 1) prior instead.)
 
 Architecture (the paper's Table 1 for MNIST; ``S`` = 28 or 32, ``C`` channels):
     * D / Q shared: 4x4 conv 64 stride 2, lReLU -> 4x4 conv 128 stride 2, batch norm, lReLU -> dense 1024,
@@ -27,7 +28,9 @@ Evaluation (on the test split, :meth:`InfoGAN.evaluation_step`): the unsupervise
 code -- each real test image is assigned ``argmax Q(c_1 | x)``, and codes are matched one-to-one to labels to
 maximise the accuracy (Hungarian algorithm, :func:`rlgen.vision.metrics.matched_accuracy`); the paper reports
 5% error on MNIST. Also, on fresh generated samples: how often Q recovers the categorical code it was given, and the
-mean squared error of its estimate of the continuous codes.
+mean squared error of its estimate of the continuous codes. Q is evaluated as it runs in training, with batch norm
+using each batch's statistics (:func:`batch_statistics`): the running statistics average the real and generated
+batches that the discriminator sees in turn, and normalising with them costs Q much of its accuracy.
 
 Sample grids (:meth:`InfoGAN.sample`) follow the paper's convention: along each row the first categorical code goes
 through its values while noise and the other codes stay fixed; rows are different draws.
@@ -43,10 +46,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -380,7 +383,7 @@ class InfoGAN(GenerativeModel):
     def _grid_latent(self, rows: int, cols: int) -> Latent:
         """``rows`` independent draws, each repeated ``cols`` times (rows of a grid)."""
         base = self.latent(rows)
-        rep = lambda t: t.repeat_interleave(cols, dim=0)  # noqa: E731
+        rep = lambda t: t.repeat_interleave(cols, dim=0)
         return Latent(rep(base.noise), rep(base.categorical), rep(base.continuous), base.sizes)
 
     def traversal(self, code: str = "categorical", index: int = 0, rows: int = 10, steps: int = 10,

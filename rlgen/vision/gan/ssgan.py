@@ -24,6 +24,9 @@ The MNIST model
       pre-activations are standardised on that batch by setting ``scale = 1 / std`` and ``bias = -mean / std``.
     * Adam(lr 0.003, beta1 0.5) for both players; the learning rate falls linearly to 0 over the final
       ``lr_decay_fraction`` of the epochs (the older improved-gan MNIST script: the last 100 of 300 epochs).
+      The original's Adam (``nn.adam_updates``) divides by ``sqrt(v + 1e-8)``, not ``sqrt(v) + 1e-8``: parameters
+      with gradients below about 1e-4 (most of the generator's hidden weights) take proportionally smaller steps.
+      ``adam_eps = 1e-4`` in PyTorch's Adam reproduces that within a factor of sqrt(2).
     * Each step draws ``batch_size`` labelled examples from a stream of random permutations of the labelled subset
       (with 100 labels and batches of 100, every labelled example in every step, as in the original) while the
       trainer supplies shuffled unlabelled batches of the whole training set.
@@ -40,10 +43,11 @@ weight-normalised layer (Glorot-initialised direction, learnt scale, eps 1e-6 as
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +59,6 @@ from rlgen.vision.datasets import Batch
 from rlgen.vision.gan.dcgan import frozen
 from rlgen.vision.gan.feature_matching import feature_matching_loss
 from rlgen.vision.trainer import GenerativeModel, Optimizers
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Layers
@@ -158,7 +161,7 @@ class SSGenerator(nn.Module):
         super().__init__()
         self.image_shape, self.z_dim = tuple(image_shape), z_dim
         sizes = [z_dim, *hidden]
-        self.linears = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in itertools.pairwise(sizes))
         for linear in self.linears:
             nn.init.xavier_uniform_(linear.weight)  # lasagne's default
         self.norms = nn.ModuleList(ShiftOnlyBatchNorm(o) for o in hidden)
@@ -183,7 +186,7 @@ class SSDiscriminator(nn.Module):
             raise ValueError("the discriminator needs at least one hidden layer (feature matching uses the last)")
         sizes = [in_features, *hidden]
         self.input_noise = GaussianNoise(input_noise)
-        self.hidden = nn.ModuleList(WeightNormDense(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(WeightNormDense(i, o) for i, o in itertools.pairwise(sizes))
         self.noises = nn.ModuleList(GaussianNoise(hidden_noise) for _ in hidden)
         self.out = WeightNormDense(sizes[-1], num_classes, activation=None, train_scale=True)
 
@@ -252,6 +255,7 @@ class SSGANOptions:
     unlabeled_weight: float = 1.0
     ema: float = 1e-4  # rate of the moving average of the discriminator's weights used for test_error_ema; 0: off
     lr_decay_fraction: float = 1 / 3  # final share of the epochs over which the learning rate falls to 0; 0: off
+    adam_eps: float = 1e-4  # the original's Adam divides by sqrt(v + 1e-8), about sqrt(v) + 1e-4
     epochs: int = 300  # for the learning-rate schedule
     steps_per_epoch: int = 0  # for the learning-rate schedule (0: no schedule)
 
@@ -272,8 +276,8 @@ class SSGANOptions:
             raise UserError("--d-hidden needs at least one layer, and every layer size must be positive")
         if self.z_dim <= 0 or min(self.input_noise, self.hidden_noise, self.unlabeled_weight, self.ema) < 0:
             raise UserError("--z-dim must be positive; noise levels, --unlabeled-weight and --ema must be >= 0")
-        if not 0 <= self.lr_decay_fraction <= 1 or self.ema >= 1:
-            raise UserError("--lr-decay-fraction must be in [0, 1] and --ema in [0, 1)")
+        if not 0 <= self.lr_decay_fraction <= 1 or self.ema >= 1 or self.adam_eps <= 0:
+            raise UserError("--lr-decay-fraction must be in [0, 1], --ema in [0, 1) and --adam-eps positive")
 
 
 class SSGAN(GenerativeModel):
@@ -319,7 +323,9 @@ class SSGAN(GenerativeModel):
         self.num_steps, self.label_cursor = int(state["num_steps"]), int(state["label_cursor"])
 
     def optimizer_groups(self) -> dict[str, Any]:
-        return {"d": self.discriminator.parameters(), "g": self.generator.parameters()}
+        eps = self.options.adam_eps
+        return {"d": {"params": self.discriminator.parameters(), "eps": eps},
+                "g": {"params": self.generator.parameters(), "eps": eps}}
 
     # -- pieces ----------------------------------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ def center_mask(in_group: torch.Tensor, out_group: torch.Tensor, mask_type: str,
     return ((i < o) if mask_type == "A" else (i <= o)).to(dtype)
 
 
-def full_mask(in_group: torch.Tensor, out_group: torch.Tensor, kernel_size: tuple[int, int], mask_type: str) -> torch.Tensor:
+def full_mask(in_group: torch.Tensor, out_group: torch.Tensor, kernel_size: tuple[int, int],
+              mask_type: str) -> torch.Tensor:
     """The whole ``(out, in, kh, kw)`` mask of a masked ``kh x kw`` convolution (the straightforward form)."""
     kh, kw = kernel_size
     ph, pw = kh // 2, kw // 2

@@ -106,7 +106,8 @@ class PixelHead:
         return bernoulli_nll(logits, x) if self.kind == "bernoulli" else softmax_nll(logits, x)
 
     def sample_channel(self, out: torch.Tensor, c: int) -> torch.Tensor:
-        """Draw channel ``c`` of one pixel from ``out`` ``(N, out_channels)`` (the map at that pixel); values in [0, 1]."""
+        """Draw channel ``c`` of one pixel from ``out`` ``(N, out_channels)`` (the map at that pixel); values in
+        [0, 1]."""
         if self.kind == "bernoulli":
             return torch.bernoulli(torch.sigmoid(out[:, c].float()))
         probs = torch.softmax(out[:, c * LEVELS:(c + 1) * LEVELS].float(), dim=1)

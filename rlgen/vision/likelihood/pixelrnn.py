@@ -56,11 +56,15 @@ def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     return flat.reshape(n, c, h, skewed_width + 1)[..., :width]
 
 
-def lstm_update(gates: torch.Tensor, cell: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step on gates ``(N, 4h, ...)`` laid out ``[o, f, i, g]``; returns the new state and cell."""
-    o, f, i, g = gates.split(h, dim=1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step for ``D`` independent LSTMs: ``gates`` ``(N, D, 4h, L)`` laid out ``[o, f, i, g]``, ``cell``
+    ``(N, D, h, L)``; returns the new state and cell. One sigmoid covers o, f and i, one tanh g (fewer, larger
+    kernels: the recurrence is launch-bound)."""
+    h = cell.shape[2]
+    sig = torch.sigmoid(gates[:, :, :3 * h])
+    o, f, i = sig[:, :, :h], sig[:, :, h:2 * h], sig[:, :, 2 * h:]
+    cell = torch.addcmul(f * cell, i, torch.tanh(gates[:, :, 3 * h:]))
+    return o * torch.tanh(cell), cell
 
 
 def _gate_bias(conv: MaskedConv2d, h: int, directions: int = 1) -> None:
@@ -86,12 +90,14 @@ class RowLSTMLayer(nn.Module):
         """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
         n, _, rows, width = x.shape
         gates_in = self.input_to_state(x)  # the whole map in one convolution
+        weight = self.state_to_state.weight
         state = x.new_zeros(n, self.h, width)
-        cell = x.new_zeros(n, self.h, width)
+        cell = x.new_zeros(n, 1, self.h, width)
         out = []
         for i in range(rows):
-            gates = gates_in[:, :, i] + self.state_to_state(state)
-            state, cell = lstm_update(gates, cell, self.h)
+            gates = F.conv1d(state, weight, padding=1).add_(gates_in[:, :, i])
+            state, cell = lstm_update(gates.view(n, 1, 4 * self.h, width), cell)
+            state = state.view(n, self.h, width)
             out.append(state)
         return torch.stack(out, dim=2)
 
@@ -120,16 +126,16 @@ class DiagonalBiLSTMLayer(nn.Module):
         # Right-to-left = left-to-right on the flipped map; stack both directions' gates on the channel axis.
         gates_in = torch.cat([gates_in[:, :4 * h], gates_in[:, 4 * h:].flip(3)], dim=1)
         gates_in = skew(gates_in)  # (N, 8h, H, W + H - 1)
+        weight = self.state_to_state.weight
         state = x.new_zeros(n, 2 * h, rows)
         cell = x.new_zeros(n, 2, h, rows)
         out = []
         for col in range(gates_in.shape[3]):
             # state[i - 1] (the pixel above) and state[i] (the pixel to the left) from the previous column.
-            gates = gates_in[:, :, :, col] + self.state_to_state(state)[:, :, :rows]
-            # (N, direction, [o, f, i, g], h, H): one elementwise update serves both directions.
-            o, f, i, g = gates.view(n, 2, 4, h, rows).unbind(2)
-            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-            state = (torch.sigmoid(o) * torch.tanh(cell)).reshape(n, 2 * h, rows)
+            gates = F.conv1d(state, weight, padding=1, groups=2)[:, :, :rows] + gates_in[:, :, :, col]
+            # (N, direction, [o, f, i, g], H): one update serves both directions.
+            state, cell = lstm_update(gates.view(n, 2, 4 * h, rows), cell)
+            state = state.view(n, 2 * h, rows)
             out.append(state)
         states = unskew(torch.stack(out, dim=3), width)  # (N, 2h, H, W)
         left, right = states[:, :h], states[:, h:].flip(3)

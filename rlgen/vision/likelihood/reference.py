@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.vision.likelihood.masked import MaskedConv2d, full_mask
-from rlgen.vision.likelihood.pixelrnn import DiagonalBiLSTMLayer, RowLSTMLayer, lstm_update
+from rlgen.vision.likelihood.pixelrnn import DiagonalBiLSTMLayer, RowLSTMLayer
+
+
+def lstm_update(gates: torch.Tensor, cell: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook LSTM step on gates ``(N, 4h, ...)`` laid out ``[o, f, i, g]``."""
+    o, f, i, g = gates.split(h, dim=1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
 
 
 class ReferenceMaskedConv2d(nn.Module):

@@ -40,7 +40,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 VAE_OUTPUTS = ("bernoulli", "logistic")
 
 
-def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor | float = 0.0, logsd: torch.Tensor | float = 0.0) -> torch.Tensor:
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor | float = 0.0,
+                      logsd: torch.Tensor | float = 0.0) -> torch.Tensor:
     """Elementwise ``log N(z; mean, exp(logsd)^2)``."""
     return -HALF_LOG_2PI - logsd - 0.5 * ((z - mean) * torch.exp(-torch.as_tensor(logsd))) ** 2
 
@@ -89,6 +90,9 @@ class VAEOptions:
                             f"not {h}x{w}")
         if self.iaf_steps and self.iaf_depth < 1:
             raise UserError("IAF steps need at least one hidden layer (--iaf-depth >= 1)")
+        if self.bidirectional and self.iaf_steps and self.hidden % self.z_dim:
+            raise UserError(f"with --bidirectional, IAF's autoregressive convolutions split the {self.hidden} hidden "
+                            f"channels among the {self.z_dim} latent maps: --hidden must be a multiple of --z-dim")
 
 
 class VAEBase(LikelihoodModel):

@@ -1,0 +1,253 @@
+"""The GAN benchmarks of issue #5, each through the rlgen command line (in process) so that they measure what a user
+runs. Every table is printed with the command, the commit, the device and the date, and saved as JSON under
+``benchmarks/results/vision-gan/``.
+
+    # semi-supervised MNIST, 100 labels; unlabelled data: the 22,699 training images of the partial npz; the test
+    # error is on the full 10,000-image test set (target <= 1.5%)
+    python benchmarks/vision_gan.py ssgan --data-dir /work/shared/data/mnist --dataset mnist_partial.npz --seeds 0 1 2
+
+    # InfoGAN on MNIST: error of the categorical code after matching codes to digits (target <= 5%)
+    python benchmarks/vision_gan.py infogan --data-dir /work/shared/data/mnist --dataset mnist_partial.npz
+
+    # DCGAN on Fashion-MNIST: Frechet distance and Inception-score analogue on the features of a classifier that
+    # rlgen trains on Fashion-MNIST (cached in results/vision-gan/classifier-<dataset>.pt)
+    python benchmarks/vision_gan.py fid --data-dir /usr/share/datasets/fashion-mnist --dataset fashion-mnist
+
+    # training images/s of gan, ssgan and infogan (one epoch each, or --limit-images)
+    python benchmarks/vision_gan.py speed --data-dir /work/shared/data/mnist --dataset mnist_partial.npz --epochs 1
+
+Any flag after ``--`` goes to the rlgen command unchanged (e.g. ``-- --feature-matching``). ``--epochs`` and
+``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlgen.bench.provenance import device_description, git_commit, utc_now
+from rlgen.cli import main as rlgen_main
+from rlgen.common.errors import UserError
+
+RESULTS = Path(__file__).resolve().parent / "results" / "vision-gan"
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench-vision-gan"  # git-ignored: checkpoints are large
+TARGETS = {"ssgan": ("test_error", 0.015), "infogan": ("categorical_error", 0.05)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running rlgen
+
+
+def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: list[str]) -> Path:
+    """Run ``rlgen <command>`` with the benchmark's data and budget flags; return its run directory."""
+    out = Path(args.out)
+    before = set(out.glob(f"{command}-*")) if out.is_dir() else set()
+    argv = [command, "--dataset", args.dataset, "--seed", str(seed), "--out", str(out), "--device", args.device]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    if args.limit_images:
+        argv += ["--limit-images", str(args.limit_images)]
+    argv += extra
+    print(f"running: python -m rlgen.run {shlex.join(argv)}", file=sys.stderr, flush=True)
+    code = rlgen_main(argv)
+    if code != 0:
+        raise SystemExit(f"rlgen {command} failed with exit code {code}")
+    (run,) = set(out.glob(f"{command}-*")) - before
+    return run
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    return json.loads((run / "summary.json").read_text())
+
+
+def training_images_per_s(run: Path) -> float | None:
+    """Median of the trainer's per-window ``time/images_per_s`` (the training loop only: no evaluation, sample
+    grids or checkpoints)."""
+    with open(run / "progress.csv", newline="") as f:
+        values = [float(r["time/images_per_s"]) for r in csv.DictReader(f) if r.get("time/images_per_s")]
+    return round(statistics.median(values), 1) if values else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    rows = []
+    for seed in args.seeds:
+        run = run_rlgen("ssgan", args, seed, ["--labels", str(args.labels), *extra])
+        s = read_summary(run)
+        rows.append({"seed": seed, "labels": s.get("labels"), "epochs": s["epochs"], "test_images": s.get("test_images"),
+                     "test_error": s.get("test_error"), "test_error_ema": s.get("test_error_ema"),
+                     "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
+                     "run": str(run)})
+    return {"benchmark": "ssgan", "title": f"semi-supervised {args.dataset}, {args.labels} labels", "rows": rows,
+            **target("ssgan", rows)}
+
+
+def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    rows = []
+    for seed in args.seeds:
+        run = run_rlgen("infogan", args, seed, extra)
+        s = read_summary(run)
+        rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
+                     "categorical_error": s.get("categorical_error"),
+                     "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
+                     "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})
+    return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
+            **target("infogan", rows)}
+
+
+def metrics_classifier(args: argparse.Namespace, train, test, device: torch.device):
+    """The cached classifier for the dataset, or a new one trained (and cached) on its training split."""
+    from rlgen.vision.classifier import cached_classifier
+
+    path = Path(args.classifier) if args.classifier else Path(args.results) / f"classifier-{Path(args.dataset).stem}.pt"
+    model, info = cached_classifier(path, train, test, epochs=args.classifier_epochs, device=device)
+    print(f"metrics classifier: {path} (test error {info.get('test_error', float('nan')):.4f})", file=sys.stderr)
+    return model, info, path
+
+
+def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    from rlgen.cli.vision import build_gan
+    from rlgen.common.checkpoint import load_torch
+    from rlgen.common.device import resolve_device
+    from rlgen.vision.datasets import load_dataset
+    from rlgen.vision.metrics import generative_scores
+
+    device = resolve_device(args.device)
+    train = load_dataset(args.dataset, "train", args.data_dir)
+    test = load_dataset(args.dataset, "test", args.data_dir)
+    classifier, info, path = metrics_classifier(args, train, test, device)
+    rows = []
+    for seed in args.seeds:
+        run = run_rlgen("gan", args, seed, extra)
+        cfg = json.loads((run / "config.json").read_text())
+        model = build_gan(cfg, test.image_shape)
+        latest = json.loads((run / "checkpoints" / "latest.json").read_text())["file"]
+        model.load_state_dict(load_torch(run / "checkpoints" / latest)["model"])
+        model.to(device).eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            samples = torch.cat([model.sample(min(1000, args.samples - i)).float().clamp(0, 1).cpu()
+                                 for i in range(0, args.samples, 1000)])
+        scores = generative_scores(classifier, samples, test, splits=10, device=device)
+        s = read_summary(run)
+        rows.append({"seed": seed, "epochs": s["epochs"], **{k: round(v, 4) if isinstance(v, float) else v
+                                                             for k, v in scores.items()},
+                     "train_images_per_s": training_images_per_s(run), "run": str(run)})
+    return {"benchmark": "fid", "title": f"DCGAN on {args.dataset}: classifier-feature FID and IS analogue",
+            "classifier": str(path), "classifier_test_error": info.get("test_error"), "rows": rows}
+
+
+def bench_speed(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    rows = []
+    for command in ("gan", "ssgan", "infogan"):
+        flags = ["--no-evaluate"] if command != "gan" else []
+        run = run_rlgen(command, args, args.seeds[0], flags + extra)
+        s = read_summary(run)
+        rows.append({"command": command, "batch_size": json.loads((run / "config.json").read_text())["batch_size"],
+                     "steps": s["steps"], "train_images_per_s": training_images_per_s(run),
+                     "overall_images_per_s": s["images_per_s"], "device": s["device"], "run": str(run)})
+    return {"benchmark": "speed", "title": f"training images/s on {args.dataset}", "rows": rows}
+
+
+def target(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    key, limit = TARGETS[name]
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return {"target": f"{key} <= {limit}", "target_met": None}
+    mean = statistics.fmean(values)
+    return {"target": f"{key} <= {limit}", "mean": mean, "std": statistics.pstdev(values), "target_met": mean <= limit}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output
+
+
+def markdown(result: dict[str, Any]) -> str:
+    provenance = f"commit: {result['commit']} | device: {result['device']} | date: {result['date']}"
+    lines = [f"## {result['benchmark']}: {result['title']}", "", f"command: `{result['command']}`  ", provenance, ""]
+    rows = result["rows"]
+    keys = [k for k in rows[0] if k not in ("run", "traversals")] if rows else []
+    lines.append("| " + " | ".join(keys) + " |")
+    lines.append("|" + "---|" * len(keys))
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+    if "target" in result:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[result["target_met"]]
+        mean = f" (mean {result['mean']:.4f} +- {result['std']:.4f} over {len(rows)} run(s))" if "mean" in result else ""
+        lines += ["", f"target {result['target']}: {verdict}{mean}"]
+    if "classifier" in result:
+        lines += ["", f"metrics classifier: {result['classifier']} (test error {_fmt(result['classifier_test_error'])})"]
+    lines += ["", "runs: " + ", ".join(r["run"] for r in rows)]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+BENCHMARKS = {"ssgan": bench_ssgan, "infogan": bench_infogan, "fid": bench_fid, "speed": bench_speed}
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1:]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("benchmark", choices=[*BENCHMARKS, "all"])
+    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10 or an .npz (default mnist)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="default: the command's packaged default")
+    p.add_argument("--limit-images", type=int, default=None, help="train on the first N images (smoke tests)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--labels", type=int, default=100, help="ssgan: labelled examples (default 100)")
+    p.add_argument("--samples", type=int, default=10000, help="fid: generated images scored (default 10000)")
+    p.add_argument("--classifier", default=None, help="fid: metrics classifier checkpoint (trained if missing)")
+    p.add_argument("--classifier-epochs", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
+    p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
+    return p.parse_args(argv), extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parse(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    for name in names:
+        started = time.time()
+        try:
+            result = BENCHMARKS[name](args, extra)
+        except UserError as exc:
+            print(f"vision_gan {name}: error: {exc}", file=sys.stderr)
+            return 2
+        result.update(command="python benchmarks/vision_gan.py " + shlex.join(argv), commit=git_commit(),
+                      device=device_description(), date=utc_now(), seconds=round(time.time() - started, 1))
+        path = Path(args.results) / f"{name}-{Path(args.dataset).stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(markdown(result))
+        print(f"\nsaved: {path}\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

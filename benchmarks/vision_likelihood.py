@@ -1,0 +1,379 @@
+"""Likelihood benchmarks of issue #6: PixelCNN, PixelRNN (Row LSTM, Diagonal BiLSTM) and the VAEs (diagonal,
+IAF, bidirectional ladder), measured the way the papers measure them, plus training speed against straightforward
+implementations of the same models.
+
+1. **Likelihood.** Each model is trained with ``rlgen <command>`` (the shared trainer, checkpoints, sample grids)
+   and its last checkpoint is evaluated on the test split: binarised MNIST (dynamically binarised during training,
+   the test images binarised once with a fixed seed) in nats per image, 8-bit Fashion-MNIST in bits per dimension.
+   The VAEs report the ELBO and the importance-sampled ``log p(x)`` with ``--iw-samples`` samples. The targets of
+   the issue (full 10k test set, MNIST): PixelCNN <= 81.5 nats, Diagonal BiLSTM <= 80.5, VAE + IAF <= 81.
+2. **Speed.** Training images/s (forward, backward, Adam step on one batch of binarised 28x28 images) of each
+   model at its default size against its straightforward twin from :mod:`rlgen.vision.likelihood.reference` (full
+   masked kernels multiplied by the mask every pass; Row LSTM gates computed row by row inside the loop; Diagonal
+   BiLSTM with loop-based skewing and one loop per direction), with the same parameters, in the same process, on
+   the CPU and, when there is one, the GPU. For the VAE: importance-sampled evaluation, k samples in one batch
+   against a Python loop over the samples. Also the time to sample a batch of images from each trained model.
+
+The figures are printed with the command, commit, device and date, and written as JSON under ``--out``.
+
+    # a tiny budget (minutes on 2 CPU cores; the likelihoods are then far from the papers' and marked partial)
+    python benchmarks/vision_likelihood.py --epochs 1 --limit-images 512 --eval-images 500 --iw-samples 50
+    # the issue's figures (a GPU; hours)
+    python benchmarks/vision_likelihood.py --epochs 50 --eval-images 10000 --iw-samples 1000 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlgen.cli import main as rlgen_main
+from rlgen.common.checkpoint import load_json, load_torch
+from rlgen.common.config import deep_merge, packaged_config
+from rlgen.vision.datasets import BatchLoader, ImageDataset, load_dataset
+from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions, PixelRNN, PixelRNNOptions, VAEOptions, make_vae
+from rlgen.vision.likelihood.outputs import LN2
+from rlgen.vision.likelihood.reference import reference_log_likelihood, to_reference
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> (command, flags)
+MODELS: dict[str, tuple[str, list[str]]] = {
+    "pixelcnn": ("pixelcnn", []),
+    "rowlstm": ("pixelrnn", ["--variant", "rowlstm"]),
+    "diagbilstm": ("pixelrnn", ["--variant", "diagbilstm"]),
+    "vae": ("vae", []),
+    "vae-iaf": ("vae", ["--iaf-steps", "2"]),
+    "vae-bidirectional": ("vae", ["--bidirectional", "--iaf-steps", "1", "--free-bits", "0.1"]),
+}
+# A much smaller model of each kind, for smoke runs of this script.
+TINY: dict[str, list[str]] = {
+    "pixelcnn": ["--hidden", "8", "--layers", "2", "--output-hidden", "16"],
+    "pixelrnn": ["--hidden", "4", "--layers", "1", "--output-hidden", "8"],
+    "vae": ["--hidden", "16", "--z-dim", "8", "--iaf-hidden", "32", "--context-dim", "16"],
+}
+TARGETS_NATS = {"pixelcnn": 81.5, "diagbilstm": 80.5, "vae-iaf": 81.0}  # binarised MNIST, full test set
+TEST_SET = 10_000
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Commit, device and date, for the record."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), "commit": commit,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "device": device,
+            "cpu": f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})", "gpu": gpu,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Speed
+
+
+def default_model(name: str, tiny: bool, shape: tuple[int, int, int] = (1, 28, 28)) -> torch.nn.Module:
+    """The model ``name`` at the command's default size (vision.yaml plus the model's flags), Bernoulli output."""
+    from rlgen.cli import build_parser
+    from rlgen.cli.options import flags_of
+
+    command, flags = MODELS[name]
+    typed = flags_of(build_parser().parse_args([command, *flags, *(TINY[command] if tiny else [])]))
+    cfg = deep_merge(packaged_config("vision.yaml")[command]["defaults"], typed)
+    if command == "pixelcnn":
+        return PixelCNN(PixelCNNOptions.from_config(cfg, shape, "bernoulli"))
+    if command == "pixelrnn":
+        return PixelRNN(PixelRNNOptions.from_config(cfg, shape, "bernoulli"))
+    return make_vae(VAEOptions.from_config(cfg, shape, "bernoulli"))
+
+
+def trainer_step(model: torch.nn.Module, x: torch.Tensor, device: torch.device):
+    """A function doing one training step (loss, backward, Adam) of ``model`` on the batch ``x``."""
+    from rlgen.vision.datasets import Batch
+
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = Batch(x.to(device))
+
+    def step() -> None:
+        loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def interleaved(functions: list, images: int, steps: int, rounds: int, device: torch.device) -> list[float]:
+    """Images/s of each function, timed in alternating rounds of ``steps`` calls after one warm-up call each; the
+    best round of each counts (the machine is shared: the best round is the least disturbed one)."""
+    for fn in functions:
+        fn()
+    best = [0.0] * len(functions)
+    for _ in range(rounds):
+        for k, fn in enumerate(functions):
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync(device)
+            best[k] = max(best[k], steps * images / (time.perf_counter() - start))
+    return best
+
+
+def speed(models: list[str], devices: list[str], batch: int, steps: int, rounds: int, k: int,
+          tiny: bool) -> list[dict[str, Any]]:
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((batch, 1, 28, 28), 0.13), generator=g)
+    for device_name in devices:
+        device = torch.device(device_name)
+        for name in models:
+            torch.manual_seed(0)
+            model = default_model(name, tiny)
+            row: dict[str, Any] = {"model": name, "device": device_name, "batch": batch,
+                                   "parameters": sum(p.numel() for p in model.parameters())}
+            if MODELS[name][0] == "vae":
+                (row["train_images_per_s"],) = interleaved([trainer_step(model, x, device)], batch, steps, rounds,
+                                                           device)
+                model.eval()
+                xs = x[:max(1, min(batch, 16))].to(device)
+
+                def vectorised(model=model, xs=xs) -> None:
+                    with torch.no_grad():
+                        model.log_likelihood(xs, k)
+
+                def loop(model=model, xs=xs) -> None:
+                    with torch.no_grad():
+                        reference_log_likelihood(model, xs, k)
+
+                fast, ref = interleaved([vectorised, loop], len(xs), 1, rounds, device)
+                row.update({"what": f"log p(x), k={k}", "fast_images_per_s": fast, "reference_images_per_s": ref})
+            else:
+                reference = to_reference(model)
+                fast, ref = interleaved([trainer_step(model, x, device), trainer_step(reference, x, device)], batch,
+                                        steps, rounds, device)
+                row.update({"what": "training", "fast_images_per_s": fast, "reference_images_per_s": ref})
+            row["speedup"] = row["fast_images_per_s"] / row["reference_images_per_s"]
+            rows.append(row)
+            print(f"  speed {name:18s} {device_name}: {row['fast_images_per_s']:9.1f} vs "
+                  f"{row['reference_images_per_s']:9.1f} images/s ({row['what']}; x{row['speedup']:.2f})", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Likelihood
+
+
+def evaluate(model: torch.nn.Module, cfg: dict[str, Any], test: ImageDataset, iw_samples: int,
+             device: torch.device) -> dict[str, Any]:
+    """Mean test NLL (nats/image, bits/dim) with its standard error; for VAEs the ELBO and the importance-sampled
+    estimate. The test images are binarised as the trainer's evaluation binarises them."""
+    loader = BatchLoader(test, 100 if cfg["command"] != "vae" else 25, device, shuffle=False, drop_last=False,
+                         binarize=cfg.get("binarize"), seed=int(cfg["seed"]) + 1)
+    dims = int(np.prod(test.image_shape))
+    values: dict[str, list[torch.Tensor]] = {"nll": [], "neg_elbo": []}
+    model.to(device).eval()
+    torch.manual_seed(1234)
+    with torch.no_grad():
+        for batch in loader.epoch(0):
+            if cfg["command"] == "vae":
+                values["neg_elbo"].append(-model.elbo(batch.x).cpu())
+                values["nll"].append(-model.log_likelihood(batch.x, iw_samples).cpu())
+            else:
+                values["nll"].append(model.nll(batch.x).cpu())
+    out: dict[str, Any] = {"test_images": len(test)}
+    for key, chunks in values.items():
+        if chunks:
+            v = torch.cat(chunks).double()
+            out[f"{key}_nats"] = v.mean().item()
+            out[f"{key}_nats_stderr"] = (v.std() / math.sqrt(len(v))).item()
+            out[f"{key}_bits_per_dim"] = v.mean().item() / (dims * LN2)
+    return out
+
+
+def train_and_evaluate(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace,
+                       out: Path) -> dict[str, Any]:
+    command, flags = MODELS[name]
+    argv = [command, "--dataset", dataset, "--data-dir", data_dir, "--binarize", binarize, "--epochs",
+            str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--device", args.device, "--no-evaluate",
+            "--n-samples", str(args.sample_n), *flags, *(TINY[command] if args.tiny else [])]
+    if args.limit_images:
+        argv += ["--limit-images", str(args.limit_images)]
+    if args.batch_size:
+        argv += ["--batch-size", str(args.batch_size)]
+    print(f"  rlgen {' '.join(argv)}", flush=True)
+    before = set(out.glob(f"{command}-*"))
+    start = time.perf_counter()
+    if rlgen_main(argv) != 0:
+        return {"model": name, "dataset": dataset, "error": "training failed (see the log above)"}
+    train_seconds = time.perf_counter() - start
+    (run,) = set(out.glob(f"{command}-*")) - before
+    cfg = load_json(run / "config.json")
+    summary = load_json(run / "summary.json")
+    from rlgen.cli.vision import EVALUATED_COMMANDS, load_test_data
+
+    test = load_test_data({**cfg, "evaluate": True})  # trained with --no-evaluate: evaluated here, once
+    if args.eval_images and args.eval_images < len(test):
+        test = test.take(args.eval_images)
+    build = EVALUATED_COMMANDS[command][0]
+    model = build(cfg, test, None)
+    device = torch.device(summary["device"])
+    model.load_state_dict(load_torch(run / "checkpoints" / summary["checkpoint"], map_location=device)["model"])
+    row: dict[str, Any] = {"model": name, "dataset": Path(dataset).stem, "binarize": binarize, "run": str(run),
+                           "epochs": summary["epochs"], "train_images": summary["steps"] * cfg["batch_size"]
+                           // max(1, summary["epochs"]), "train_seconds": round(train_seconds, 1),
+                           "sample_seconds": summary.get("sample_seconds"), "sample_images": summary.get("sample_images")}
+    row.update(evaluate(model, cfg, test, args.iw_samples, device))
+    if command == "vae":
+        row["iw_samples"] = args.iw_samples
+    is_mnist = "mnist" in dataset.lower() and "fashion" not in dataset.lower()
+    target = TARGETS_NATS.get(name) if binarize != "none" and is_mnist else None
+    if target is not None:
+        row["target_nats"] = target
+        if row["test_images"] >= TEST_SET:
+            row["target"] = "met" if row["nll_nats"] <= target else "not met"
+        else:
+            row["target"] = f"not comparable: {row['test_images']} of {TEST_SET} test images"
+    unit = "nats" if binarize != "none" else "bits/dim"
+    value = row["nll_nats"] if binarize != "none" else row["nll_bits_per_dim"]
+    print(f"  -> {name} on {row['dataset']}: test NLL {value:.4g} {unit} ({row['test_images']} images)", flush=True)
+    return row
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    lines = ["| " + " | ".join(title for title, _, _ in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = []
+        for _, key, fmt in columns:
+            value = row.get(key)
+            cells.append("" if value is None else (format(value, fmt) if fmt else str(value)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--mnist", default="mnist/mnist_partial.npz",
+                        help="binarised-MNIST dataset: mnist (the official files) or an .npz with x_train/x_test "
+                             "(default: the shared mnist_partial.npz; '' to skip)")
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--fashion", default="fashion-mnist", help="8-bit dataset for bits/dim ('' to skip)")
+    parser.add_argument("--fashion-data-dir", default="/usr/share/datasets")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--limit-images", type=int, default=512, help="training images (0: all)")
+    parser.add_argument("--batch-size", type=int, default=0, help="0: the command's default")
+    parser.add_argument("--eval-images", type=int, default=500, help=f"test images (0 or {TEST_SET}: all)")
+    parser.add_argument("--iw-samples", type=int, default=50, help="k of the VAEs' log p(x) (the papers: 1000s)")
+    parser.add_argument("--sample-n", type=int, default=16, help="images per sample grid (timed)")
+    parser.add_argument("--speed-batch", type=int, default=32)
+    parser.add_argument("--speed-steps", type=int, default=3, help="training steps per timed round")
+    parser.add_argument("--speed-rounds", type=int, default=3, help="alternating timed rounds (the best counts)")
+    parser.add_argument("--tiny", action="store_true", help="much smaller models (a smoke run of this script)")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device of the trainings")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "runs" / "bench-likelihood"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(args.device)
+    print("\n".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+
+    speed_rows: list[dict[str, Any]] = []
+    if not args.skip_speed:
+        print("speed (images/s, ours vs the straightforward twin, same parameters, same process):", flush=True)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        speed_rows = speed(models, devices, args.speed_batch, args.speed_steps, args.speed_rounds, args.iw_samples,
+                           args.tiny)
+
+    likelihood_rows: list[dict[str, Any]] = []
+    if not args.skip_train:
+        for dataset, data_dir, binarize in ((args.mnist, args.data_dir, "dynamic"),
+                                            (args.fashion, args.fashion_data_dir, "none")):
+            if not dataset:
+                continue
+            try:  # a missing dataset skips its half, with the reason
+                load_dataset(dataset, "test", data_dir, verify=False)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                print(f"skipping {dataset}: {exc}", flush=True)
+                continue
+            print(f"likelihood on {dataset} ({'binarised, nats/image' if binarize != 'none' else '8-bit, bits/dim'}):",
+                  flush=True)
+            for name in models:
+                likelihood_rows.append(train_and_evaluate(name, dataset, data_dir, binarize, args, out))
+
+    result = {"environment": env, "settings": vars(args), "speed": speed_rows, "likelihood": likelihood_rows}
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out / f"vision-likelihood-{stamp}.json"
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+    print("\n## Likelihood benchmarks (issue #6)\n")
+    print("\n".join(f"- {k}: {v}" for k, v in env.items() if v is not None))
+    if speed_rows:
+        print("\n### Speed: ours vs a straightforward implementation of the same model\n")
+        print(table(speed_rows, [("model", "model", ""), ("device", "device", ""), ("measured", "what", ""),
+                                 ("batch", "batch", ""), ("params", "parameters", ","),
+                                 ("ours (img/s)", "fast_images_per_s", ".1f"),
+                                 ("reference (img/s)", "reference_images_per_s", ".1f"), ("speed-up", "speedup", ".2f"),
+                                 ("VAE training (img/s)", "train_images_per_s", ".1f")]))
+    if likelihood_rows:
+        print("\n### Test likelihood\n")
+        print(table(likelihood_rows, [
+            ("model", "model", ""), ("dataset", "dataset", ""), ("epochs", "epochs", ""),
+            ("train images/epoch", "train_images", ""), ("test images", "test_images", ""),
+            ("NLL (nats)", "nll_nats", ".2f"), ("+-", "nll_nats_stderr", ".2f"),
+            ("NLL (bits/dim)", "nll_bits_per_dim", ".4f"), ("-ELBO (nats)", "neg_elbo_nats", ".2f"),
+            ("k", "iw_samples", ""), ("target (nats)", "target_nats", ""), ("target", "target", ""),
+            ("sample time (s)", "sample_seconds", ".2f"), ("for images", "sample_images", ""),
+            ("train (s)", "train_seconds", ".0f")]))
+    print(f"\nwritten: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""InfoGAN: the latent codes, the mutual-information lower bound and how it enters both players' losses, Q
+recovering the codes it was given after a short training on tiny data, the unsupervised accuracy on a test set,
+latent-traversal grids, and the ``infogan`` command end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlgen.cli import main
+from rlgen.common.errors import UserError
+from rlgen.vision.datasets import Batch
+from rlgen.vision.gan.infogan import InfoGAN, InfoGANOptions, Latent, batch_statistics, information_terms
+from rlgen.vision.trainer import Optimizers
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+TINY = {"noise_dim": 4, "ngf": 8, "ndf": 8, "fc_dim": 32, "q_dim": 16}
+
+
+def small(eval_size: int | None = None, **options) -> InfoGAN:
+    torch.manual_seed(0)
+    return InfoGAN(InfoGANOptions(**{**TINY, **options}), eval_size)
+
+
+def optimizers(model: InfoGAN) -> Optimizers:
+    groups = model.optimizer_groups()
+    return Optimizers({"d": torch.optim.Adam(list(groups["d"]), 2e-4, betas=(0.5, 0.999)),
+                       "g": torch.optim.Adam(list(groups["g"]["params"]), groups["g"]["lr"], betas=(0.5, 0.999))},
+                      CPU)
+
+
+def blobs(n: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    c = rng.uniform(8, 20, (n, 2))
+    x = np.exp(-((yy - c[:, :1, None]) ** 2 + (xx - c[:, 1:, None]) ** 2) / 20)
+    return torch.from_numpy(x[:, None].astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Architecture and latents
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_networks_and_latent_layout(shape):
+    model = small(image_shape=shape, categorical=(10, 3), continuous=2)
+    latent = model.latent(6)
+    assert latent.noise.shape == (6, 4) and latent.categorical.shape == (6, 2) and latent.continuous.shape == (6, 2)
+    assert latent.noise.abs().max() <= 1 and latent.continuous.abs().max() <= 1
+    z = latent.vector()
+    assert z.shape == (6, 4 + 10 + 3 + 2)
+    assert torch.equal(z[:, 4:14].argmax(1), latent.categorical[:, 0]) and torch.equal(z[:, 14:17].sum(1), torch.ones(6))
+    images = model.generate(latent)
+    assert images.shape == (6, *shape) and 0 <= images.min() and images.max() <= 1
+    logits, q = model.discriminator(images)
+    assert logits.shape == (6,) and q.shape == (6, 10 + 3 + 2)
+    assert small(image_shape=shape, learn_std=True).discriminator(images)[1].shape == (6, 10 + 2 * 2)
+
+
+def test_the_papers_mnist_architecture():
+    model = InfoGAN(InfoGANOptions())
+    d, g = model.discriminator, model.generator
+    convs = [m for m in d.body if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(64, (4, 4), (2, 2)), (128, (4, 4), (2, 2))]
+    assert d.body[-3].out_features == 1024 and d.q_head[0].out_features == 128 and d.q_head[-1].out_features == 12
+    assert g.fc[0].in_features == 74 and g.fc[0].out_features == 1024 and g.fc[3].out_features == 7 * 7 * 128
+    assert [(m.in_channels, m.out_channels) for m in g.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == \
+        [(128, 64), (64, 1)]
+    assert model.optimizer_groups()["g"]["lr"] == 1e-3
+
+
+def test_bad_options_are_user_errors():
+    for options in ({"image_shape": (1, 64, 64)}, {"categorical": (1,)}, {"categorical": (), "continuous": 0},
+                    {"ngf": 0}):
+        with pytest.raises(UserError):
+            small(**options)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The mutual-information term
+
+
+def test_information_terms_are_the_lower_bound_of_the_paper():
+    o = InfoGANOptions(categorical=(4,), continuous=2)
+    latent = Latent(torch.zeros(3, 0), torch.tensor([[0], [2], [3]]), torch.tensor([[0.5, -0.5], [0.0, 1.0],
+                                                                                      [-1.0, 0.2]]), (4,))
+    q = torch.randn(3, 4 + 2)
+    terms = information_terms(q, latent, o)
+    log_q = F.log_softmax(q[:, :4], 1)[torch.arange(3), latent.categorical[:, 0]]
+    assert terms["mi_cat"].item() == pytest.approx(math.log(4) + log_q.mean().item(), abs=1e-6)
+    # fixed std 1: -log N(c; mu, 1) per code, summed over codes; H(U(-1, 1)) = log 2 per code
+    nll = 0.5 * math.log(2 * math.pi) + 0.5 * (latent.continuous - q[:, 4:]).square()
+    assert terms["ce_cont"].item() == pytest.approx(nll.sum(1).mean().item(), abs=1e-6)
+    assert terms["mi_cont"].item() == pytest.approx(2 * math.log(2) - nll.sum(1).mean().item(), abs=1e-6)
+    # a perfect categorical posterior reaches H(c) = log K
+    perfect = torch.full((3, 6), -1e4)
+    perfect[torch.arange(3), latent.categorical[:, 0]] = 0.0
+    assert information_terms(perfect, latent, o)["mi_cat"].item() == pytest.approx(math.log(4), abs=1e-5)
+    # a learnt std: log-variance outputs after the means (std = sqrt(exp(s)), as in the original)
+    o_std = InfoGANOptions(categorical=(4,), continuous=2, learn_std=True)
+    q_std = torch.randn(3, 4 + 4)
+    mean, log_var = q_std[:, 4:6], q_std[:, 6:]
+    expected = (0.5 * math.log(2 * math.pi) + 0.5 * log_var
+                + 0.5 * (latent.continuous - mean).square() / log_var.exp()).sum(1).mean()
+    assert information_terms(q_std, latent, o_std)["ce_cont"].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_both_players_subtract_lambda_times_the_information_term():
+    model = small(info_weight=0.7, info_weight_continuous=0.3)
+    real, latent = torch.rand(8, 1, 28, 28), model.latent(8)
+    fake = model.generate(latent)
+    torch.manual_seed(1)
+    d_loss, metrics = model.discriminator_loss(real, fake, latent)
+    logits_real, _ = model.discriminator(real)
+    logits_fake, q = model.discriminator(fake)
+    terms = information_terms(q, latent, model.options)
+    gan = (F.binary_cross_entropy_with_logits(logits_real, torch.ones(8))
+           + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros(8)))
+    # train-mode batch norm is deterministic for a fixed batch, so the recomputation matches
+    assert d_loss.item() == pytest.approx((gan - 0.7 * terms["mi_cat"] - 0.3 * terms["mi_cont"]).item(), abs=1e-5)
+    assert metrics["d_gan_loss"].item() == pytest.approx(gan.item(), abs=1e-5)
+    g_loss, _ = model.generator_loss(fake, latent)
+    expected_g = F.binary_cross_entropy_with_logits(logits_fake, torch.ones(8)) - 0.7 * terms["mi_cat"] \
+        - 0.3 * terms["mi_cont"]
+    assert g_loss.item() == pytest.approx(expected_g.item(), abs=1e-5)
+    # with lambda = 0 it is a plain GAN
+    plain = small(info_weight=0.0, info_weight_continuous=0.0)
+    plain.load_state_dict(model.state_dict())
+    assert plain.discriminator_loss(real, fake, latent)[0].item() == pytest.approx(gan.item(), abs=1e-5)
+
+
+def test_q_head_recovers_the_codes_after_a_short_training():
+    model = small(categorical=(5,), continuous=1)
+    opt = optimizers(model)
+    data = blobs(256)
+    model.eval()
+    before = model.recover_codes(1000)
+    model.train()
+    mi = []
+    g = torch.Generator().manual_seed(0)
+    for step in range(150):
+        metrics = model.training_step(Batch(data[torch.randint(0, 256, (32,), generator=g)]), opt)
+        mi.append(metrics["mi_cat"].item())
+    model.eval()
+    after = model.recover_codes(1000)
+    # the information term rises (the cross-entropy of Q falls)...
+    assert np.mean(mi[-20:]) > np.mean(mi[:10]) + 0.25, (mi[:10], mi[-20:])
+    # ...and Q reads the codes off fresh samples far better than chance (1/5 and MSE 1/3)
+    assert before["code_accuracy"] < 0.4 and after["code_accuracy"] > 0.9, (before, after)
+    assert after["continuous_mse"] < 0.6 * before["continuous_mse"] and after["continuous_mse"] < 0.2, (before, after)
+
+
+def test_batch_statistics_leave_the_running_statistics_alone():
+    model = small()
+    bn = model.discriminator.body[3]
+    x = torch.rand(16, 1, 28, 28)
+    model.discriminator(x)  # one training-mode pass moves the running mean
+    state = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    model.eval()
+    with batch_statistics(model.discriminator):
+        assert bn.training
+        with_batch = model.discriminator(x)[0]
+    assert not bn.training and bn.momentum == 0.1
+    for k, v in model.discriminator.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    model.train()
+    assert torch.allclose(model.discriminator(x)[0], with_batch, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation and pictures
+
+
+def test_unsupervised_accuracy_over_an_evaluation_pass():
+    model = small(eval_size=30, categorical=(3,))
+    model.eval()
+    x = torch.rand(30, 1, 28, 28)
+    with torch.no_grad():
+        codes = model.code_predictions(model.q_network(x)[1])[0][:, 0]
+    labels = (codes + 1) % 3  # a relabelling of the codes: accuracy 1 after matching
+    labels[:3] = (labels[:3] + 1) % 3  # ...except 3 examples
+    with torch.no_grad():
+        results = [model.evaluation_step(Batch(x[i:i + 10], labels[i:i + 10])) for i in (0, 10, 20)]
+    assert "unsupervised_accuracy" not in results[0] and "unsupervised_accuracy" not in results[1]
+    # q_network normalises each batch with its own statistics: recompute the codes batch by batch
+    with torch.no_grad():
+        per_batch = torch.cat([model.code_predictions(model.q_network(x[i:i + 10])[1])[0][:, 0] for i in (0, 10, 20)])
+    from rlgen.vision.metrics import unsupervised_accuracy
+
+    expected = unsupervised_accuracy(per_batch, labels, 3, 3)[0]
+    assert results[2]["unsupervised_accuracy"] == pytest.approx(expected)
+    assert results[2]["categorical_error"] == pytest.approx(1 - expected)
+    assert {"code_accuracy", "continuous_mse"} <= set(results[0])
+    assert model.last_evaluation["test_images"] == 30
+
+
+def test_samples_and_traversals_vary_one_code_along_each_row(tmp_path):
+    model = small(categorical=(4,), continuous=2)
+    model.eval()
+    seen = {}
+
+    def spy(latent: Latent) -> torch.Tensor:
+        seen["latent"] = latent
+        return torch.zeros(len(latent.noise), 1, 28, 28)
+
+    model.generate = spy  # record the latents that the grids are drawn from
+    model.sample(16)  # 4 x 4 grid: column j has category j % 4, each row one draw
+    lat = seen["latent"]
+    assert lat.categorical[:, 0].tolist() == [0, 1, 2, 3] * 4
+    assert torch.equal(lat.noise[0], lat.noise[3]) and not torch.equal(lat.noise[0], lat.noise[4])
+    images, cols = model.traversal("continuous", 1, rows=3, steps=5, span=2.0)
+    lat = seen["latent"]
+    assert cols == 5 and images.shape == (15, 1, 28, 28)
+    assert torch.allclose(lat.continuous[:5, 1], torch.linspace(-2, 2, 5))
+    assert torch.equal(lat.continuous[:5, 0], lat.continuous[0, 0].repeat(5))  # the other code stays fixed
+    assert lat.categorical[:, 0].tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    with pytest.raises(ValueError):
+        model.traversal("continuous", 2)
+    del model.generate
+    paths = model.save_traversals(tmp_path, rows=3)
+    assert [p.name for p in paths] == ["traversal_categorical_0.png", "traversal_continuous_0.png",
+                                       "traversal_continuous_1.png"]
+    assert matplotlib.image.imread(paths[0]).shape == (3 * 30 + 2, 4 * 30 + 2)
+    assert matplotlib.image.imread(paths[1]).shape == (3 * 30 + 2, 10 * 30 + 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command
+
+
+ARGS = ["--batch-size", "16", "--ngf", "8", "--ndf", "8", "--fc-dim", "32", "--q-dim", "16", "--noise-dim", "4",
+        "--categorical", "4", "--continuous", "1", "--n-samples", "16", "--log-every", "2", "--device", "cpu"]
+
+
+def test_infogan_command_end_to_end_with_resume(tmp_path, capsys):
+    from tests.test_ssgan import tiny_npz
+
+    data = tiny_npz(tmp_path / "blobs.npz", n_train=64, n_test=20)
+    out = tmp_path / "runs"
+    assert main(["infogan", "--dataset", str(data), "--epochs", "1", "--out", str(out), *ARGS]) == 0
+    (run,) = out.glob("infogan-blobs-s0-*")
+    assert str(run) in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["categorical"] == [4] and config["continuous"] == 1 and config["g_lr"] == 1e-3
+    assert matplotlib.image.imread(run / "samples" / "epoch_0001.png").shape == (4 * 30 + 2, 4 * 30 + 2)
+    traversal = matplotlib.image.imread(run / "samples" / "traversal_categorical_0.png")
+    assert traversal.shape == (10 * 30 + 2, 4 * 30 + 2)  # 10 draws x 4 categories
+    assert (run / "samples" / "traversal_continuous_0.png").is_file()
+    ckpt = torch.load(run / "checkpoints" / "epoch_1.pt", weights_only=True)
+    assert ckpt["step"] == 4 and set(ckpt["optimizers"]) == {"d", "g"}
+    assert ckpt["optimizers"]["g"]["param_groups"][0]["lr"] == 1e-3
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_images"] == 20 and 0 <= summary["categorical_error"] <= 1
+    assert summary["traversals"] == ["traversal_categorical_0.png", "traversal_continuous_0.png"]
+    assert "eval/unsupervised_accuracy" in (run / "progress.csv").read_text()
+
+    assert main(["infogan", "--resume", str(run), "--epochs", "2"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert torch.load(run / "checkpoints" / "epoch_2.pt", weights_only=True)["step"] == 8
+    assert (run / "samples" / "epoch_0002.png").is_file()
+
+
+def test_infogan_without_a_categorical_code_or_test_split(tmp_path):
+    np.savez(tmp_path / "plain.npz", x=np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8))
+    at = ARGS.index("--categorical")
+    args = ARGS[:at] + ARGS[at + 2:] + ["--categorical"]  # no value: no categorical code
+    assert main(["infogan", "--dataset", str(tmp_path / "plain.npz"), "--no-evaluate", "--epochs", "1",
+                 "--out", str(tmp_path / "runs"), *args]) == 0
+    (run,) = (tmp_path / "runs").glob("infogan-plain-*")
+    assert json.loads((run / "config.json").read_text())["categorical"] == []
+    assert json.loads((run / "summary.json").read_text())["traversals"] == ["traversal_continuous_0.png"]
