@@ -4,9 +4,6 @@ pipeline end to end (expert -> rollouts -> gail/bc -> evaluation)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,34 +11,7 @@ import pytest
 
 from rlgen.cli import main
 from rlgen.imitation.demos import record_demos, save_demos
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def rlgen(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rlgen.run", *args], capture_output=True, text=True, cwd=cwd, check=False,
-                          env=ENV, timeout=timeout)
-
-
-def fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    lines = [line for line in err if "error:" in line]
-    assert len(lines) == 1 and "Traceback" not in "\n".join(err), err
-    for word in expected:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
-def succeeds(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 0, captured.err[-3000:]
-    return captured.out
+from tests.cli_helpers import fails_cleanly, rlgen, succeeds
 
 
 class CartPoleController:

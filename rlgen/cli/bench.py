@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlgen.cli.options import S, nonnegative_float, positive_int
+from rlgen.cli.options import S, nonnegative_float, nonnegative_int, positive_int
 from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
 
@@ -33,15 +33,6 @@ DEFAULTS: dict[str, Any] = {"out": "benchmarks/results", "seeds": None, "jobs": 
                             "job_timeout": None, "budget_scale": 1.0, "device": None, "dry_run": False,
                             "report_only": False}
 
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def positive_float(text: str) -> float:

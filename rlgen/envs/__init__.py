@@ -19,6 +19,9 @@ from rlgen.common.errors import UserError
 NAMESPACE = "rlgen"
 VERSION = 0
 MAX_EPISODE_STEPS = 500  # VIME's horizon for every task
+# rllab bounds every observation by +-1e6 (rllab/envs/base.py, mujoco_env.py: BIG); finite bounds also keep
+# gymnasium's checker from warning about unbounded spaces.
+BIG = 1e6
 
 # Short name -> "module:Class" under rlgen.envs (imported only when the env is made).
 _ENTRY_POINTS: dict[str, str] = {

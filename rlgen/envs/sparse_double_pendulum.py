@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-BIG = 1e6  # rllab's observation bound (rllab/envs/box2d/box2d_env.py)
-
-
-def _rk4(deriv: Callable[[tuple[float, ...]], tuple[float, ...]], s: tuple[float, ...], h: float) -> tuple[float, ...]:
-    """One classic Runge-Kutta step of size ``h`` for ``s' = deriv(s)`` (plain floats: faster than numpy here)."""
-    k1 = deriv(s)
-    k2 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k1)))
-    k3 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k2)))
-    k4 = deriv(tuple(x + h * k for x, k in zip(s, k3)))
-    return tuple(x + h / 6.0 * (a + 2.0 * b + 2.0 * c + d) for x, a, b, c, d in zip(s, k1, k2, k3, k4))
+from rlgen.envs import BIG
+from rlgen.envs.integrators import rk4
 
 
 class SparseDoublePendulumEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -144,7 +135,7 @@ class SparseDoublePendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         max_w = 0.5 * math.pi / self.physics_dt  # Box2D's b2_maxRotation per (rllab) physics step
         h = self.physics_dt / self.n_substeps
         for _ in range(self.frame_skip * self.n_substeps):
-            a1, a2, w1, w2 = _rk4(deriv, (a1, a2, w1, w2), h)
+            a1, a2, w1, w2 = rk4(deriv, (a1, a2, w1, w2), h)
             w1 = min(max(w1, -max_w), max_w)
             w2 = min(max(w2, -max_w), max_w)
         self.state = np.array([a1, a2, w1, w2], dtype=np.float64)

@@ -10,9 +10,7 @@ import numpy as np
 from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
-# rllab bounds every observation by +-1e6 (rllab/envs/mujoco/mujoco_env.py: BIG); finite bounds also keep
-# gymnasium's env checker from warning about infinite ones.
-BIG = 1e6
+from rlgen.envs import BIG
 
 DEFAULT_CAMERA_CONFIG: dict[str, Any] = {
     "type": mujoco.mjtCamera.mjCAMERA_TRACKING,  # follow the cheetah: it has to run 5 m to be rewarded

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-BIG = 1e6  # rllab's observation bound (rllab/envs/box2d/box2d_env.py)
-
-
-def _rk4(deriv: Callable[[tuple[float, ...]], tuple[float, ...]], s: tuple[float, ...], h: float) -> tuple[float, ...]:
-    """One classic Runge-Kutta step of size ``h`` for ``s' = deriv(s)`` (plain floats: faster than numpy here)."""
-    k1 = deriv(s)
-    k2 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k1)))
-    k3 = deriv(tuple(x + 0.5 * h * k for x, k in zip(s, k2)))
-    k4 = deriv(tuple(x + h * k for x, k in zip(s, k3)))
-    return tuple(x + h / 6.0 * (a + 2.0 * b + 2.0 * c + d) for x, a, b, c, d in zip(s, k1, k2, k3, k4))
+from rlgen.envs import BIG
+from rlgen.envs.integrators import rk4
 
 
 class SparseMountainCarEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -129,7 +120,7 @@ class SparseMountainCarEnv(gym.Env[np.ndarray, np.ndarray]):
         s = (float(self.state[0]), float(self.state[1]))
         h = self.dt / self.n_substeps
         for _ in range(self.n_substeps):
-            s = _rk4(lambda z: (z[1], self._accel(z[0], z[1], force)), s, h)
+            s = rk4(lambda z: (z[1], self._accel(z[0], z[1], force)), s, h)
         x, v = s
         if x <= -self.max_abs_x:  # inelastic wall at the left end of the track
             x, v = -self.max_abs_x, max(v, 0.0)

@@ -11,7 +11,8 @@ import numpy as np
 from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
-BIG = 1e6  # rllab's observation bound (rllab/envs/mujoco/mujoco_env.py)
+from rlgen.envs import BIG
+
 APPLE, BOMB = 0, 1  # object kinds, as in rllab's gather_env.py
 
 ASSET = os.path.join(os.path.dirname(__file__), "assets", "swimmer_gather.xml")
