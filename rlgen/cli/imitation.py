@@ -151,6 +151,23 @@ def expert_data(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
     return demos, obs, actions
 
 
+def _start_imitation(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Any, dict[str, Any], str, Any, Any, Any]:
+    """:func:`_start` for commands that learn from demos: a new run's demos are checked before its directory is
+    made (a resumed run uses the demos its saved config names). Returns ``(run_dir, cfg, device, demos, obs,
+    actions)``."""
+    from rlgen.agents.gail import obs_norm_policy_kwargs
+
+    data = None if "resume" in vars(args) else expert_data(cfg)
+    run_dir, cfg, device = _start(args, cfg)
+    demos, expert_obs, expert_actions = data if data is not None else expert_data(cfg)
+    if not run_dir.resumed:
+        if cfg.get("policy_obs_norm"):
+            cfg["policy_kwargs"] = {**(cfg.get("policy_kwargs") or {}), **obs_norm_policy_kwargs(expert_obs)}
+        cfg["expert_pairs"] = len(expert_obs)
+        run_dir.save_config()
+    return run_dir, cfg, device, demos, expert_obs, expert_actions
+
+
 def _expert_return(cfg: dict[str, Any], demos: Any) -> float | None:
     if cfg.get("expert_return") is not None:
         return float(cfg["expert_return"])
@@ -225,20 +242,12 @@ def run_rollouts(args: argparse.Namespace) -> None:
 
 
 def run_gail(args: argparse.Namespace) -> None:
-    from rlgen.agents.gail import GAIL, obs_norm_policy_kwargs
+    from rlgen.agents.gail import GAIL
     from rlgen.common.checkpoint import atomic_write_json
     from rlgen.common.sb3_training import train_sb3
     from rlgen.imitation.evaluation import imitation_report
 
-    cfg = resolve(args)
-    expert_data(cfg)  # reject bad demos before a run directory is made
-    run_dir, cfg, device = _start(args, cfg)
-    demos, expert_obs, expert_actions = expert_data(cfg)
-    if not run_dir.resumed:
-        if cfg.get("policy_obs_norm"):
-            cfg["policy_kwargs"] = {**(cfg.get("policy_kwargs") or {}), **obs_norm_policy_kwargs(expert_obs)}
-        cfg["expert_pairs"] = len(expert_obs)
-        run_dir.save_config()
+    run_dir, cfg, device, demos, expert_obs, expert_actions = _start_imitation(args, resolve(args))
     log.info("GAIL on %s: %d expert (s, a) pairs from %d trajectories (every %dth pair)", cfg["env"],
              len(expert_obs), cfg.get("trajectories") or demos.n_episodes, cfg["subsample"])
 
@@ -269,21 +278,12 @@ def run_bc(args: argparse.Namespace) -> None:
     from stable_baselines3 import PPO
 
     from rlgen.agents.bc import BehaviorCloning
-    from rlgen.agents.gail import obs_norm_policy_kwargs
     from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
     from rlgen.common.logger import make_logger
-    from rlgen.common.sb3_training import policy_kwargs_from_config, make_vec_env_for
+    from rlgen.common.sb3_training import make_vec_env_for, policy_kwargs_from_config
     from rlgen.imitation.evaluation import evaluate_returns, imitation_report
 
-    cfg = resolve(args)
-    expert_data(cfg)
-    run_dir, cfg, device = _start(args, cfg)
-    demos, expert_obs, expert_actions = expert_data(cfg)
-    if not run_dir.resumed:
-        if cfg.get("policy_obs_norm"):
-            cfg["policy_kwargs"] = {**(cfg.get("policy_kwargs") or {}), **obs_norm_policy_kwargs(expert_obs)}
-        cfg["expert_pairs"] = len(expert_obs)
-        run_dir.save_config()
+    run_dir, cfg, device, demos, expert_obs, expert_actions = _start_imitation(args, resolve(args))
 
     venv = make_vec_env_for(cfg["env"], 1, cfg["seed"])
     model = PPO("MlpPolicy", venv, seed=cfg["seed"], device=device, policy_kwargs=policy_kwargs_from_config(cfg["policy_kwargs"]))

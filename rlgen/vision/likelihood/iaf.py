@@ -50,7 +50,9 @@ class MADE(nn.Module):
 
     ``forward(z, context)`` returns ``n_outputs`` tensors shaped like ``z``; output ``d`` depends only on
     ``z_e`` with ``degree(e) < degree(d)`` and on ``context``. Hidden units get degrees ``1..dim-1`` in turn (the
-    deterministic assignment of the MADE paper), ELU activations as in openai/iaf."""
+    deterministic assignment of the MADE paper), ELU activations as in openai/iaf. As there, the context only
+    enters the first hidden layer, so the first dimension in the ordering (which may see no hidden unit) gets
+    learned constants; the reversed ordering of the next step conditions it on everything."""
 
     def __init__(self, dim: int, hidden: Sequence[int], context_dim: int = 0, n_outputs: int = 2,
                  reverse: bool = False):
