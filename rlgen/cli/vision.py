@@ -380,7 +380,8 @@ def add_vae_options(parser: argparse.ArgumentParser) -> None:
                    help="free bits: minimum KL per latent dimension (per feature map with --bidirectional), averaged "
                         "over the minibatch (default 0: off)")
     g.add_argument("--iw-samples", dest="iw_samples", type=nonnegative_int, default=S, metavar="K",
-                   help="importance samples of the test log p(x) reported besides the ELBO (default 32; 0: off)")
+                   help="importance samples of the test log p(x) reported besides the ELBO after each epoch "
+                        "(default 8; 0: off)")
     g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=S,
                    help="the paper's deeper ResNet VAE: several stochastic layers, bidirectional inference")
     g.add_argument("--levels", type=positive_int, default=S,

@@ -60,7 +60,7 @@ class VAEOptions:
     iaf_depth: int = 2  # hidden layers per MADE / per ar_multiconv2d
     context_dim: int = 64  # h: the encoder's context for the IAF steps
     free_bits: float = 0.0  # nats per group (openai/iaf kl_min; its CIFAR-10 runs use 0.1-0.25)
-    iw_samples: int = 32  # k of the importance-sampled log p(x) at each evaluation (0: ELBO only)
+    iw_samples: int = 8  # k of the importance-sampled log p(x) at each evaluation (0: ELBO only)
     bidirectional: bool = False  # the deeper ladder model with bidirectional inference
     levels: int = 2  # ladder: resolutions (openai "depth")
     blocks_per_level: int = 2  # ladder: stochastic layers per resolution (openai "num_blocks")
