@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 
 from rlgen.agents.vime import VIME
 from rlgen.common.config import packaged_config
-from rlgen.common.sb3_training import policy_kwargs_from_config, make_vec_env_for
+from rlgen.common.sb3_training import make_vec_env_for, policy_kwargs_from_config
 from rlgen.envs import resolve_env_id
 
 ALGOS = {"trpo": TRPO, "ppo": PPO}
@@ -38,7 +38,7 @@ def time_information_gain(model, repeats: int = 10) -> dict[str, float]:
     rows = []
     for _ in range(n):
         action = np.stack([env.action_space.sample() for _ in range(env.num_envs)])
-        next_obs, _, dones, infos = env.step(action)
+        next_obs, _, _, _ = env.step(action)
         rows.append((obs, action, next_obs))
         obs = next_obs
     o, a, o2 = (np.concatenate([r[i] for r in rows]).astype(np.float32) for i in range(3))
@@ -49,7 +49,7 @@ def time_information_gain(model, repeats: int = 10) -> dict[str, float]:
         start = time.perf_counter()
         vime.information_gain(o, a, o2)
         times.append(time.perf_counter() - start)
-    return {"batch": int(len(o)), "seconds_median": float(np.median(times)), "seconds_min": float(np.min(times))}
+    return {"batch": len(o), "seconds_median": float(np.median(times)), "seconds_min": float(np.min(times))}
 
 
 def train_time(env_id: str, algo: str, steps: int, n_envs: int, algo_kwargs: dict, policy_kwargs: dict | None,

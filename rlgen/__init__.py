@@ -3,4 +3,4 @@
 __version__ = "0.1.0"
 
 # Importing the package registers the rlgen/... gymnasium environments.
-from rlgen import envs as _envs  # noqa: E402,F401
+from rlgen import envs as _envs  # noqa: F401

@@ -19,7 +19,6 @@ from rlgen.agents.vime import VIME
 from rlgen.common.checkpoint import load_torch
 from rlgen.common.reward_relabel import RewardRelabelCallback
 from rlgen.common.sb3_training import make_env
-
 from tests.test_reward_relabel import gae
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +20,9 @@ from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.images import encode_png, make_grid, save_image_grid
 from rlgen.vision.trainer import LikelihoodModel, Trainer, TrainerConfig
+from tests.cli_helpers import ENV, fails_cleanly
 
 torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = ["--batch-size", "16", "--ngf", "8", "--ndf", "8", "--z-dim", "8", "--n-samples", "9", "--log-every", "2",
         "--device", "cpu"]
 
@@ -51,17 +50,6 @@ def steps_of(progress: Path) -> list[int]:
         return [int(float(row["step"])) for row in csv.DictReader(f)]
 
 
-def fails_cleanly(capsys, argv: list[str], *expected: str) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err.strip().splitlines()
-    lines = [line for line in err if "error:" in line]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in "\n".join(err), err
-    for word in expected:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rlgen import __version__
 from rlgen.common.errors import UserError

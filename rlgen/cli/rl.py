@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     if cfg["command"] == "vime":
         from rlgen.agents.vime import VIME
 
-        def make_reward_source(model):  # noqa: ANN001, ANN202
+        def make_reward_source(model):
             return VIME(model, seed=cfg["seed"], **cfg["vime"])
 
     summary = train_sb3(run_dir, make_reward_source, device=device)

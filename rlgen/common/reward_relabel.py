@@ -40,7 +40,7 @@ class TransitionBatch:
     def shape(self) -> tuple[int, int]:
         return self.rewards.shape  # type: ignore[return-value]
 
-    def flat(self) -> "TransitionBatch":
+    def flat(self) -> TransitionBatch:
         """The same transitions with the step and env axes merged into one batch axis."""
         def f(x: np.ndarray) -> np.ndarray:
             return x.reshape(-1, *x.shape[2:])

@@ -46,7 +46,7 @@ class RunDir:
         return self.path / "checkpoints"
 
     @classmethod
-    def create(cls, out: str | Path, command: str, tag: str, seed: int, config: dict[str, Any]) -> "RunDir":
+    def create(cls, out: str | Path, command: str, tag: str, seed: int, config: dict[str, Any]) -> RunDir:
         root = Path(out)
         ensure_writable_dir(root)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -63,7 +63,7 @@ class RunDir:
         return run
 
     @classmethod
-    def open_for_resume(cls, resume: str, out: str | Path, command: str, tag: str, seed: int) -> "RunDir":
+    def open_for_resume(cls, resume: str, out: str | Path, command: str, tag: str, seed: int) -> RunDir:
         """Open an earlier run: ``resume`` is its directory, or ``latest`` for the newest run of the same command,
         env/dataset and seed under ``out``."""
         if resume == "latest":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -200,7 +201,7 @@ def policy_kwargs_from_config(raw: dict[str, Any] | None) -> dict[str, Any] | No
     """Config files name activation functions as strings (``tanh``); SB3 wants the torch class."""
     if not raw:
         return None
-    import torch.nn as nn
+    from torch import nn
 
     kwargs = dict(raw)
     if isinstance(kwargs.get("activation_fn"), str):

@@ -12,12 +12,12 @@ computed from the logit without ever forming ``log(1 - D)`` from ``D``:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium import spaces
+from torch import nn
 
 from rlgen.agents.gail.normalization import RunningNorm
 

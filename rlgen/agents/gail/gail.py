@@ -20,7 +20,8 @@ time-limit truncations and the reward's sign sets whether longer episodes pay (s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
 
 MIN_STD = 1e-3  # a feature that is constant in the expert data is not blown up to +-clip by float noise
 
