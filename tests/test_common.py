@@ -126,3 +126,19 @@ def test_per_task_defaults_apply_to_full_env_ids():
     short = resolve(build_parser().parse_args(["vime", "--env", "SparseHalfCheetah"]))
     full = resolve(build_parser().parse_args(["vime", "--env", "rlgen/SparseHalfCheetah-v0"]))
     assert short == full and full["steps"] == 2_000_000 and full["policy_kwargs"]["net_arch"] == [64, 32]
+
+
+def test_rl_commands_limit_torch_threads(tmp_path):
+    """RL runs default to one intra-op thread (tiny MLPs); a config can raise it."""
+    from rlgen.cli import main
+
+    cfg = tmp_path / "threads.yaml"
+    cfg.write_text("torch_threads: 2\nn_envs: 2\neval_episodes: 1\n")
+    try:
+        torch.set_num_threads(3)
+        assert main(["ppo", "--env", "CartPole-v1", "--steps", "64", "--out", str(tmp_path)]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["ppo", "--env", "CartPole-v1", "--steps", "64", "--config", str(cfg), "--out", str(tmp_path)]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -50,7 +50,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rlgen.common.device import resolve_device
+    from rlgen.common.device import resolve_device, set_torch_threads
     from rlgen.common.sb3_training import train_sb3
     from rlgen.common.seeding import set_seed
 
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = run_dir.config
     log.info("run directory: %s", run_dir.path)
     set_seed(cfg["seed"])
+    set_torch_threads(cfg.get("torch_threads", 1))
     device = str(resolve_device(cfg["device"]))
 
     make_reward_source = None
