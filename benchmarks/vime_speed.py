@@ -6,13 +6,16 @@
 
     python benchmarks/vime_speed.py --env SparseHalfCheetah --steps 50000
 
-Writes ``benchmarks/results/vime-speed/<env>.json`` and prints a markdown table.
+Writes ``benchmarks/results/vime-speed/<env>-<algo>.json`` (figures with command, commit, device and date) and
+prints it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from sb3_contrib import TRPO
 from stable_baselines3 import PPO
 
 from rlgen.agents.vime import VIME
+from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.common.config import packaged_config
 from rlgen.common.sb3_training import make_vec_env_for, policy_kwargs_from_config
 from rlgen.envs import resolve_env_id
@@ -94,6 +98,7 @@ def main() -> None:
     with_vime = train_time(env_id, args.algo, args.steps, n_envs, algo_kwargs, policy_kwargs, use_vime=True)
 
     result = {
+        "command": "python " + shlex.join(sys.argv), "commit": git_commit(), "device": device_description(), "date": utc_now(),
         "env": args.env, "algo": args.algo, "steps": args.steps, "n_envs": n_envs, "torch_threads": args.threads,
         "information_gain_5000_s": ig["seconds_median"],
         "sb3_single_env_steps_per_s": args.steps / sb3_default,
