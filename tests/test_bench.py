@@ -100,7 +100,7 @@ def test_cells_normalised_scores_and_overall_iqm():
             samples.append(_sample("GAIL", task, seed, score, params=(("trajectories", 4),), normalize=refs,
                                    summary={"random": rnd}))
     samples.append(Sample(label="GAIL", task="A", params=(("trajectories", 4),), seed=3, metric="m",
-                          finished=False))
+                          finished=False, failed=True))
     samples.append(_sample("Fixed", "A", 0, 30.0, normalize={"min": {"A": 10}, "max": 50}))
     cells = {(c.label, c.task): c for c in agg.aggregate(samples)}
     gail_a = cells[("GAIL", "A")]
@@ -400,3 +400,17 @@ def test_ray_backend_on_a_loopback_cluster(ray_cluster, tmp_path):
     assert not list(suite_dir.glob("runs/*/*/checkpoints/*.zip"))  # finished jobs ship without checkpoints
     md = (suite_dir / "RESULTS.md").read_text()
     assert "Ray cluster at 127.0.0.1" in md and "2 nodes" in md and (suite_dir / "curves.png").is_file()
+
+
+def test_unfinished_jobs_are_failed_only_when_their_attempt_failed(tmp_path):
+    """A job that never ran is reported as not run, not as failed."""
+    from rlgen.bench.aggregate import aggregate
+    from rlgen.bench.collect import collect
+    from rlgen.bench.suite import load_suite
+
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text("name: s\ncells:\n  - command: trpo\n    env: CartPole-v1\n    args: {steps: 100}\n"
+                          "    seeds: 2\n")
+    jobs = load_suite(str(suite_file)).jobs
+    (cell,) = aggregate(collect(jobs, tmp_path / "runs", failed={jobs[0].id}))
+    assert (cell.n_failed, cell.n_not_run, cell.score.n) == (1, 1, 0)

@@ -152,6 +152,7 @@ class Sample:
     seed: int
     metric: str
     finished: bool
+    failed: bool = False  # its last attempt failed (an unfinished job that is not failed has not run yet)
     score: float | None = None
     reached: bool | None = None
     first_reward_step: int | None = None
@@ -190,7 +191,11 @@ class Cell:
 
     @property
     def n_failed(self) -> int:
-        return sum(not s.finished for s in self.samples)
+        return sum(s.failed for s in self.samples)
+
+    @property
+    def n_not_run(self) -> int:
+        return sum(not s.finished and not s.failed for s in self.samples)
 
     @property
     def scores(self) -> list[float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,14 @@ def metric_value(summary: dict[str, Any], run_dir: Path, metric: str) -> float |
     return _number(summary.get(metric))
 
 
-def collect(jobs: Sequence[Job], runs_root: Path) -> list[Sample]:
-    """One sample per job; jobs without a finished run directory are ``finished=False``."""
+def collect(jobs: Sequence[Job], runs_root: Path, failed: Collection[str] = ()) -> list[Sample]:
+    """One sample per job; jobs without a finished run directory are ``finished=False``, and ``failed`` when
+    their id is in ``failed`` (from ``jobs.json``), else not run yet."""
     samples = []
     for job in jobs:
         sample = Sample(label=job.label, task=job.task_name, params=tuple(job.params.items()), seed=job.seed,
-                        metric=job.metric, finished=False, curve_key=job.curve, normalize=job.normalize,
+                        metric=job.metric, finished=False, failed=job.id in failed, curve_key=job.curve,
+                        normalize=job.normalize,
                         higher_is_better=job.higher_is_better, sparse=job.sparse)
         run_dir = finished_run_dir(Path(runs_root) / job.id)
         if run_dir is not None:
@@ -70,7 +72,7 @@ def collect(jobs: Sequence[Job], runs_root: Path) -> list[Sample]:
             except (OSError, json.JSONDecodeError):
                 summary = None
             if isinstance(summary, dict):
-                sample.finished = True
+                sample.finished, sample.failed = True, False
                 sample.summary = summary
                 sample.score = metric_value(summary, run_dir, job.metric)
                 reached = summary.get("reached_reward")

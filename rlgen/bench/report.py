@@ -119,7 +119,7 @@ def _best_mean(found: Sequence[Cell | None]) -> Cell | None:
 
 def _score_text(c: Cell) -> str:
     if c.score.n == 0:
-        return "failed" if c.n_failed else "n/a"
+        return "failed" if c.n_failed else ("not run" if c.n_not_run else "n/a")
     text = f"{fmt(c.score.mean)} ± {fmt(c.score.std)} [{fmt(c.score.ci_low)}, {fmt(c.score.ci_high)}]"
     return text + (f" ({c.score.n}/{len(c.samples)} seeds)" if c.score.n < len(c.samples) else "")
 
@@ -185,7 +185,8 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
     lines += ["## All cells", ""]
     lines += _table(["Label", "Task", "Options", "Seeds", "Mean", "Std", "95% CI", "IQM", "Wall clock (s)",
                      "Steps/s"], [
-        [c.label, c.task, params_text(c.params), f"{c.score.n}" + (f" (+{c.n_failed} failed)" if c.n_failed else ""),
+        [c.label, c.task, params_text(c.params), f"{c.score.n}" + (f" (+{c.n_failed} failed)" if c.n_failed else "")
+         + (f" (+{c.n_not_run} not run)" if c.n_not_run else ""),
          fmt(c.score.mean), fmt(c.score.std), f"[{fmt(c.score.ci_low)}, {fmt(c.score.ci_high)}]", fmt(c.score.iqm),
          fmt(c.wall_s), fmt(c.steps_per_s)] for c in cells]) + [""]
 

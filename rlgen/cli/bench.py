@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> None:
     from rlgen.bench.collect import collect
     from rlgen.bench.report import Provenance, plot_curves, write_csv, write_markdown
     from rlgen.bench.runner import LocalBackend, RayBackend, Runner
-    from rlgen.bench.state import StateFile
+    from rlgen.bench.state import FAILED, StateFile
     from rlgen.common.checkpoint import atomic_write_json
     from rlgen.common.run_dir import ensure_writable_dir
 
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> None:
 
     state = StateFile(suite_dir / "jobs.json")
     records = [state.get(job.id) for job in suite.jobs]
-    samples = collect(suite.jobs, suite_dir / "runs")
+    samples = collect(suite.jobs, suite_dir / "runs", failed={r.id for r in records if r.status == FAILED})
     cells = aggregate(samples)
     overall = aggregate_normalised(cells)
     write_csv(cells, suite_dir / "results.csv")
@@ -258,7 +258,7 @@ def _print_summary(cells: Sequence[Cell]) -> None:
     for c in cells:
         task = c.task + (f" ({params_text(c.params)})" if c.params else "")
         score = (f"{fmt(c.score.mean)} ± {fmt(c.score.std)} [{fmt(c.score.ci_low)}, {fmt(c.score.ci_high)}]"
-                 if c.score.n else "failed" if c.n_failed else "n/a")
+                 if c.score.n else "failed" if c.n_failed else "not run" if c.n_not_run else "n/a")
         print(f"{c.label:<{width}}  {task:<{task_width}}  {c.metric}: {score}  ({c.score.n} seed"
               f"{'' if c.score.n == 1 else 's'}"
-              f"{f', {c.n_failed} failed' if c.n_failed else ''})")
+              f"{f', {c.n_failed} failed' if c.n_failed else ''}{f', {c.n_not_run} not run' if c.n_not_run else ''})")
