@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlgen.cli.options import S, add_common_options, nonnegative_float, open_run, positive_int, resolve_config
+from rlgen.cli.options import (
+    S,
+    add_common_options,
+    nonnegative_float,
+    nonnegative_int,
+    open_run,
+    positive_int,
+    resolve_config,
+)
 
 log = logging.getLogger("rlgen")
 
@@ -23,16 +31,6 @@ def probability(text: str) -> float:
     value = nonnegative_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

@@ -11,6 +11,7 @@ from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
 from rlgen.envs import BIG
+from rlgen.envs.mujoco_step import step_and_refresh_com
 
 DEFAULT_CAMERA_CONFIG: dict[str, Any] = {
     "type": mujoco.mjtCamera.mjCAMERA_TRACKING,  # follow the cheetah: it has to run 5 m to be rewarded
@@ -123,15 +124,7 @@ class SparseHalfCheetahEnv(MujocoEnv, utils.EzPickle):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply the torques for one 0.01 s physics step; reward 1 if the torso com is past ``goal_x``."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.model.nu,):
-            raise ValueError(f"action must have shape ({self.model.nu},), got {action.shape}")
-        self.data.ctrl[:] = action  # MuJoCo clamps to ctrlrange itself
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        # mj_step leaves positions-derived quantities at the pre-step state: refresh the com (and the poses
-        # the renderer draws) for the state the step reached.
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_comPos(self.model, self.data)
+        step_and_refresh_com(self.model, self.data, action, self.frame_skip)
         com_x = float(self.data.subtree_com[self._torso_id, 0])
         reward = 1.0 if com_x > self.goal_x else 0.0
         info = {"torso_com_x": com_x}

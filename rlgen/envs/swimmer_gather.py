@@ -12,6 +12,7 @@ from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
 from rlgen.envs import BIG
+from rlgen.envs.mujoco_step import step_and_refresh_com
 
 APPLE, BOMB = 0, 1  # object kinds, as in rllab's gather_env.py
 
@@ -244,14 +245,7 @@ class SwimmerGatherEnv(MujocoEnv, utils.EzPickle):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Swim for 0.05 s, then collect every object within ``catch_range``: +1 per apple, -1 per bomb."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.model.nu,):
-            raise ValueError(f"action must have shape ({self.model.nu},), got {action.shape}")
-        self.data.ctrl[:] = action  # MuJoCo clamps to ctrlrange itself
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        # mj_step leaves the com at the pre-step state: refresh it (and the poses the renderer draws).
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_comPos(self.model, self.data)
+        step_and_refresh_com(self.model, self.data, action, self.frame_skip)
 
         delta = self._obj_xy - self.robot_xy()
         caught = self._obj_alive & (np.sum(delta**2, axis=1) < self.catch_range**2)
