@@ -117,12 +117,8 @@ class VIME(RewardSource):
         n = flat.obs.shape[0]
         actions = flat.actions.reshape(n, -1)
         if self._discrete:
-            actions = np.eye(self.bnn_action_dim, dtype=np.float32)[actions.astype(np.int64).ravel()]
+            actions = np.eye(self.bnn.action_dim, dtype=np.float32)[actions.astype(np.int64).ravel()]
         return flat.obs.reshape(n, -1), actions, flat.next_obs.reshape(n, -1)
-
-    @property
-    def bnn_action_dim(self) -> int:
-        return _action_dim(self.model.action_space)
 
     def information_gain(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Clipped, unnormalised information gain of each transition (flat arrays, one row per transition)."""
