@@ -109,46 +109,23 @@ def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             **target("infogan", rows)}
 
 
-def metrics_classifier(args: argparse.Namespace, train, test, device: torch.device):
-    """The cached classifier for the dataset, or a new one trained (and cached) on its training split."""
-    from rlgen.vision.classifier import cached_classifier
-
-    path = Path(args.classifier) if args.classifier else Path(args.results) / f"classifier-{Path(args.dataset).stem}.pt"
-    model, info = cached_classifier(path, train, test, epochs=args.classifier_epochs, device=device)
-    print(f"metrics classifier: {path} (test error {info.get('test_error', float('nan')):.4f})", file=sys.stderr)
-    return model, info, path
-
-
 def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
-    from rlgen.cli.vision import build_gan
-    from rlgen.common.checkpoint import load_torch
-    from rlgen.common.device import resolve_device
-    from rlgen.vision.datasets import load_dataset
-    from rlgen.vision.metrics import generative_scores
-
-    device = resolve_device(args.device)
-    train = load_dataset(args.dataset, "train", args.data_dir)
-    test = load_dataset(args.dataset, "test", args.data_dir)
-    classifier, info, path = metrics_classifier(args, train, test, device)
-    rows = []
+    """``rlgen gan --score-samples N``: every seed is scored with one classifier, cached at ``--classifier``."""
+    path = Path(args.classifier) if args.classifier else Path(args.results) / f"classifier-{Path(args.dataset).stem}.pt"
+    scoring = ["--score-samples", str(args.samples), "--metrics-classifier", str(path),
+               "--classifier-epochs", str(args.classifier_epochs)]
+    rows, classifier_error = [], None
     for seed in args.seeds:
-        run = run_rlgen("gan", args, seed, extra)
-        cfg = json.loads((run / "config.json").read_text())
-        model = build_gan(cfg, test.image_shape)
-        latest = json.loads((run / "checkpoints" / "latest.json").read_text())["file"]
-        model.load_state_dict(load_torch(run / "checkpoints" / latest)["model"])
-        model.to(device).eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            samples = torch.cat([model.sample(min(1000, args.samples - i)).float().clamp(0, 1).cpu()
-                                 for i in range(0, args.samples, 1000)])
-        scores = generative_scores(classifier, samples, test, splits=10, device=device)
+        run = run_rlgen("gan", args, seed, scoring + extra)
         s = read_summary(run)
-        rows.append({"seed": seed, "epochs": s["epochs"], **{k: round(v, 4) if isinstance(v, float) else v
-                                                             for k, v in scores.items()},
+        classifier_error = s.get("metrics_classifier_test_error")
+        rows.append({"seed": seed, "epochs": s["epochs"],
+                     **{k: round(s[k], 4) if isinstance(s[k], float) else s[k]
+                        for k in ("fid", "inception_score", "inception_score_std", "inception_score_real",
+                                  "n_samples", "n_reference")},
                      "train_images_per_s": training_images_per_s(run), "run": str(run)})
     return {"benchmark": "fid", "title": f"DCGAN on {args.dataset}: classifier-feature FID and IS analogue",
-            "classifier": str(path), "classifier_test_error": info.get("test_error"), "rows": rows}
+            "classifier": str(path), "classifier_test_error": classifier_error, "rows": rows}
 
 
 def bench_speed(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:

@@ -123,6 +123,39 @@ def test_gan_on_rgb_npz_with_every_technique(tmp_path, capsys):
     assert "generator.z_ref" in ckpt["model"] and "d_history.count" in ckpt["model"]
 
 
+def two_class_npz(path: Path, n_train: int = 512, n_test: int = 32) -> Path:
+    """28x28 images lit in their top half (class 0) or bottom half (class 1), with train and test splits."""
+    rng = np.random.default_rng(2)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 2
+        x = rng.integers(0, 40, (n, 28, 28), dtype=np.uint8)
+        x[y == 0, :14] += 200
+        x[y == 1, 14:] += 200
+        return x, y
+    (x_train, y_train), (x_test, y_test) = split(n_train), split(n_test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def test_gan_scores_its_samples_with_a_cached_classifier(tmp_path, capsys):
+    data = two_class_npz(tmp_path / "halves.npz")
+    classifier = tmp_path / "classifier.pt"
+    flags = ["gan", "--dataset", str(data), "--epochs", "1", "--out", str(tmp_path / "runs"), *TINY,
+             "--score-samples", "40", "--metrics-classifier", str(classifier), "--classifier-epochs", "4", "--limit-images", "64"]
+    assert main(flags) == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "runs").glob("gan-halves-s0-*")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_samples"] == 40 and summary["n_reference"] == 32
+    assert summary["fid"] > 0 and 1.0 <= summary["inception_score"] <= 2.0
+    assert summary["inception_score_real"] > 1.5  # the classifier tells the two halves apart
+    assert summary["metrics_classifier"] == str(classifier) and classifier.is_file()
+    # A second run is scored with the same (cached, not retrained) classifier.
+    stamp = classifier.stat().st_mtime_ns
+    assert main([*flags, "--seed", "1"]) == 0, capsys.readouterr().err
+    assert classifier.stat().st_mtime_ns == stamp
+
+
 def test_missing_data_is_one_clear_error_and_leaves_no_run(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RLGEN_DATA", raising=False)
     fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--out",

@@ -87,6 +87,15 @@ def add_gan_options(parser: argparse.ArgumentParser) -> None:
                    help="unrolled GAN: the generator trains against the discriminator after K more steps")
     t.add_argument("--unroll-lr", dest="unroll_lr", type=nonnegative_float, default=S,
                    help="step size of the unrolled discriminator updates (default 0.01)")
+    m = parser.add_argument_group("sample scores (after training; need a labelled dataset with a test split)")
+    m.add_argument("--score-samples", dest="score_samples", type=nonnegative_int, default=S, metavar="N",
+                   help="score N samples: Frechet distance to the test images and the Inception-score analogue, on "
+                   "the features of a classifier trained on the dataset (default 0: off; the benchmarks use 10000)")
+    m.add_argument("--metrics-classifier", dest="metrics_classifier", default=S, metavar="PATH",
+                   help="that classifier's checkpoint, trained there if missing (default "
+                   "~/.cache/rlgen/classifiers/<dataset>.pt)")
+    m.add_argument("--classifier-epochs", dest="classifier_epochs", type=positive_int, default=S,
+                   help="epochs of a newly trained metrics classifier (default 5)")
 
 
 def add_evaluation_option(parser: argparse.ArgumentParser) -> None:
@@ -200,8 +209,11 @@ def load_training_data(cfg: dict[str, Any]):
     return data
 
 
-def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str, Any], tuple[int, int, int]], Any]) -> None:
-    """Resolve the configuration, load the data, open (or resume) the run and train ``build_model(cfg, shape)``."""
+def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str, Any], tuple[int, int, int]], Any],
+                      finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Resolve the configuration, load the data, open (or resume) the run and train ``build_model(cfg, shape)``.
+    ``finish(model, run_dir, cfg)`` runs after training and returns figures added to ``summary.json``."""
+    from rlgen.common.checkpoint import atomic_write_json
     from rlgen.common.device import resolve_device
     from rlgen.common.seeding import set_seed
     from rlgen.vision.trainer import Trainer, TrainerConfig
@@ -220,6 +232,9 @@ def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str,
     set_seed(cfg["seed"])
     model = build_model(cfg, data.image_shape)
     summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device).fit()
+    if finish is not None:
+        summary.update(finish(model, run_dir, cfg))
+        atomic_write_json(run_dir.path / "summary.json", summary)
     log.info("done: %d epochs, %d steps in %.0f s (%s images/s)", summary["epochs"], summary["steps"],
              summary["wall_clock_s"], summary["images_per_s"])
     print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
@@ -231,14 +246,45 @@ def build_gan(cfg: dict[str, Any], image_shape: tuple[int, int, int]):
     return DCGAN(GANOptions.from_config(cfg, image_shape))
 
 
-BUILDERS = {"gan": build_gan}
+def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
+    """With ``score_samples > 0``: the Frechet distance between the classifier features of that many samples and
+    of the test images, and the Inception-score analogue of the samples (:mod:`rlgen.vision.metrics`)."""
+    import torch
+
+    from rlgen.common.device import resolve_device
+    from rlgen.vision.classifier import cached_classifier, default_classifier_path
+    from rlgen.vision.datasets import load_dataset
+    from rlgen.vision.metrics import generative_scores
+
+    n = int(cfg.get("score_samples") or 0)
+    if n == 0:
+        return {}
+    device = resolve_device(cfg["device"])
+    # Unlimited data for the classifier: --limit-images shrinks the GAN's training set, not the yardstick.
+    load = {"data_dir": cfg["data_dir"], "download": bool(cfg.get("download")),
+            "verify": bool(cfg.get("verify_checksums", True))}
+    train, test = load_dataset(cfg["dataset"], "train", **load), load_dataset(cfg["dataset"], "test", **load)
+    path = cfg.get("metrics_classifier") or default_classifier_path(train)
+    classifier, info = cached_classifier(path, train, test, epochs=int(cfg.get("classifier_epochs", 5)),
+                                         device=device)
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg["seed"])
+        samples = torch.cat([model.sample(min(1000, n - i)).float().clamp(0, 1).cpu() for i in range(0, n, 1000)])
+    scores = generative_scores(classifier, samples, test, splits=10, device=device)
+    log.info("%d samples: Frechet distance %.3f, Inception-score analogue %.3f (test images: %.3f)", n,
+             scores["fid"], scores["inception_score"], scores["inception_score_real"])
+    return {**scores, "metrics_classifier": str(path), "metrics_classifier_test_error": info.get("test_error")}
+
+
+BUILDERS = {"gan": (build_gan, score_gan_samples)}
 
 
 def run(args: argparse.Namespace) -> None:
     if args.command in EVALUATED_COMMANDS:
         train_evaluated_image_model(args, *EVALUATED_COMMANDS[args.command])
         return
-    train_image_model(args, BUILDERS[args.command])
+    train_image_model(args, *BUILDERS[args.command])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -112,6 +112,14 @@ def load_classifier(path: str | os.PathLike, device: torch.device | str = "cpu")
     return model.to(device).eval(), dict(state.get("info", {}))
 
 
+def default_classifier_path(data: ImageDataset) -> Path:
+    """``$XDG_CACHE_HOME/rlgen/classifiers/<dataset>-<C>x<H>x<W>.pt`` (``~/.cache`` by default): one classifier
+    per dataset, shared by every run that is scored on it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    stem = Path(data.name).stem if data.name.endswith(".npz") else data.name
+    return cache / "rlgen" / "classifiers" / f"{stem}-{'x'.join(map(str, data.image_shape))}.pt"
+
+
 def cached_classifier(path: str | os.PathLike, train: ImageDataset, test: ImageDataset | None = None,
                       epochs: int = 5, device: torch.device | str = "cpu",
                       seed: int = 0) -> tuple[Classifier, dict[str, Any]]:
