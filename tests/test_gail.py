@@ -14,7 +14,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlgen.agents.bc import BehaviorCloning
 from rlgen.agents.gail import GAIL, Discriminator, discriminator_loss, obs_norm_policy_kwargs, reward_from_logits
-from rlgen.agents.gail.normalization import ObsNormExtractor, RunningNorm
+from rlgen.common.normalization import ObsNormExtractor, RunningNorm
 from rlgen.common.reward_relabel import RewardRelabelCallback, TransitionBatch
 from rlgen.common.sb3_training import policy_kwargs_from_config
 from rlgen.imitation.demos import record_demos

@@ -20,6 +20,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             help="weight of the normalised information gain in the reward (default 1e-4)")
     parser.add_argument("--n-envs", dest="n_envs", type=positive_int, default=S,
                         help="envs stepped together, one batched policy call for all (default 10)")
+    parser.add_argument("--obs-norm", dest="obs_norm", action=argparse.BooleanOptionalAction, default=S,
+                        help="the policy standardises observations with running statistics of its rollouts "
+                        "(default: on for the MuJoCo tasks, off for the classic ones)")
     add_common_options(parser, budget="steps")
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
 from rlgen.common.errors import UserError
 from rlgen.common.logger import make_logger
+from rlgen.common.normalization import ObsNormCallback, RunningObsNormExtractor
 from rlgen.common.reward_relabel import RewardRelabelCallback, RewardSource
 from rlgen.common.run_dir import RunDir
 
@@ -119,7 +120,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
 
     Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
-    ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``checkpoint_every``,
+    ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
+    policy standardises observations with running statistics, on-policy only), ``checkpoint_every``,
     ``eval_episodes``.
     """
     cfg = run.config
@@ -128,6 +130,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         raise UserError(f"unknown algo {cfg['algo']!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
     if make_reward_source is not None and cfg["algo"] not in ALGORITHMS:
         raise UserError(f"a learned reward needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
+    if cfg.get("obs_norm") and cfg["algo"] not in ALGORITHMS:
+        raise UserError(f"obs_norm needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
+    if cfg.get("obs_norm") and (cfg.get("policy_kwargs") or {}).get("features_extractor_class"):
+        raise UserError("obs_norm sets the policy's features extractor; drop features_extractor_class from "
+                        "policy_kwargs or set obs_norm: false")
     venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False))
     ckpt_dir = run.checkpoints
     tracker = ExtrinsicRewardTracker()
@@ -146,8 +153,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
             model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
         log.info("resuming %s from step %d", run.path, resume_step)
     else:
-        model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0,
-                         policy_kwargs=policy_kwargs_from_config(cfg.get("policy_kwargs")), **cfg.get("algo_kwargs", {}))
+        policy_kwargs = policy_kwargs_from_config(cfg.get("policy_kwargs"))
+        if cfg.get("obs_norm"):
+            policy_kwargs = {**(policy_kwargs or {}), "features_extractor_class": RunningObsNormExtractor}
+        model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0, policy_kwargs=policy_kwargs,
+                         **cfg.get("algo_kwargs", {}))
     reward_source = make_reward_source(model) if make_reward_source is not None else None
     if reward_source is not None and extras is not None:
         reward_source.load_state_dict(extras["reward_source"])
@@ -172,6 +182,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     total = int(cfg["steps"])
     remaining = total - int(model.num_timesteps)
     callbacks: list[BaseCallback] = [tracker]
+    if cfg.get("obs_norm"):
+        callbacks.append(ObsNormCallback())
     if reward_source is not None:
         callbacks.append(RewardRelabelCallback(reward_source))
     callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,

@@ -2,7 +2,7 @@
 
 from rlgen.agents.gail.discriminator import Discriminator, discriminator_loss, reward_from_logits
 from rlgen.agents.gail.gail import GAIL
-from rlgen.agents.gail.normalization import ObsNormExtractor, RunningNorm, obs_norm_policy_kwargs
+from rlgen.common.normalization import ObsNormExtractor, RunningNorm, obs_norm_policy_kwargs
 
 __all__ = ["GAIL", "Discriminator", "ObsNormExtractor", "RunningNorm", "discriminator_loss",
            "obs_norm_policy_kwargs", "reward_from_logits"]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from rlgen.agents.gail.normalization import RunningNorm
+from rlgen.common.normalization import RunningNorm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 REWARD_TYPES = ("neg_log_1_minus_d", "log_d")

@@ -1,4 +1,4 @@
-"""Input normalisation for the discriminator and for imitation policies.
+"""Input normalisation: for the GAIL discriminator, for imitation policies and for RL policies.
 
 * :class:`RunningNorm`: mean/variance over every batch it is shown (Chan et al.'s parallel update), as the
   original GAIL code's ``Standardizer``: the discriminator's is started on the expert data and then updated with
@@ -6,6 +6,10 @@
 * :class:`ObsNormExtractor`: an SB3 features extractor that standardises observations with *fixed* statistics
   (the expert data's, set when the policy is built) and clips them to ``[-clip, clip]``. The statistics are
   buffers of the policy, so they are saved inside the model zip and rollouts/evaluation need no wrapper.
+* :class:`RunningObsNormExtractor` with :class:`ObsNormCallback`: the same with *running* statistics of every
+  rollout the policy has collected (what SB3's ``VecNormalize`` does for observations), for RL from scratch.
+  Unlike ``VecNormalize`` the env, the rollout buffer and reward sources such as VIME's dynamics model keep the
+  raw observations, and the statistics travel inside the model zip.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -77,7 +82,59 @@ class ObsNormExtractor(BaseFeaturesExtractor):
         return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
 
 
+class RunningObsNormExtractor(BaseFeaturesExtractor):
+    """Flatten and standardise observations with the running statistics of :class:`RunningNorm`, then clip.
+
+    The statistics change only through :class:`ObsNormCallback`, between a policy update and the next rollout, so
+    that the log-probabilities stored during a rollout and those recomputed in the update see the same inputs.
+    Until the first update it passes observations through unchanged.
+    """
+
+    def __init__(self, observation_space: spaces.Space, clip: float = 10.0):
+        dim = get_flattened_obs_dim(observation_space)
+        super().__init__(observation_space, dim)
+        self.norm = RunningNorm(dim)
+        self.clip = float(clip)
+        self.flatten = nn.Flatten()
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(observations.float())
+        if self.norm.count <= 0:
+            return x
+        return self.norm(x).clamp(-self.clip, self.clip)
+
+
+class ObsNormCallback(BaseCallback):
+    """Feeds each rollout's observations to the policy's :class:`RunningObsNormExtractor` statistics.
+
+    The rollout is copied at ``on_rollout_end`` and the statistics are updated at the next ``on_rollout_start``:
+    after the policy update that uses the rollout, never between collecting it and training on it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: np.ndarray | None = None
+
+    def _norms(self) -> list[RunningNorm]:
+        return [m.norm for m in self.model.policy.modules() if isinstance(m, RunningObsNormExtractor)]
+
+    def _on_rollout_start(self) -> None:
+        if self._pending is not None:
+            for norm in self._norms():
+                norm.update(torch.as_tensor(self._pending))
+            self._pending = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._norms():
+            obs = self.model.rollout_buffer.observations
+            self._pending = obs.reshape(-1, int(np.prod(obs.shape[2:]))).copy()
+
+
 OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"
+RUNNING_OBS_NORM_EXTRACTOR = f"{RunningObsNormExtractor.__module__}:{RunningObsNormExtractor.__name__}"
 
 
 def obs_norm_policy_kwargs(obs: np.ndarray) -> dict[str, object]:
