@@ -25,6 +25,7 @@ from rlgen.bench import aggregate as agg
 from rlgen.bench.aggregate import Sample, Stats
 from rlgen.bench.execute import run_job
 from rlgen.bench.runner import LocalBackend, Runner
+from rlgen.bench.state import DONE, RUNNING, StateFile
 from rlgen.bench.suite import available_suites, expand, load_suite, parse_seeds
 from rlgen.cli import COMMANDS, main
 from rlgen.common.errors import UserError
@@ -414,3 +415,16 @@ def test_unfinished_jobs_are_failed_only_when_their_attempt_failed(tmp_path):
     jobs = load_suite(str(suite_file)).jobs
     (cell,) = aggregate(collect(jobs, tmp_path / "runs", failed={jobs[0].id}))
     assert (cell.n_failed, cell.n_not_run, cell.score.n) == (1, 1, 0)
+
+
+def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):
+    path = tmp_path / "jobs.json"
+    first, second = StateFile(path), StateFile(path)  # both read the file before either writes
+    first.get("job-a").status = RUNNING
+    first.save()
+    second.get("job-b").status = DONE
+    second.save()  # must not drop job-a, which it never touched
+    first.get("job-a").status = DONE
+    first.save()  # must not drop job-b
+    on_disk = StateFile(path)
+    assert on_disk.get("job-a").status == DONE and on_disk.get("job-b").status == DONE

@@ -40,21 +40,31 @@ class StateFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.records: dict[str, JobRecord] = {}
-        if self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-                known = set(JobRecord.__dataclass_fields__)
-                for job_id, rec in data.get("jobs", {}).items():
-                    self.records[job_id] = JobRecord(**{k: v for k, v in rec.items() if k in known})
-            except (OSError, json.JSONDecodeError, TypeError, AttributeError):
-                # A damaged state file only loses history: finished jobs are found from their summary.json.
-                self.records = {}
+        self.records: dict[str, JobRecord] = self._read()
+        self._touched: set[str] = set()  # the records this process has asked for (and may have changed)
+
+    def _read(self) -> dict[str, JobRecord]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            known = set(JobRecord.__dataclass_fields__)
+            return {job_id: JobRecord(**{k: v for k, v in rec.items() if k in known})
+                    for job_id, rec in data.get("jobs", {}).items()}
+        except (OSError, json.JSONDecodeError, TypeError, AttributeError):
+            # A damaged state file only loses history: finished jobs are found from their summary.json.
+            return {}
 
     def get(self, job_id: str) -> JobRecord:
+        self._touched.add(job_id)
         if job_id not in self.records:
             self.records[job_id] = JobRecord(id=job_id)
         return self.records[job_id]
 
     def save(self) -> None:
-        atomic_write_json(self.path, {"jobs": {k: asdict(v) for k, v in self.records.items()}})
+        """Write this process's records over the file's current ones and keep the rest, so that two bench
+        processes running different jobs of one suite (say, two subsets of it) do not undo each other's records."""
+        merged = self._read()
+        merged.update({k: self.records[k] for k in self._touched})
+        self.records.update({k: v for k, v in merged.items() if k not in self._touched})
+        atomic_write_json(self.path, {"jobs": {k: asdict(v) for k, v in merged.items()}})
