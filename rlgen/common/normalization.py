@@ -108,7 +108,9 @@ class ObsNormCallback(BaseCallback):
     """Feeds each rollout's observations to the policy's :class:`RunningObsNormExtractor` statistics.
 
     The rollout is copied at ``on_rollout_end`` and the statistics are updated at the next ``on_rollout_start``:
-    after the policy update that uses the rollout, never between collecting it and training on it.
+    after the policy update that uses the rollout, never between collecting it and training on it. A checkpoint
+    taken at a rollout's end holds the statistics of the rollouts before it; a run resumed from it collects that
+    rollout again, so nothing is counted twice and nothing is lost.
     """
 
     def __init__(self) -> None:
@@ -134,7 +136,6 @@ class ObsNormCallback(BaseCallback):
 
 
 OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"
-RUNNING_OBS_NORM_EXTRACTOR = f"{RunningObsNormExtractor.__module__}:{RunningObsNormExtractor.__name__}"
 
 
 def obs_norm_policy_kwargs(obs: np.ndarray) -> dict[str, object]:
