@@ -251,6 +251,42 @@ def test_training_steps_update_both_players_and_the_moving_average():
         assert torch.allclose(a, expected, atol=1e-5)
 
 
+def test_generator_step_uses_new_noise_and_its_own_stream_of_real_images():
+    torch.manual_seed(0)
+    pool = torch.randint(0, 256, (25, 1, 28, 28), dtype=torch.uint8)
+    model = SSGAN(SSGANOptions(**TINY), pool[:10], torch.arange(10), unlabelled_x=pool)
+    assert "unlabelled_x" not in model.state_dict()  # the training set is not saved with the model
+    # the stream: random permutations of the training set, one after the other, across batches
+    seen = torch.cat([model.unlabelled_batch(10) for _ in range(5)])  # 50 = two permutations
+    as_index = {bytes(img.numpy()): i for i, img in enumerate(pool)}
+    order = [as_index[bytes(torch.round(img * 255).to(torch.uint8).numpy())] for img in seen]
+    assert sorted(order[:25]) == list(range(25)) and sorted(order[25:]) == list(range(25))
+    assert order[:25] != order[25:]
+    # the generator step draws new noise and its real images from that stream, not the discriminator step's batch
+    calls = {"noise": 0, "real": []}
+    noise, generator_loss = model.noise, model.generator_loss
+
+    def counting_noise(n, device=None):
+        calls["noise"] += 1
+        return noise(n, device)
+
+    def recording_loss(x_real, fake):
+        calls["real"].append(x_real)
+        return generator_loss(x_real, fake)
+
+    model.noise, model.generator_loss = counting_noise, recording_loss
+    batch = torch.rand(10, 1, 28, 28)
+    cursor = model.unlabelled_cursor
+    model.training_step(Batch(batch), optimizers(model))
+    assert calls["noise"] == 2 and not torch.equal(calls["real"][0], batch)
+    assert cursor == 25 and model.unlabelled_cursor == 10  # a new permutation, 10 images into it
+    # without a training set (other callers), the discriminator step's batch is the target
+    plain = small()
+    plain.generator_loss = recording_loss
+    plain.training_step(Batch(batch), optimizers(plain))
+    assert torch.equal(calls["real"][-1], batch) and plain.unlabelled_batch(3) is None
+
+
 def test_learning_rate_falls_linearly_over_the_last_third():
     model = small(epochs=6, steps_per_epoch=10, lr_decay_fraction=1 / 3)
     factors = []
@@ -288,7 +324,8 @@ def test_state_survives_a_checkpoint_round_trip():
     for _ in range(3):
         model.training_step(Batch(torch.rand(8, 1, 28, 28)), opt)
     state = model.state_dict()
-    assert state["_extra_state"] == {"num_steps": 3, "label_cursor": model.label_cursor}
+    assert state["_extra_state"] == {"num_steps": 3, "label_cursor": model.label_cursor,
+                                     "unlabelled_cursor": model.unlabelled_cursor}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)

@@ -356,7 +356,9 @@ def build_ssgan(cfg: dict[str, Any], data, test):
     chosen = class_balanced_subset(data.labels, int(cfg["labels"]), seed, classes)
     options = SSGANOptions.from_config(cfg, data.image_shape, classes, len(data) // int(cfg["batch_size"]))
     eval_size = len(test) if test is not None and test.labels is not None else None
-    model = SSGAN(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size)
+    # The whole training set also feeds the generator's own stream of real batches (the original's trainx_unl2).
+    model = SSGAN(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size,
+                  unlabelled_x=torch.from_numpy(data.images))
     if cfg.get("init_size"):
         pick = np.random.default_rng(seed).permutation(len(data))[:int(cfg["init_size"])]
         model.initialize(torch.from_numpy(data.images[pick]))

@@ -29,15 +29,19 @@ The MNIST model
       ``adam_eps = 1e-4`` in PyTorch's Adam reproduces that within a factor of sqrt(2).
     * Each step draws ``batch_size`` labelled examples from a stream of random permutations of the labelled subset
       (with 100 labels and batches of 100, every labelled example in every step, as in the original) while the
-      trainer supplies shuffled unlabelled batches of the whole training set.
+      trainer supplies shuffled unlabelled batches of the whole training set for the discriminator step.
+    * The generator step, as in the original's ``train_batch_gen``, draws fresh noise (``gen_dat`` is a new sample
+      in each Theano call) and matches the features of a second, independently shuffled stream of the unlabelled
+      data (``trainx_unl2``), not the images of the discriminator step.
     * Test error: the arg-max of the class logits (no noise) over the full test set, with the discriminator as
       trained (``test_error``) and with its exponential moving average (``test_error_ema``, rate 1e-4, as the
       original's evaluation does).
 
 Deviations from the original, all small: the moving average starts at 0 like the original's but is divided by
-``1 - (1 - rate)^t`` (bias correction), so short runs are not evaluated with weights shrunk towards 0; the generator's
-feature-matching target reuses the unlabelled batch of the discriminator step (the original shuffles a second copy
-of the unlabelled data for it: the same distribution); the output layer of the generator is this module's
+``1 - (1 - rate)^t`` (bias correction), so short runs are not evaluated with weights shrunk towards 0; the second
+unlabelled stream runs on across epochs instead of restarting with each (no image is left out when the training set
+is not a multiple of the batch size); without ``unlabelled_x`` (unit tests, other callers) the generator matches
+the features of the discriminator step's batch; the output layer of the generator is this module's
 weight-normalised layer (Glorot-initialised direction, learnt scale, eps 1e-6 as in ``nn.l2normalize``).
 """
 
@@ -283,12 +287,14 @@ class SSGANOptions:
 class SSGAN(GenerativeModel):
     """The semi-supervised GAN for :class:`~rlgen.vision.trainer.Trainer`. ``labelled_x`` (uint8 or floats in
     [0, 1]) and ``labelled_y`` are the labelled subset; ``eval_size`` is the size of the evaluation set, so that
-    the test error is accumulated over the whole pass and reported once, exactly (see :meth:`evaluation_step`)."""
+    the test error is accumulated over the whole pass and reported once, exactly (see :meth:`evaluation_step`);
+    ``unlabelled_x`` (the whole training set, uint8 or floats in [0, 1]) feeds the generator's feature-matching
+    target from its own shuffled stream, as the original's ``trainx_unl2``."""
 
     console_keys = ("loss_lab", "loss_unl", "loss_gen", "train_error")
 
     def __init__(self, options: SSGANOptions, labelled_x: torch.Tensor, labelled_y: torch.Tensor,
-                 eval_size: int | None = None):
+                 eval_size: int | None = None, unlabelled_x: torch.Tensor | None = None):
         super().__init__()
         options.check()
         self.options = o = options
@@ -302,6 +308,15 @@ class SSGAN(GenerativeModel):
         self.register_buffer("labelled_y", torch.as_tensor(labelled_y, dtype=torch.long).clone())
         self.register_buffer("label_order", torch.arange(len(labelled_y)))
         self.label_cursor = len(labelled_y)  # the next step starts a new permutation
+        # The training set is the trainer's data too: not saved with the model (persistent=False), only the order
+        # of its stream (8 bytes an image) and the cursor, so that a resumed run draws the same batches.
+        if unlabelled_x is not None and len(unlabelled_x) == 0:
+            raise UserError("no unlabelled images for the generator's feature matching")
+        self.register_buffer("unlabelled_x", None if unlabelled_x is None else torch.as_tensor(unlabelled_x),
+                             persistent=False)
+        n_unl = 0 if unlabelled_x is None else len(unlabelled_x)
+        self.register_buffer("unlabelled_order", torch.arange(n_unl))
+        self.unlabelled_cursor = n_unl
         self.num_steps = 0
         self.averaged: SSDiscriminator | None = None
         if o.ema > 0:
@@ -317,10 +332,12 @@ class SSGAN(GenerativeModel):
     # -- state kept as plain numbers (checkpointed through get_extra_state, read without a device sync) ------------
 
     def get_extra_state(self) -> dict[str, int]:
-        return {"num_steps": self.num_steps, "label_cursor": self.label_cursor}
+        return {"num_steps": self.num_steps, "label_cursor": self.label_cursor,
+                "unlabelled_cursor": self.unlabelled_cursor}
 
     def set_extra_state(self, state: dict[str, int]) -> None:
         self.num_steps, self.label_cursor = int(state["num_steps"]), int(state["label_cursor"])
+        self.unlabelled_cursor = int(state["unlabelled_cursor"])
 
     def optimizer_groups(self) -> dict[str, Any]:
         eps = self.options.adam_eps
@@ -343,18 +360,17 @@ class SSGAN(GenerativeModel):
 
     def labelled_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``n`` labelled examples of a stream of random permutations of the labelled subset."""
-        total = len(self.labelled_y)
-        parts = []
-        while n > 0:
-            if self.label_cursor >= total:
-                self.label_order = torch.randperm(total, device=self.labelled_y.device)
-                self.label_cursor = 0
-            take = min(n, total - self.label_cursor)
-            parts.append(self.label_order[self.label_cursor:self.label_cursor + take])
-            self.label_cursor += take
-            n -= take
-        idx = torch.cat(parts)
+        self.label_order, self.label_cursor, idx = _permutation_stream(self.label_order, self.label_cursor, n)
         return _to_float(self.labelled_x[idx]), self.labelled_y[idx]
+
+    def unlabelled_batch(self, n: int) -> torch.Tensor | None:
+        """The next ``n`` images of the generator's own stream of random permutations of the training set (the
+        original's ``trainx_unl2``); None without ``unlabelled_x``."""
+        if self.unlabelled_x is None:
+            return None
+        self.unlabelled_order, self.unlabelled_cursor, idx = _permutation_stream(self.unlabelled_order,
+                                                                                 self.unlabelled_cursor, n)
+        return _to_float(self.unlabelled_x[idx])
 
     def lr_factor(self) -> float:
         """Multiplier of the base learning rate in the current epoch: 1, then a linear fall to 0 over the last
@@ -425,15 +441,19 @@ class SSGAN(GenerativeModel):
                 group["lr"] = group["initial_lr"] * factor
         x_unl = batch.x
         x_lab, y_lab = self.labelled_batch(len(x_unl))
-        fake = self.generator(self.noise(len(x_unl), x_unl.device))
+        with torch.no_grad():  # the discriminator step needs no gradient of the generator
+            fake = self.generator(self.noise(len(x_unl), x_unl.device))
 
-        d_loss, metrics = self.discriminator_loss(x_lab, y_lab, x_unl, fake.detach())
+        d_loss, metrics = self.discriminator_loss(x_lab, y_lab, x_unl, fake)
         opt.step("d", d_loss)
         self.num_steps += 1
         self.update_average()
 
+        # As the original's train_batch_gen: new noise, and real images from the generator's own stream.
+        x_real = self.unlabelled_batch(len(x_unl))
+        fake = self.generator(self.noise(len(x_unl), x_unl.device))
         with frozen(self.discriminator):
-            g_loss = self.generator_loss(x_unl, fake)
+            g_loss = self.generator_loss(x_unl if x_real is None else x_real, fake)
         opt.step("g", g_loss)
         return {**metrics, "loss_gen": g_loss.detach(), "lr": float(opt["d"].param_groups[0]["lr"])}
 
@@ -473,6 +493,19 @@ class SSGAN(GenerativeModel):
 
     def sample(self, n: int) -> torch.Tensor:
         return self.generator(self.noise(n)).float()
+
+
+def _permutation_stream(order: torch.Tensor, cursor: int, n: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """The next ``n`` indices of a stream of random permutations of ``range(len(order))``, starting at ``cursor``
+    of the current permutation ``order`` and drawing a new one whenever it is used up: ``(order, cursor, idx)``."""
+    total, parts = len(order), []
+    while n > 0:
+        if cursor >= total:
+            order, cursor = torch.randperm(total, device=order.device), 0
+        take = min(n, total - cursor)
+        parts.append(order[cursor:cursor + take])
+        cursor, n = cursor + take, n - take
+    return order, cursor, torch.cat(parts)
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
