@@ -35,8 +35,8 @@ TINY_TRPO = {"steps": 2000, "n_envs": 2}  # two rollouts of 2 x 500 steps: a few
 
 
 def bench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 240):
-    return subprocess.run([sys.executable, "-m", "rlgen.run", "bench", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env or ENV, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "rlgen.run", "bench", *args], check=False, capture_output=True,
+                          text=True, cwd=cwd, env=env or ENV, timeout=timeout)
 
 
 def write_suite(path: Path, cells: list[dict], name: str = "tiny", **extra) -> Path:
@@ -371,7 +371,7 @@ def _wait_for_nodes(port: int, n: int, proc: subprocess.Popen, timeout: float = 
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"ray start exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+        out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=60,
                              env={**ENV, **LOOPBACK})
         if out.returncode == 0 and out.stdout.strip().isdigit() and int(out.stdout.strip()) >= n:
             return

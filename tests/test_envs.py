@@ -389,7 +389,7 @@ def test_mountain_car_left_end_is_a_wall_not_a_reward() -> None:
     env = make("SparseMountainCar").unwrapped
     env.reset(seed=0)
     env.set_state(-1.99, -2.0)
-    obs, reward, terminated, truncated, _ = env.step(np.array([-1.0], dtype=np.float32))
+    obs, reward, terminated, _, _ = env.step(np.array([-1.0], dtype=np.float32))
     assert reward == 0.0 and not terminated
     assert obs[0] == pytest.approx(-2.0) and obs[1] >= 0.0
 

@@ -91,7 +91,7 @@ def gae(rewards, values, episode_starts, last_values, dones, gamma, lam):
 @pytest.mark.parametrize("algo_cls", [PPO, TRPO, A2C])
 def test_buffer_rewards_replaced_and_advantages_recomputed(algo_cls):
     env = make_vec_env(CounterEnv, n_envs=2, seed=0)
-    kwargs = dict(n_steps=8, seed=0, gamma=0.9, gae_lambda=0.8)
+    kwargs = {"n_steps": 8, "seed": 0, "gamma": 0.9, "gae_lambda": 0.8}
     if algo_cls is not A2C:
         kwargs["batch_size"] = 16
     model = algo_cls("MlpPolicy", env, **kwargs)

@@ -54,7 +54,7 @@ class BehaviorCloning:
         acts = torch.as_tensor(np.asarray(expert_actions).reshape(len(expert_actions), -1)[:, 0].astype(np.int64)
                                if discrete else np.asarray(expert_actions, np.float32), device=self.device)
         order = self.rng.permutation(len(obs))
-        n_val = int(round(val_fraction * len(obs)))
+        n_val = round(val_fraction * len(obs))
         if n_val and len(obs) - n_val < 1:
             raise ValueError("val_fraction leaves no training pairs")
         val_idx, train_idx = order[:n_val], order[n_val:]

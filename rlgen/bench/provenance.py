@@ -14,7 +14,7 @@ from pathlib import Path
 
 def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=20, cwd=cwd)
+        out = subprocess.run(["git", *args], check=False, capture_output=True, text=True, timeout=20, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -53,7 +53,8 @@ def cores() -> int:
 def gpu_names() -> tuple[str, ...]:
     """GPU names from ``nvidia-smi`` (no torch import, no CUDA context); empty without an NVIDIA GPU."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], check=False,
+                             capture_output=True,
                              text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return ()

@@ -13,6 +13,7 @@ checkpoint continues with ``--resume``. Every attempt is recorded in ``jobs.json
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import signal
 import subprocess
@@ -87,7 +88,7 @@ class LocalBackend(Backend):
     def finish(self, job_id: str, future: cf.Future, runs_root: Path) -> AttemptResult:
         try:
             return future.result()
-        except Exception as exc:  # e.g. the job folder cannot be written
+        except Exception as exc:  # noqa: BLE001 - e.g. the job folder cannot be written: a failed attempt
             return _crashed(job_id, exc)
 
     def cancel(self) -> None:
@@ -137,17 +138,15 @@ class RayBackend(Backend):
     def finish(self, job_id: str, future: cf.Future, runs_root: Path) -> AttemptResult:
         try:
             result, blob = future.result()
-        except Exception as exc:  # RayTaskError, WorkerCrashedError, ... : a failed attempt
+        except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...: a failed attempt
             return _crashed(job_id, exc)
         unpack_dir(blob, runs_root / job_id)  # results are written by the driver
         return AttemptResult(**result)
 
     def cancel(self) -> None:
         for ref in self.refs:
-            try:
+            with contextlib.suppress(Exception):  # already finished
                 self.ray.cancel(ref)  # a KeyboardInterrupt in the task, which stops its subprocess
-            except Exception:  # already finished
-                pass
 
     def close(self) -> None:
         self.ray.shutdown()
