@@ -67,6 +67,24 @@ def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: list[str
     return run
 
 
+def runs_of(command: str, args: argparse.Namespace, extra: list[str]) -> list[tuple[int, Path]]:
+    """``(seed, run directory)`` of each run to report: new runs of ``rlgen <command>``, one per ``--seeds``, or
+    the finished runs that ``--from-runs`` names (e.g. extended with ``rlgen <command> --resume RUN --epochs N``)."""
+    if not args.from_runs:
+        return [(seed, run_rlgen(command, args, seed, extra)) for seed in args.seeds]
+    found = []
+    for run in map(Path, args.from_runs):
+        config = run / "config.json"
+        if not (run / "summary.json").is_file() or not config.is_file():
+            raise UserError(f"--from-runs {run} is not a finished run (no summary.json/config.json); finish it with "
+                            f"python -m rlgen.run {command} --resume {run}")
+        cfg = json.loads(config.read_text())
+        if cfg.get("command") != command:
+            raise UserError(f"--from-runs {run} is a {cfg.get('command')!r} run, not {command!r}")
+        found.append((int(cfg["seed"]), run))
+    return found
+
+
 def read_summary(run: Path) -> dict[str, Any]:
     return json.loads((run / "summary.json").read_text())
 
@@ -85,8 +103,7 @@ def training_images_per_s(run: Path) -> float | None:
 
 def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     rows = []
-    for seed in args.seeds:
-        run = run_rlgen("ssgan", args, seed, ["--labels", str(args.labels), *extra])
+    for seed, run in runs_of("ssgan", args, ["--labels", str(args.labels), *extra]):
         s = read_summary(run)
         rows.append({"seed": seed, "labels": s.get("labels"), "epochs": s["epochs"], "test_images": s.get("test_images"),
                      "test_error": s.get("test_error"), "test_error_ema": s.get("test_error_ema"),
@@ -98,8 +115,7 @@ def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
 
 def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     rows = []
-    for seed in args.seeds:
-        run = run_rlgen("infogan", args, seed, extra)
+    for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
                      "categorical_error": s.get("categorical_error"),
@@ -199,6 +215,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--classifier", default=None, help="fid: metrics classifier checkpoint (trained if missing)")
     p.add_argument("--classifier-epochs", type=int, default=5)
     p.add_argument("--device", default="auto")
+    p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN_DIR",
+                   help="ssgan, infogan: report these finished runs instead of starting new ones")
     p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
     return p.parse_args(argv), extra

@@ -104,6 +104,20 @@ def test_csv_log_appends_widens_and_truncates_on_resume(tmp_path):
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").rglob("*"))
 
 
+def test_console_line_shows_watched_keys_and_any_evaluation(tmp_path, capsys):
+    logger = make_logger(tmp_path, console_keys=("time/epoch", "train/loss"))
+    logger.record("train/loss", 0.5)
+    logger.record("train/other", 1.0)
+    logger.dump(10)
+    logger.record("train/loss", 0.25)
+    logger.record("eval/test_error", 0.0375)
+    logger.record("time/epoch", 3)
+    logger.dump(20)
+    logger.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rlgen: step")]
+    assert lines == ["rlgen: step 10 | loss 0.5", "rlgen: step 20 | epoch 3 | loss 0.25 | test_error 0.0375"]
+
+
 def test_device_resolution():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

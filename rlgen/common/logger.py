@@ -87,14 +87,17 @@ class AppendingCSVOutputFormat(KVWriter):
 
 
 class ConsoleSummary(KVWriter):
-    """One line per dump with the few keys a person watches (the full set is in the CSV and TensorBoard)."""
+    """One line per dump with the few keys a person watches (the full set is in the CSV and TensorBoard): ``keys``
+    in their order, then every recorded key starting with one of ``prefixes`` (evaluation results, which only some
+    dumps carry)."""
 
-    def __init__(self, keys: Sequence[str]):
-        self.keys = list(keys)
+    def __init__(self, keys: Sequence[str], prefixes: Sequence[str] = ("eval/",)):
+        self.keys, self.prefixes = list(keys), tuple(prefixes)
 
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
         parts = [f"step {step}"]
-        for key in self.keys:
+        extra = sorted(k for k in key_values if k.startswith(self.prefixes) and k not in self.keys)
+        for key in [*self.keys, *extra]:
             value = _scalar(key_values.get(key))
             if isinstance(value, float) and math.isfinite(value):
                 parts.append(f"{key.split('/')[-1]} {value:.4g}")

@@ -301,7 +301,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         if self.run.resumed:
             self.resume()
-        console = tuple(f"train/{k}" for k in self.model.console_keys)
+        console = ("time/epoch", *(f"train/{k}" for k in self.model.console_keys))
         self.logger = make_logger(self.run.path, console, resume_step=self.step if self.run.resumed else None)
         self._start = time.time()
         steps_per_epoch = len(self.loader)
