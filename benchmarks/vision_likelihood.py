@@ -192,6 +192,29 @@ def speed(models: list[str], devices: list[str], batch: int, steps: int, rounds:
     return rows
 
 
+def iw_chunks(models: list[str], sizes: list[int], rounds: int, k: int, tiny: bool) -> list[dict[str, Any]]:
+    """Seconds for the VAEs' importance-sampled log p(x) of 16 images (k samples) on the CPU, with the samples
+    in chunks of at most ``size`` images, against the loop over samples: what ``log_likelihood``'s ``max_batch``
+    default on the CPU rests on."""
+    x = torch.bernoulli(torch.full((16, 1, 28, 28), 0.13), generator=torch.Generator().manual_seed(0))
+    rows = []
+    for name in models:
+        if MODELS[name][0] != "vae":
+            continue
+        torch.manual_seed(0)
+        model = default_model(name, tiny).eval()
+        functions = [lambda model=model: reference_log_likelihood(model, x, k)]
+        functions += [lambda model=model, m=m: model.log_likelihood(x, k, max_batch=m) for m in sizes]
+        with torch.no_grad():
+            rates = interleaved(functions, len(x), 1, rounds, torch.device("cpu"))
+        row = {"model": name, "k": k, "loop_s": len(x) / rates[0]}
+        row.update({f"chunk_{m}_s": len(x) / r for m, r in zip(sizes, rates[1:])})
+        rows.append(row)
+        print(f"  log p(x) chunks {name:18s} " + " | ".join(f"{key} {v:.2f}" for key, v in row.items()
+                                                           if key.endswith("_s")), flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Likelihood
 
@@ -307,6 +330,8 @@ def main() -> None:
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--speed-steps", type=int, default=3, help="training steps per timed round")
     parser.add_argument("--speed-rounds", type=int, default=3, help="alternating timed rounds (the best counts)")
+    parser.add_argument("--iw-chunks", default="",
+                        help="comma-separated chunk sizes (images): also time the VAEs' log p(x) with each on the CPU")
     parser.add_argument("--tiny", action="store_true", help="much smaller models (a smoke run of this script)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -332,6 +357,12 @@ def main() -> None:
         speed_rows = speed(models, devices, args.speed_batch, args.speed_steps, args.speed_rounds, args.iw_samples,
                            args.tiny)
 
+    chunk_rows: list[dict[str, Any]] = []
+    if args.iw_chunks:
+        print(f"seconds for log p(x) of 16 images, k={args.iw_samples}, CPU: the loop against chunks:", flush=True)
+        chunk_rows = iw_chunks(models, [int(c) for c in args.iw_chunks.split(",")], args.speed_rounds,
+                               args.iw_samples, args.tiny)
+
     likelihood_rows: list[dict[str, Any]] = []
     if not args.skip_train:
         for dataset, data_dir, binarize in ((args.mnist, args.data_dir, "dynamic"),
@@ -348,7 +379,8 @@ def main() -> None:
             for name in models:
                 likelihood_rows.append(train_and_evaluate(name, dataset, data_dir, binarize, args, out))
 
-    result = {"environment": env, "settings": vars(args), "speed": speed_rows, "likelihood": likelihood_rows}
+    result = {"environment": env, "settings": vars(args), "speed": speed_rows, "iw_chunks": chunk_rows,
+              "likelihood": likelihood_rows}
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = out / f"vision-likelihood-{stamp}.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -167,9 +167,9 @@ class VAEBase(LikelihoodModel):
     def log_likelihood(self, x: torch.Tensor, k: int, max_batch: int | None = None) -> torch.Tensor:
         """Importance-sampled ``log p(x)`` with ``k`` samples from ``q(z|x)`` per image, in nats; ``k = 1`` is the
         ELBO. All samples of a chunk go through the networks as one batch; chunks hold at most ``max_batch``
-        images (default 4096 on a GPU; 32 on the CPU, whose convolutions slow down per image once a batch's
-        activations outgrow the cache: on the 2-core CI machine, one thread, the default conv VAE took 5.2 s for
-        k = 50 on 16 images in chunks of 16, 7.0 s in chunks of 64, 8.7 s in chunks of 256)."""
+        images (default 4096 on a GPU; 32 on the CPU, where every op slows down per image once a chunk's
+        activations outgrow the cache: chunks of 256 or more were 1.2-1.8x slower than 32 for the default VAEs,
+        measured by ``benchmarks/vision_likelihood.py --iw-chunks``, see benchmarks/README.md)."""
         n = x.shape[0]
         if max_batch is None:
             max_batch = 4096 if x.is_cuda else 32
