@@ -131,13 +131,12 @@ def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     scoring = ["--score-samples", str(args.samples), "--metrics-classifier", str(path),
                "--classifier-epochs", str(args.classifier_epochs)]
     rows, classifier_error = [], None
-    for seed in args.seeds:
-        run = run_rlgen("gan", args, seed, scoring + extra)
+    for seed, run in runs_of("gan", args, scoring + extra):
         s = read_summary(run)
         classifier_error = s.get("metrics_classifier_test_error")
         rows.append({"seed": seed, "epochs": s["epochs"],
-                     **{k: round(s[k], 4) if isinstance(s[k], float) else s[k]
-                        for k in ("fid", "inception_score", "inception_score_std", "inception_score_real",
+                     **{k: round(s[k], 4) if isinstance(s.get(k), float) else s.get(k)
+                        for k in ("fid", "fid_real", "inception_score", "inception_score_std", "inception_score_real",
                                   "n_samples", "n_reference")},
                      "train_images_per_s": training_images_per_s(run), "run": str(run)})
     return {"benchmark": "fid", "title": f"DCGAN on {args.dataset}: classifier-feature FID and IS analogue",
@@ -216,7 +215,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--classifier-epochs", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN_DIR",
-                   help="ssgan, infogan: report these finished runs instead of starting new ones")
+                   help="report these finished runs instead of starting new ones")
     p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
     return p.parse_args(argv), extra

@@ -104,6 +104,11 @@ def test_gan_run_end_to_end_and_resume(tmp_path):
     assert main(["gan", "--resume", str(run), "--epochs", "3"]) == 0
     assert steps_of(run / "progress.csv") == [2, 4, 6, 8, 10, 12, 14, 16, 18]
     assert torch.load(run / "checkpoints" / "epoch_3.pt", weights_only=True)["step"] == 18
+    # Resuming a finished run trains nothing and keeps the summary's training speed.
+    speed = json.loads((run / "summary.json").read_text())["images_per_s"]
+    assert speed > 0 and main(["gan", "--resume", str(run)]) == 0
+    assert steps_of(run / "progress.csv")[-1] == 18
+    assert json.loads((run / "summary.json").read_text())["images_per_s"] == speed
 
 
 def test_gan_on_rgb_npz_with_every_technique(tmp_path, capsys):
@@ -149,6 +154,7 @@ def test_gan_scores_its_samples_with_a_cached_classifier(tmp_path, capsys):
     assert summary["n_samples"] == 40 and summary["n_reference"] == 32
     assert summary["fid"] > 0 and 1.0 <= summary["inception_score"] <= 2.0
     assert summary["inception_score_real"] > 1.5  # the classifier tells the two halves apart
+    assert 0 <= summary["fid_real"] < summary["fid"]  # real training images are closer to the test set than samples
     assert summary["metrics_classifier"] == str(classifier) and classifier.is_file()
     # A second run is scored with the same (cached, not retrained) classifier.
     stamp = classifier.stat().st_mtime_ns

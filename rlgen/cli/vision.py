@@ -249,6 +249,7 @@ def build_gan(cfg: dict[str, Any], image_shape: tuple[int, int, int]):
 def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
     """With ``score_samples > 0``: the Frechet distance between the classifier features of that many samples and
     of the test images, and the Inception-score analogue of the samples (:mod:`rlgen.vision.metrics`)."""
+    import numpy as np
     import torch
 
     from rlgen.common.device import resolve_device
@@ -271,9 +272,13 @@ def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg["seed"])
         samples = torch.cat([model.sample(min(1000, n - i)).float().clamp(0, 1).cpu() for i in range(0, n, 1000)])
-    scores = generative_scores(classifier, samples, test, splits=10, device=device)
-    log.info("%d samples: Frechet distance %.3f, Inception-score analogue %.3f (test images: %.3f)", n,
-             scores["fid"], scores["inception_score"], scores["inception_score_real"])
+    # As many training images as samples, drawn by the seed: their distance to the test images is the floor.
+    real = train.images[np.random.default_rng(cfg["seed"]).permutation(len(train))[:n]]
+    scores = generative_scores(classifier, samples, test, splits=10, device=device,
+                               real_samples=torch.from_numpy(real).float() / 255)
+    log.info("%d samples: Frechet distance %.3f (%d training images: %.3f), Inception-score analogue %.3f "
+             "(test images: %.3f)", n, scores["fid"], len(real), scores["fid_real"], scores["inception_score"],
+             scores["inception_score_real"])
     return {**scores, "metrics_classifier": str(path), "metrics_classifier_test_error": info.get("test_error")}
 
 

@@ -235,13 +235,20 @@ def classifier_outputs(classifier: torch.nn.Module, images: ImageDataset | np.nd
 
 def generative_scores(classifier: torch.nn.Module, samples: np.ndarray | torch.Tensor,
                       reference: ImageDataset | np.ndarray | torch.Tensor, splits: int = 10, batch_size: int = 500,
-                      device: torch.device | str = "cpu") -> dict[str, float]:
+                      device: torch.device | str = "cpu",
+                      real_samples: ImageDataset | np.ndarray | torch.Tensor | None = None) -> dict[str, float]:
     """Frechet distance between the classifier features of ``samples`` and of ``reference`` (real images), and the
     Inception-score analogue of ``samples`` (mean and std over ``splits`` parts), plus the score of the reference
-    images themselves for scale."""
+    images themselves for scale. With ``real_samples`` (other real images, e.g. as many training images as there
+    are samples) also ``fid_real``, their distance to ``reference``: what a perfect generator would score at this
+    sample size, since the distance on a custom classifier has no scale of its own."""
     f_fake, p_fake = classifier_outputs(classifier, samples, batch_size, device)
     f_real, p_real = classifier_outputs(classifier, reference, batch_size, device)
     is_mean, is_std = inception_score(p_fake, splits=min(splits, len(p_fake)))
     is_real, _ = inception_score(p_real, splits=min(splits, len(p_real)))
-    return {"fid": fid_from_features(f_real, f_fake), "inception_score": is_mean, "inception_score_std": is_std,
-            "inception_score_real": is_real, "n_samples": len(f_fake), "n_reference": len(f_real)}
+    scores = {"fid": fid_from_features(f_real, f_fake), "inception_score": is_mean, "inception_score_std": is_std,
+              "inception_score_real": is_real, "n_samples": len(f_fake), "n_reference": len(f_real)}
+    if real_samples is not None:
+        f_other, _ = classifier_outputs(classifier, real_samples, batch_size, device)
+        scores["fid_real"] = fid_from_features(f_real, f_other)
+    return scores

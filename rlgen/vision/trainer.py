@@ -23,6 +23,7 @@ model, optimisers, RNG state and the epoch counter, so a resumed CPU run matches
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import re
@@ -342,10 +343,14 @@ class Trainer:
         finally:
             self.logger.close()
         wall = self._since_start()
+        images_per_s = round(images_this_run / wall, 1) if wall > 0 and images_this_run else None
+        summary_path = self.run.path / "summary.json"
+        if images_per_s is None and summary_path.is_file():  # resumed with nothing left to train: keep the figure
+            images_per_s = json.loads(summary_path.read_text()).get("images_per_s")
         summary = {"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
-                   "images_per_s": round(images_this_run / wall, 1) if wall > 0 and images_this_run else None,
+                   "images_per_s": images_per_s,
                    "device": str(self.device), "checkpoint": self._checkpoints()[-1][1].name if self._checkpoints() else None}
-        atomic_write_json(self.run.path / "summary.json", summary)
+        atomic_write_json(summary_path, summary)
         return summary
 
     def _log(self, history: dict[str, list], images_per_s: float, dump: bool = True) -> None:
