@@ -274,8 +274,7 @@ def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
         samples = torch.cat([model.sample(min(1000, n - i)).float().clamp(0, 1).cpu() for i in range(0, n, 1000)])
     # As many training images as samples, drawn by the seed: their distance to the test images is the floor.
     real = train.images[np.random.default_rng(cfg["seed"]).permutation(len(train))[:n]]
-    scores = generative_scores(classifier, samples, test, splits=10, device=device,
-                               real_samples=torch.from_numpy(real).float() / 255)
+    scores = generative_scores(classifier, samples, test, splits=10, device=device, real_samples=real)
     log.info("%d samples: Frechet distance %.3f (%d training images: %.3f), Inception-score analogue %.3f "
              "(test images: %.3f)", n, scores["fid"], len(real), scores["fid_real"], scores["inception_score"],
              scores["inception_score_real"])
