@@ -71,3 +71,23 @@ def test_cli_obs_norm_is_on_for_mujoco_tasks_and_can_be_turned_off(tmp_path, cap
     model = TRPO.load(next(tmp_path.glob("trpo-SparseHalfCheetah-s0-*/model.zip")), device="cpu")
     (norm,) = [m.norm for m in model.policy.modules() if isinstance(m, RunningObsNormExtractor)]
     assert int(norm.count) == 2000  # rollouts 1 and 2 of 3 (each joins the statistics after its update)
+
+
+def test_cli_reward_norm_scales_returns_and_resumes_its_statistics(tmp_path, capsys):
+    """``--reward-norm``: rewards reach the critic divided by the running std of the discounted return; the
+    statistics are checkpointed and carried on by a resumed run."""
+    (tmp_path / "small.yaml").write_text("algo_kwargs: {ppo: {n_steps: 100, batch_size: 100, n_epochs: 1}}\n"
+                                         "checkpoint_every: 200\n")
+    common = ["--env", "Pendulum-v1", "--n-envs", "2", "--out", str(tmp_path), "--config", str(tmp_path / "small.yaml")]
+    assert main(["ppo", *common, "--reward-norm", "--steps", "400"]) == 0, capsys.readouterr().err
+    run = next(tmp_path.glob("ppo-Pendulum-v1-s0-*"))
+    # No --env: the run directory names its env.
+    assert main(["ppo", "--resume", str(run), "--steps", "800"]) == 0, capsys.readouterr().err
+
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    scale = torch.load(run / "checkpoints" / latest["extras"], weights_only=True)["return_scale"]
+    assert scale["count"] == 800  # every transition of both invocations, none twice
+    header, *rows = (run / "progress.csv").read_text().splitlines()
+    column = header.split(",").index("rollout/return_std")
+    stds = [float(row.split(",")[column]) for row in rows]
+    assert len(stds) == 4 and min(stds) > 5  # Pendulum's returns (rewards of -1 to -16 a step) are far from unit scale

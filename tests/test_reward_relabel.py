@@ -12,7 +12,8 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
-from rlgen.common.reward_relabel import RewardRelabelCallback, RewardSource, TransitionBatch
+from rlgen.common.normalization import ReturnScale
+from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource, TransitionBatch
 
 EPISODE_LEN = 3
 
@@ -140,3 +141,52 @@ def test_source_with_wrong_shape_is_rejected():
     model = PPO("MlpPolicy", make_vec_env(CounterEnv, n_envs=1), n_steps=4, batch_size=4)
     with pytest.raises(ValueError, match="expected"):
         model.learn(4, callback=RewardRelabelCallback(Bad()))
+
+
+def test_return_scale_divides_by_the_std_of_discounted_returns_reset_at_episode_ends():
+    rng = np.random.default_rng(0)
+    gamma, n_steps, n_envs = 0.9, 6, 3
+    scale = ReturnScale(gamma, n_envs)
+    rollouts = [(rng.normal(size=(n_steps, n_envs)) * 40.0, rng.random((n_steps, n_envs)) < 0.3) for _ in range(3)]
+    seen = []  # discounted returns written out env by env, carried across rollouts
+    running = np.zeros(n_envs)
+    for rewards, dones in rollouts:
+        for t in range(n_steps):
+            for e in range(n_envs):
+                running[e] = gamma * running[e] + rewards[t, e]
+                seen.append(running[e])
+                if dones[t, e]:
+                    running[e] = 0.0
+        scaled = scale(rewards.astype(np.float32), dones)
+        np.testing.assert_allclose(scaled, rewards / np.std(seen), rtol=1e-4)
+    assert scale.std > 10  # rewards of scale 40 come out of unit scale
+    restored = ReturnScale(gamma, n_envs)
+    restored.load_state_dict(scale.state_dict())
+    rewards, dones = rollouts[0]
+    np.testing.assert_array_equal(restored(rewards, dones), scale(rewards, dones))
+
+
+def test_relabel_with_return_scale_keeps_the_timeout_bootstrap_and_scales_the_rest():
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=0, gamma=0.9, gae_lambda=0.8)
+    source, snap = PlusObs(), BufferSnapshot()
+    scale = ReturnScale(0.9, 2)
+    model.learn(32, callback=CallbackList([RewardRelabelCallback(source, scale), snap]))
+    batch, s = source.batches[-1], snap.snapshots[-1]
+    not_truncated = ~batch.truncated
+    assert batch.truncated.any() and scale.std > 1.5
+    np.testing.assert_allclose(s["rewards"][not_truncated],
+                               ((0.5 + 10.0 * batch.obs[..., 0]) / scale.std)[not_truncated], rtol=1e-5)
+    for e in range(2):
+        expected = gae(s["rewards"][:, e], s["values"][:, e], s["episode_starts"][:, e], s["last_values"][e],
+                       s["dones"][e], 0.9, 0.8)
+        np.testing.assert_allclose(s["advantages"][:, e], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_env_reward_source_passes_the_env_reward_through():
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=0)
+    snap = BufferSnapshot()
+    model.learn(8, callback=CallbackList([RewardRelabelCallback(EnvReward()), snap]))
+    rewards = snap.snapshots[0]["rewards"]
+    np.testing.assert_allclose(rewards[0], 0.5)  # the first step of each env's first episode: no bootstrap

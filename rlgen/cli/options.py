@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rlgen.common.checkpoint import load_json
 from rlgen.common.config import check_known_keys, deep_merge, load_config_file
 from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
@@ -72,10 +73,14 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
     """defaults < per-task defaults (``task_defaults[config[task_key]]``) < ``--config FILE`` < flags."""
     flags = flags_of(args)
     file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
-    flags.pop("resume", None)
+    resume = flags.pop("resume", None)
     known = dict(defaults)
     check_known_keys(file_cfg, known, f"config file {args.config}" if "config" in vars(args) else "config")
     task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
+    if task is None and resume not in (None, "latest"):  # `--resume RUN_DIR` alone: the run names its own task
+        task = _task_of_run(Path(resume), task_key)
+        if task is not None:
+            flags[task_key] = task
     if task is None:
         raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in --config")
     cfg = deep_merge(defaults, (task_defaults or {}).get(str(task), {}))
@@ -85,6 +90,15 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
         if key in cfg and (not isinstance(cfg[key], int) or cfg[key] <= 0):
             raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}; fix --{key} or the config file")
     return cfg
+
+
+def _task_of_run(path: Path, task_key: str) -> Any:
+    """The env/dataset that the run directory ``path`` was started with (its short name where it saved one), or
+    None when ``path`` is not a run directory (``open_run`` then says so)."""
+    if not (path / "config.json").is_file():
+        return None
+    saved = load_json(path / "config.json", what="run config")
+    return saved.get(f"{task_key}_name") or saved.get(task_key)
 
 
 def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:

@@ -23,6 +23,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-norm", dest="obs_norm", action=argparse.BooleanOptionalAction, default=S,
                         help="the policy standardises observations with running statistics of its rollouts "
                         "(default: on for the MuJoCo tasks, off for the classic ones)")
+    parser.add_argument("--reward-norm", dest="reward_norm", action=argparse.BooleanOptionalAction, default=S,
+                        help="divide rewards by the running std of the discounted return, so the critic learns "
+                        "returns of unit scale (default: see rlgen/configs/rl.yaml)")
     add_common_options(parser, budget="steps")
 
 

@@ -10,6 +10,10 @@
   rollout the policy has collected (what SB3's ``VecNormalize`` does for observations), for RL from scratch.
   Unlike ``VecNormalize`` the env, the rollout buffer and reward sources such as VIME's dynamics model keep the
   raw observations, and the statistics travel inside the model zip.
+* :class:`ReturnScale`: divides rewards by the running standard deviation of the discounted return (what
+  ``VecNormalize(norm_reward=True)`` does), applied to each whole rollout by
+  :class:`~rlgen.common.reward_relabel.RewardRelabelCallback`. A learned critic then sees returns of unit scale
+  whatever the reward's: VIME's bonus of 1e-4 per step, a sparse reward of 1 per step over 500 steps.
 """
 
 from __future__ import annotations
@@ -133,6 +137,55 @@ class ObsNormCallback(BaseCallback):
         if self._norms():
             obs = self.model.rollout_buffer.observations
             self._pending = obs.reshape(-1, int(np.prod(obs.shape[2:]))).copy()
+
+
+class ReturnScale:
+    """Running standard deviation of the discounted return ``R_t = gamma * R_{t-1} + r_t`` (reset at episode ends),
+    by which rewards are divided, as in SB3's ``VecNormalize``; the mean is not subtracted, so the sign of every
+    reward and the ordering of returns are kept.
+
+    Unlike ``VecNormalize`` a whole rollout is scaled by one factor, computed after the rollout's returns have
+    been added to the statistics: every transition of an update sees the same scale.
+    """
+
+    def __init__(self, gamma: float, n_envs: int, eps: float = 1e-8):
+        self.gamma = float(gamma)
+        self.eps = eps
+        self.returns = np.zeros(n_envs, dtype=np.float64)  # each env's running discounted return
+        self.mean, self.var, self.count = 0.0, 1.0, 0.0
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.var + self.eps))
+
+    def _update(self, x: np.ndarray) -> None:
+        n = x.size
+        batch_mean, batch_var = float(x.mean()), float(x.var())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.mean += delta * n / total
+        self.count = total
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """``rewards`` and ``dones`` of one rollout, shaped ``(n_steps, n_envs)``: update the statistics with the
+        rollout's discounted returns and return the rewards divided by their standard deviation."""
+        returns = np.empty(rewards.shape, dtype=np.float64)
+        for t in range(rewards.shape[0]):  # a recurrence over time, vectorised over the envs
+            self.returns = self.gamma * self.returns + rewards[t]
+            returns[t] = self.returns
+            self.returns[dones[t]] = 0.0
+        self._update(returns)
+        return (rewards / self.std).astype(np.float32)
+
+    def state_dict(self) -> dict[str, object]:
+        """Tensors and floats (loads with ``torch.load(weights_only=True)``)."""
+        return {"returns": torch.from_numpy(self.returns.copy()), "mean": self.mean, "var": self.var,
+                "count": self.count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.returns = torch.as_tensor(state["returns"], dtype=torch.float64).numpy().copy()
+        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
 
 
 OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"

@@ -5,6 +5,10 @@ transition of the rollout as it is collected, hands the whole rollout to a :clas
 information gain, GAIL's discriminator), writes the source's rewards into the rollout buffer and recomputes
 returns and advantages. Reward learning stays separate from the RL algorithm that consumes the reward.
 
+With a :class:`~rlgen.common.normalization.ReturnScale` the callback also divides the rollout's rewards by the
+running standard deviation of the discounted return, so that the critic learns returns of unit scale; runs without
+a learned reward use :class:`EnvReward` for that.
+
 Next observations at episode ends come from ``infos[i]["terminal_observation"]`` (SB3's VecEnvs have already
 reset the env, so ``new_obs`` holds the *next* episode's first observation there).
 """
@@ -19,6 +23,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from rlgen.common.normalization import ReturnScale
 
 
 @dataclass
@@ -65,17 +71,27 @@ class RewardSource(ABC):
         del state
 
 
+class EnvReward(RewardSource):
+    """The env's own reward, unchanged: for runs that use the callback only to scale returns."""
+
+    def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
+        return batch.rewards, {}
+
+
 class RewardRelabelCallback(BaseCallback):
     """Replace the rewards of each rollout with those of ``source`` before the policy update.
 
     Works for any :class:`~stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm` with a ``Box`` or
     ``Discrete`` action space and array observations. The timeout bootstrap ``gamma * V(terminal_obs)`` that SB3
-    adds to the buffer's rewards is kept: the buffer gets ``buffer_reward + (new_reward - env_reward)``.
+    adds to the buffer's rewards is kept: the buffer gets ``buffer_reward + (new_reward - env_reward)``, or with
+    ``return_scale`` ``buffer_reward - env_reward + new_reward / std`` (the bootstrap is already in the critic's
+    scaled units).
     """
 
-    def __init__(self, source: RewardSource, verbose: int = 0):
+    def __init__(self, source: RewardSource, return_scale: ReturnScale | None = None, verbose: int = 0):
         super().__init__(verbose)
         self.source = source
+        self.return_scale = return_scale
         self.last_batch: TransitionBatch | None = None  # the latest rollout's transitions, as the source saw them
         self._t = 0
 
@@ -128,6 +144,9 @@ class RewardRelabelCallback(BaseCallback):
         if new_rewards.shape != batch.shape:
             raise ValueError(f"{type(self.source).__name__}.relabel returned shape {new_rewards.shape}, "
                              f"expected {batch.shape}")
+        if self.return_scale is not None:
+            new_rewards = self.return_scale(new_rewards, self._dones)
+            metrics = {**metrics, "rollout/return_std": self.return_scale.std}
         buffer = self.model.rollout_buffer
         buffer.rewards += new_rewards - self._rewards
         buffer.compute_returns_and_advantage(last_values=self.locals["values"], dones=self.locals["dones"])

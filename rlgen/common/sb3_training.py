@@ -30,8 +30,8 @@ from tqdm import tqdm
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
 from rlgen.common.errors import UserError
 from rlgen.common.logger import make_logger
-from rlgen.common.normalization import ObsNormCallback, RunningObsNormExtractor
-from rlgen.common.reward_relabel import RewardRelabelCallback, RewardSource
+from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
+from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource
 from rlgen.common.run_dir import RunDir
 
 log = logging.getLogger("rlgen")
@@ -121,8 +121,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
 
     Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
-    policy standardises observations with running statistics, on-policy only), ``checkpoint_every``,
-    ``eval_episodes``.
+    policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
+    the running std of the discounted return, on-policy only), ``checkpoint_every``, ``eval_episodes``.
     """
     cfg = run.config
     algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
@@ -130,8 +130,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         raise UserError(f"unknown algo {cfg['algo']!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
     if make_reward_source is not None and cfg["algo"] not in ALGORITHMS:
         raise UserError(f"a learned reward needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
-    if cfg.get("obs_norm") and cfg["algo"] not in ALGORITHMS:
-        raise UserError(f"obs_norm needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
+    for key in ("obs_norm", "reward_norm"):
+        if cfg.get(key) and cfg["algo"] not in ALGORITHMS:
+            raise UserError(f"{key} needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
     if cfg.get("obs_norm") and (cfg.get("policy_kwargs") or {}).get("features_extractor_class"):
         raise UserError("obs_norm sets the policy's features extractor; drop features_extractor_class from "
                         "policy_kwargs or set obs_norm: false")
@@ -161,6 +162,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     reward_source = make_reward_source(model) if make_reward_source is not None else None
     if reward_source is not None and extras is not None:
         reward_source.load_state_dict(extras["reward_source"])
+    return_scale = ReturnScale(model.gamma, model.n_envs) if cfg.get("reward_norm") else None
+    if return_scale is not None and extras is not None and extras.get("return_scale"):
+        return_scale.load_state_dict(extras["return_scale"])
     model.set_logger(make_logger(run.path, ("rollout/ep_rew_mean", *_console_keys(reward_source)), resume_step))
 
     start_time = time.time()
@@ -170,6 +174,7 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         model_name, extras_name = f"model_{step}.zip", f"extras_{step}.pt"
         atomic_write(ckpt_dir / model_name, lambda tmp: model.save(tmp))
         atomic_torch_save({"reward_source": reward_source.state_dict() if reward_source else {},
+                           "return_scale": return_scale.state_dict() if return_scale else {},
                            "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time},
                           ckpt_dir / extras_name)
         previous = load_json(ckpt_dir / "latest.json") if (ckpt_dir / "latest.json").is_file() else None
@@ -184,8 +189,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     callbacks: list[BaseCallback] = [tracker]
     if cfg.get("obs_norm"):
         callbacks.append(ObsNormCallback())
-    if reward_source is not None:
-        callbacks.append(RewardRelabelCallback(reward_source))
+    if reward_source is not None or return_scale is not None:
+        callbacks.append(RewardRelabelCallback(reward_source or EnvReward(), return_scale))
     callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
                                            int(model.num_timesteps)))
     if remaining > 0:
