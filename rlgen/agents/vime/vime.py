@@ -32,6 +32,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from rlgen.agents.vime.bnn import BayesianDynamicsModel
 from rlgen.agents.vime.replay_pool import ReplayPool
 from rlgen.common.checkpoint import atomic_torch_save, load_torch
+from rlgen.common.normalization import ReturnScale
 from rlgen.common.reward_relabel import RewardRelabelCallback, RewardSource, TransitionBatch
 
 
@@ -147,13 +148,17 @@ class VIME(RewardSource):
 
     # -- SB3-style conveniences ----------------------------------------------------------------------------------
 
-    def callback(self) -> RewardRelabelCallback:
-        """The callback that applies VIME to ``model.learn`` (combine it with your own callbacks)."""
-        return RewardRelabelCallback(self)
+    def callback(self, reward_norm: bool = False) -> RewardRelabelCallback:
+        """The callback that applies VIME to ``model.learn`` (combine it with your own callbacks); with
+        ``reward_norm`` it also divides the rewards by the running std of the discounted return."""
+        scale = ReturnScale(self.model.gamma, self.model.n_envs) if reward_norm else None
+        return RewardRelabelCallback(self, scale)
 
-    def learn(self, total_timesteps: int, callback: MaybeCallback = None, **kwargs: Any) -> OnPolicyAlgorithm:
-        """``model.learn`` with the VIME bonus; extra keyword arguments go to ``model.learn``."""
-        callbacks: list[BaseCallback] = [self.callback()]
+    def learn(self, total_timesteps: int, callback: MaybeCallback = None, reward_norm: bool = False,
+              **kwargs: Any) -> OnPolicyAlgorithm:
+        """``model.learn`` with the VIME bonus (and ``reward_norm`` as in :meth:`callback`); extra keyword
+        arguments go to ``model.learn``."""
+        callbacks: list[BaseCallback] = [self.callback(reward_norm)]
         if isinstance(callback, BaseCallback):
             callbacks.append(callback)
         elif callback is not None:
