@@ -162,8 +162,7 @@ def test_return_scale_divides_by_the_std_of_discounted_returns_reset_at_episode_
     assert scale.std > 10  # rewards of scale 40 come out of unit scale
     restored = ReturnScale(gamma, n_envs)
     restored.load_state_dict(scale.state_dict())
-    rewards, dones = rollouts[0]
-    np.testing.assert_array_equal(restored(rewards, dones), scale(rewards, dones))
+    assert restored.std == scale.std and restored.count == len(seen) and not restored.returns.any()
 
 
 def test_relabel_with_return_scale_keeps_the_timeout_bootstrap_and_scales_the_rest():

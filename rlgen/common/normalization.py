@@ -178,14 +178,14 @@ class ReturnScale:
         self._update(returns)
         return (rewards / self.std).astype(np.float32)
 
-    def state_dict(self) -> dict[str, object]:
-        """Tensors and floats (loads with ``torch.load(weights_only=True)``)."""
-        return {"returns": torch.from_numpy(self.returns.copy()), "mean": self.mean, "var": self.var,
-                "count": self.count}
+    def state_dict(self) -> dict[str, float]:
+        """The statistics, as floats (loads with ``torch.load(weights_only=True)``)."""
+        return {"mean": self.mean, "var": self.var, "count": self.count}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.returns = torch.as_tensor(state["returns"], dtype=torch.float64).numpy().copy()
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore the statistics; the running returns restart at 0, as the envs of a resumed run do."""
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
+        self.returns[:] = 0.0
 
 
 OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"
