@@ -26,8 +26,9 @@ from stable_baselines3 import PPO
 
 from rlgen.agents.vime import VIME
 from rlgen.bench.provenance import device_description, git_commit, utc_now
-from rlgen.common.config import packaged_config
-from rlgen.common.normalization import ObsNormCallback, RunningObsNormExtractor
+from rlgen.common.config import deep_merge, packaged_config
+from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
+from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback
 from rlgen.common.sb3_training import make_vec_env_for, policy_kwargs_from_config
 from rlgen.envs import resolve_env_id
 
@@ -58,8 +59,9 @@ def time_information_gain(model, repeats: int = 10) -> dict[str, float]:
 
 
 def train_time(env_id: str, algo: str, steps: int, n_envs: int, algo_kwargs: dict, policy_kwargs: dict | None,
-               use_vime: bool, seed: int = 0, obs_norm: bool = False) -> float:
-    """Seconds to train for ``steps`` env steps, as ``rlgen vime|trpo|ppo`` would (``obs_norm`` as in its config)."""
+               use_vime: bool, seed: int = 0, obs_norm: bool = False, reward_norm: bool = False) -> float:
+    """Seconds to train for ``steps`` env steps, as ``rlgen vime|trpo|ppo`` would (``obs_norm`` and ``reward_norm``
+    as in its config)."""
     venv = make_vec_env_for(env_id, n_envs, seed)
     callbacks = []
     if obs_norm:
@@ -68,8 +70,10 @@ def train_time(env_id: str, algo: str, steps: int, n_envs: int, algo_kwargs: dic
     model = ALGOS[algo]("MlpPolicy", venv, seed=seed, policy_kwargs=policy_kwargs, **algo_kwargs)
     start = time.perf_counter()
     if use_vime:
-        VIME(model, seed=seed).learn(steps, callback=callbacks)
+        VIME(model, seed=seed).learn(steps, callback=callbacks, reward_norm=reward_norm)
     else:
+        if reward_norm:
+            callbacks.append(RewardRelabelCallback(EnvReward(), ReturnScale(model.gamma, n_envs)))
         model.learn(steps, callback=callbacks)
     elapsed = time.perf_counter() - start
     venv.close()
@@ -87,14 +91,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = packaged_config("rl.yaml")
-    defaults = cfg["defaults"]
-    task = cfg["tasks"].get(args.env, {})
+    packaged = packaged_config("rl.yaml")
+    cfg = deep_merge(packaged["defaults"], packaged["tasks"].get(args.env, {}))  # as `rlgen vime --env ENV`
     env_id = resolve_env_id(args.env)
-    policy_kwargs = policy_kwargs_from_config(task.get("policy_kwargs", defaults["policy_kwargs"]))
-    algo_kwargs = defaults["algo_kwargs"][args.algo]
-    n_envs = defaults["n_envs"]
-    obs_norm = bool(task.get("obs_norm", defaults.get("obs_norm", False)))
+    policy_kwargs = policy_kwargs_from_config(cfg["policy_kwargs"])
+    algo_kwargs = cfg["algo_kwargs"][args.algo]
+    n_envs = cfg["n_envs"]
+    obs_norm, reward_norm = bool(cfg.get("obs_norm")), bool(cfg.get("reward_norm"))
 
     probe = ALGOS[args.algo]("MlpPolicy", make_vec_env_for(env_id, n_envs, 0), policy_kwargs=policy_kwargs,
                              **algo_kwargs)
@@ -106,15 +109,15 @@ def main() -> None:
     baselines, vimes = [], []
     for repeat in range(args.repeats):
         baselines.append(train_time(env_id, args.algo, args.steps, n_envs, algo_kwargs, policy_kwargs, False, repeat,
-                                    obs_norm))
+                                    obs_norm, reward_norm))
         vimes.append(train_time(env_id, args.algo, args.steps, n_envs, algo_kwargs, policy_kwargs, True, repeat,
-                                obs_norm))
+                                obs_norm, reward_norm))
     baseline, with_vime = float(np.median(baselines)), float(np.median(vimes))
 
     result = {
         "command": "python " + shlex.join(sys.argv), "commit": git_commit(), "device": device_description(), "date": utc_now(),
         "env": args.env, "algo": args.algo, "steps": args.steps, "n_envs": n_envs, "torch_threads": args.threads,
-        "obs_norm": obs_norm,
+        "obs_norm": obs_norm, "reward_norm": reward_norm,
         "repeats": args.repeats,
         "information_gain_5000_s": ig["seconds_median"],
         "sb3_single_env_steps_per_s": args.steps / sb3_default,
