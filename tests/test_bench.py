@@ -237,6 +237,32 @@ def test_tiny_suite_end_to_end_then_resume_runs_nothing(tmp_path, capsys):
     assert dry.count("[  done]") == 2 and "2 finished, 0 to resume from a checkpoint, 0 to run" in dry
 
 
+def test_tasks_option_selects_jobs_with_their_dependencies(tmp_path, capsys):
+    out = str(tmp_path / "results")
+    assert main(["bench", "smoke", "--tasks", "CartPole-v1", "--out", out, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "SparseMountainCar" not in dry and "Expert-CartPole-v1" in dry and "GAIL-CartPole-v1" in dry
+    assert "suite smoke: 10 of its 14 jobs" in dry  # expert, demos, 4 GAIL and 4 BC; not the 4 VIME/TRPO jobs
+    assert main(["bench", "vime-sparse", "--tasks", "SwimmerGather", "--seeds", "0,1", "--out", out, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert dry.count("SwimmerGather-s") == 4 and "Cheetah" not in dry
+    assert main(["bench", "smoke", "--tasks", "Hopper-v5", "--out", out, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "not a task of suite smoke" in err and "CartPole-v1, SparseMountainCar" in err
+
+
+@pytest.mark.slow
+def test_tasks_option_runs_one_task_and_the_tables_keep_the_others(tmp_path):
+    suite = write_suite(tmp_path / "tiny.yaml", [
+        {"command": "trpo", "label": "TRPO", "env": ["SparseMountainCar", "SparseCartpoleSwingup"],
+         "args": TINY_TRPO, "seeds": 1}], metric="train_return_mean_last_100")
+    results = tmp_path / "results"
+    assert bench(str(suite), "--out", str(results), "--tasks", "SparseMountainCar").returncode == 0
+    assert [job_id.split("-s0-")[0] for job_id in jobs_json(results / "tiny")] == ["TRPO-SparseMountainCar"]
+    md = (results / "tiny" / "RESULTS.md").read_text()
+    assert "| SparseCartpoleSwingup | not run |" in md and "| SparseMountainCar |" in md
+
+
 @pytest.mark.slow
 def test_failing_job_is_reported_and_retried(tmp_path):
     suite = write_suite(tmp_path / "bad.yaml", [

@@ -25,13 +25,13 @@ from rlgen.common.errors import UserError
 
 if TYPE_CHECKING:  # the bench modules load only when the command runs, so `rlgen --help` stays fast
     from rlgen.bench.aggregate import Cell
-    from rlgen.bench.suite import Suite
+    from rlgen.bench.suite import Job, Suite
 
 log = logging.getLogger("rlgen")
 
 DEFAULTS: dict[str, Any] = {"out": "benchmarks/results", "seeds": None, "jobs": None, "ray": None, "retries": 1,
                             "job_timeout": None, "budget_scale": 1.0, "device": None, "dry_run": False,
-                            "report_only": False}
+                            "report_only": False, "tasks": None}
 
 
 
@@ -50,6 +50,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", default=S, metavar="SEEDS",
                    help="replace every cell's seeds: a count (5), a list (0,1,2) or a range (0-4); cells marked "
                         "`shared` (e.g. the expert GAIL imitates) keep theirs")
+    g.add_argument("--tasks", default=S, metavar="NAMES",
+                   help="run only the jobs on these envs/datasets (comma-separated) and the jobs they need; the "
+                        "tables still show every finished job of the suite")
     g.add_argument("--budget-scale", dest="budget_scale", type=positive_float, default=S, metavar="F",
                    help="multiply every job's --steps/--epochs by F for a quick look (results go to "
                         "<out>/<suite>-xF, never over the full-budget tables)")
@@ -143,13 +146,34 @@ def _list_suites() -> None:
             print(f"  {name:<14} (invalid: {exc})")
 
 
-def _dry_run(suite: Suite, suite_dir: Path) -> None:
+def _select_tasks(suite: Suite, tasks: str | list[str] | None) -> list[Job]:
+    """The suite's jobs on ``tasks`` (comma-separated envs/datasets; None: every job), with the jobs they depend on."""
+    if tasks is None:
+        return list(suite.jobs)
+    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else [str(t) for t in tasks]
+    known = sorted({job.task for job in suite.jobs if job.task is not None})
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise UserError(f"--tasks {','.join(unknown) or tasks!r}: not a task of suite {suite.name}; "
+                        f"use some of {', '.join(known)}")
+    by_id = {job.id: job for job in suite.jobs}
+    wanted = {job.id for job in suite.jobs if job.task in names}
+    pending = list(wanted)
+    while pending:  # a selected job's dependencies run too (e.g. the expert a GAIL job imitates)
+        for dep in by_id[pending.pop()].deps:
+            if dep not in wanted:
+                wanted.add(dep)
+                pending.append(dep)
+    return [job for job in suite.jobs if job.id in wanted]
+
+
+def _dry_run(suite: Suite, suite_dir: Path, jobs: list[Job]) -> None:
     from rlgen.bench.execute import finished_run_dir, resumable_run_dir
 
     runs = suite_dir / "runs"
     counts = {"done": 0, "resume": 0, "run": 0}
-    print(f"suite {suite.name}: {len(suite.jobs)} jobs -> {suite_dir}")
-    for job in suite.jobs:
+    print(f"suite {suite.name}: {len(jobs)} of its {len(suite.jobs)} jobs -> {suite_dir}")
+    for job in jobs:
         if finished_run_dir(runs / job.id):
             tag = "done"
         elif resumable_run_dir(runs / job.id):
@@ -194,8 +218,9 @@ def run(args: argparse.Namespace) -> None:
         return
     opts = _options(args)
     suite, suite_dir = _load(args, opts)
+    selected = _select_tasks(suite, opts["tasks"])
     if opts["dry_run"]:
-        _dry_run(suite, suite_dir)
+        _dry_run(suite, suite_dir, selected)
         return
     for warning in suite.warnings:
         log.warning("warning: %s", warning)
@@ -222,7 +247,7 @@ def run(args: argparse.Namespace) -> None:
     if backend is not None:
         log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(suite.jobs), backend.description,
                  suite_dir)
-        Runner(suite.jobs, suite_dir, backend, retries=int(opts["retries"]),
+        Runner(selected, suite_dir, backend, retries=int(opts["retries"]),
                job_timeout=opts["job_timeout"], commit=commit).run()
 
     state = StateFile(suite_dir / "jobs.json")
