@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> None:
         "suite": suite.raw, "source": str(suite.path) if suite.path else None, "last_run": last_run,
         "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
     if backend is not None:
-        log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(suite.jobs), backend.description,
+        log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(selected), backend.description,
                  suite_dir)
         Runner(selected, suite_dir, backend, retries=int(opts["retries"]),
                job_timeout=opts["job_timeout"], commit=commit).run()
