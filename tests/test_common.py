@@ -156,3 +156,33 @@ def test_rl_commands_limit_torch_threads(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_episode_info_logger_logs_the_mean_of_each_episodes_last_info():
+    """``episode_info: [torso_com_x]``: rollout/ep_torso_com_x_mean is the mean of the value at each episode's end."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    from rlgen.common.sb3_training import EpisodeInfoLogger, make_vec_env_for
+
+    class Spy(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[float] = []
+            self.logged: list[float] = []
+
+        def _on_step(self) -> bool:
+            for done, info in zip(self.locals["dones"], self.locals["infos"]):
+                if done:
+                    self.ends.append(info["torso_com_x"])
+            return True
+
+        def _on_rollout_end(self) -> None:  # runs after EpisodeInfoLogger's
+            self.logged.append(self.logger.name_to_value["rollout/ep_torso_com_x_mean"])
+
+    venv = make_vec_env_for("rlgen/SparseHalfCheetah-v0", 2, seed=0, episode_info=["torso_com_x"])
+    model = PPO("MlpPolicy", venv, n_steps=500, batch_size=500, n_epochs=1, seed=0)
+    spy = Spy()
+    model.learn(2000, callback=CallbackList([EpisodeInfoLogger(["torso_com_x"]), spy]))
+    assert len(spy.ends) == 4 and len(set(spy.ends)) == 4  # 2 rollouts of 2 envs x one 500-step episode
+    np.testing.assert_allclose(spy.logged, [np.mean(spy.ends[:2]), np.mean(spy.ends)], rtol=1e-6)

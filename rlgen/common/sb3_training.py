@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,13 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
-def make_vec_env_for(env_id: str, n_envs: int, seed: int, subprocess: bool = False) -> VecEnv:
-    """``n_envs`` copies of ``env_id`` with SB3's Monitor (so ``rollout/ep_rew_mean`` is the env's own return)."""
+def make_vec_env_for(env_id: str, n_envs: int, seed: int, subprocess: bool = False,
+                     episode_info: Sequence[str] = ()) -> VecEnv:
+    """``n_envs`` copies of ``env_id`` with SB3's Monitor (so ``rollout/ep_rew_mean`` is the env's own return);
+    the Monitor also keeps the ``episode_info`` keys of each episode's last ``info``."""
     cls = SubprocVecEnv if subprocess and n_envs > 1 else DummyVecEnv
-    return make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=cls)
+    return make_vec_env(functools.partial(make_env, env_id), n_envs=n_envs, seed=seed, vec_env_cls=cls,
+                        monitor_kwargs={"info_keywords": tuple(episode_info)})
 
 
 class ExtrinsicRewardTracker(BaseCallback):
@@ -83,6 +86,24 @@ class ExtrinsicRewardTracker(BaseCallback):
         self.first_reward_step = None if step < 0 else step
         self.best_episode_return = float(state.get("best_episode_return", -np.inf))
         self.episodes = int(state.get("episodes", 0))
+
+
+class EpisodeInfoLogger(BaseCallback):
+    """Logs ``rollout/ep_<key>_mean``: the mean over the last 100 episodes of ``info[key]`` at each episode's end
+    (e.g. SparseHalfCheetah's ``torso_com_x``: how far, and which way, the policy runs)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__()
+        self.keys = tuple(keys)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for key in self.keys:
+            values = [float(ep[key]) for ep in self.model.ep_info_buffer if key in ep]
+            if values:
+                self.logger.record(f"rollout/ep_{key}_mean", float(np.mean(values)))
 
 
 class ProgressAndCheckpoint(BaseCallback):
@@ -122,7 +143,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
     policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
-    the running std of the discounted return, on-policy only), ``checkpoint_every``, ``eval_episodes``.
+    the running std of the discounted return, on-policy only), ``episode_info`` (keys of the env's ``info`` logged
+    at episode ends), ``checkpoint_every``, ``eval_episodes``.
     """
     cfg = run.config
     algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
@@ -136,7 +158,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     if cfg.get("obs_norm") and (cfg.get("policy_kwargs") or {}).get("features_extractor_class"):
         raise UserError("obs_norm sets the policy's features extractor; drop features_extractor_class from "
                         "policy_kwargs or set obs_norm: false")
-    venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False))
+    episode_info = tuple(cfg.get("episode_info") or ())
+    venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False), episode_info)
     ckpt_dir = run.checkpoints
     tracker = ExtrinsicRewardTracker()
     resume_step: int | None = None
@@ -187,6 +210,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     total = int(cfg["steps"])
     remaining = total - int(model.num_timesteps)
     callbacks: list[BaseCallback] = [tracker]
+    if episode_info:
+        callbacks.append(EpisodeInfoLogger(episode_info))
     if cfg.get("obs_norm"):
         callbacks.append(ObsNormCallback())
     if reward_source is not None or return_scale is not None:
