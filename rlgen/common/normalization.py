@@ -25,6 +25,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -152,20 +153,15 @@ class ReturnScale:
         self.gamma = float(gamma)
         self.eps = eps
         self.returns = np.zeros(n_envs, dtype=np.float64)  # each env's running discounted return
-        self.mean, self.var, self.count = 0.0, 1.0, 0.0
+        self.stats = RunningMeanStd(epsilon=0.0)  # VecNormalize's statistics, without its prior pseudo-count
 
     @property
     def std(self) -> float:
-        return float(np.sqrt(self.var + self.eps))
+        return float(np.sqrt(self.stats.var + self.eps))
 
-    def _update(self, x: np.ndarray) -> None:
-        n = x.size
-        batch_mean, batch_var = float(x.mean()), float(x.var())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
-        self.mean += delta * n / total
-        self.count = total
+    @property
+    def count(self) -> float:
+        return float(self.stats.count)
 
     def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
         """``rewards`` and ``dones`` of one rollout, shaped ``(n_steps, n_envs)``: update the statistics with the
@@ -175,16 +171,18 @@ class ReturnScale:
             self.returns = self.gamma * self.returns + rewards[t]
             returns[t] = self.returns
             self.returns[dones[t]] = 0.0
-        self._update(returns)
+        self.stats.update(returns.ravel())
         return (rewards / self.std).astype(np.float32)
 
     def state_dict(self) -> dict[str, float]:
         """The statistics, as floats (loads with ``torch.load(weights_only=True)``)."""
-        return {"mean": self.mean, "var": self.var, "count": self.count}
+        return {"mean": float(self.stats.mean), "var": float(self.stats.var), "count": self.count}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Restore the statistics; the running returns restart at 0, as the envs of a resumed run do."""
-        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
+        self.stats.mean = np.float64(state["mean"])
+        self.stats.var = np.float64(state["var"])
+        self.stats.count = float(state["count"])
         self.returns[:] = 0.0
 
 
