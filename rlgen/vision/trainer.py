@@ -23,7 +23,6 @@ model, optimisers, RNG state and the epoch counter, so a resumed CPU run matches
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import re
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_torch
+from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_json, load_torch
 from rlgen.common.device import autocast
 from rlgen.common.errors import UserError
 from rlgen.common.logger import make_logger
@@ -346,7 +345,7 @@ class Trainer:
         images_per_s = round(images_this_run / wall, 1) if wall > 0 and images_this_run else None
         summary_path = self.run.path / "summary.json"
         if images_per_s is None and summary_path.is_file():  # resumed with nothing left to train: keep the figure
-            images_per_s = json.loads(summary_path.read_text()).get("images_per_s")
+            images_per_s = load_json(summary_path, what="run summary").get("images_per_s")
         summary = {"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
                    "images_per_s": images_per_s,
                    "device": str(self.device), "checkpoint": self._checkpoints()[-1][1].name if self._checkpoints() else None}
