@@ -219,35 +219,50 @@ def iw_chunks(models: list[str], sizes: list[int], rounds: int, k: int, tiny: bo
 # Likelihood
 
 
-def evaluate(model: torch.nn.Module, cfg: dict[str, Any], test: ImageDataset, iw_samples: int,
+def evaluate(model: torch.nn.Module, cfg: dict[str, Any], test: ImageDataset, iw_samples: int, iw_images: int,
              device: torch.device) -> dict[str, Any]:
-    """Mean test NLL (nats/image, bits/dim) with its standard error; for VAEs the ELBO and the importance-sampled
-    estimate. The test images are binarised as the trainer's evaluation binarises them."""
+    """Mean test NLL (nats/image, bits/dim) with its standard error; for VAEs the ELBO on every test image and the
+    importance-sampled estimate on the first ``iw_images`` of them (0: all; k samples cost k ELBOs an image). The
+    test images are binarised as the trainer's evaluation binarises them."""
     loader = BatchLoader(test, 100 if cfg["command"] != "vae" else 25, device, shuffle=False, drop_last=False,
                          binarize=cfg.get("binarize"), seed=int(cfg["seed"]) + 1)
     dims = int(np.prod(test.image_shape))
+    iw_images = iw_images or len(test)
     values: dict[str, list[torch.Tensor]] = {"nll": [], "neg_elbo": []}
     model.to(device).eval()
     torch.manual_seed(1234)
+    seen = 0
     with torch.no_grad():
         for batch in loader.epoch(0):
             if cfg["command"] == "vae":
                 values["neg_elbo"].append(-model.elbo(batch.x).cpu())
-                values["nll"].append(-model.log_likelihood(batch.x, iw_samples).cpu())
+                if seen < iw_images:
+                    values["nll"].append(-model.log_likelihood(batch.x[:iw_images - seen], iw_samples).cpu())
             else:
                 values["nll"].append(model.nll(batch.x).cpu())
+            seen += len(batch.x)
     out: dict[str, Any] = {"test_images": len(test)}
     for key, chunks in values.items():
         if chunks:
             v = torch.cat(chunks).double()
+            out[f"{key}_images"] = len(v)
             out[f"{key}_nats"] = v.mean().item()
             out[f"{key}_nats_stderr"] = (v.std() / math.sqrt(len(v))).item()
             out[f"{key}_bits_per_dim"] = v.mean().item() / (dims * LN2)
     return out
 
 
-def train_and_evaluate(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace,
-                       out: Path) -> dict[str, Any]:
+def model_name(cfg: dict[str, Any]) -> str:
+    """The name in ``MODELS`` of the model that a run's config trained."""
+    if cfg["command"] == "pixelrnn":
+        return str(cfg["variant"])
+    if cfg["command"] == "vae":
+        return "vae-bidirectional" if cfg.get("bidirectional") else "vae-iaf" if cfg.get("iaf_steps") else "vae"
+    return str(cfg["command"])
+
+
+def train(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace, out: Path) -> Path | None:
+    """Train ``name`` with ``rlgen <command>``; its run directory, or None when training failed."""
     command, flags = MODELS[name]
     argv = [command, "--dataset", dataset, "--data-dir", data_dir, "--binarize", binarize, "--epochs",
             str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--device", args.device, "--no-evaluate",
@@ -258,40 +273,47 @@ def train_and_evaluate(name: str, dataset: str, data_dir: str, binarize: str, ar
         argv += ["--batch-size", str(args.batch_size)]
     print(f"  rlgen {' '.join(argv)}", flush=True)
     before = set(out.glob(f"{command}-*"))
-    start = time.perf_counter()
     if rlgen_main(argv) != 0:
-        return {"model": name, "dataset": dataset, "error": "training failed (see the log above)"}
-    train_seconds = time.perf_counter() - start
+        return None
     (run,) = set(out.glob(f"{command}-*")) - before
+    return run
+
+
+def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate the last checkpoint of the run directory ``run`` (trained by this script, or by ``rlgen`` itself and
+    perhaps resumed for more epochs) on the test split of its dataset, on ``--device``."""
     cfg = load_json(run / "config.json")
     summary = load_json(run / "summary.json")
     from rlgen.cli.vision import EVALUATED_COMMANDS, load_test_data
 
+    command, name, binarize = cfg["command"], model_name(cfg), cfg.get("binarize") or "none"
     test = load_test_data({**cfg, "evaluate": True})  # trained with --no-evaluate: evaluated here, once
     if args.eval_images and args.eval_images < len(test):
         test = test.take(args.eval_images)
-    build = EVALUATED_COMMANDS[command][0]
-    model = build(cfg, test, None)
-    device = torch.device(summary["device"])
+    model = EVALUATED_COMMANDS[command][0](cfg, test, None)
+    device = torch.device(args.device)
     model.load_state_dict(load_torch(run / "checkpoints" / summary["checkpoint"], map_location=device)["model"])
-    row: dict[str, Any] = {"model": name, "dataset": Path(dataset).stem, "binarize": binarize, "run": str(run),
+    row: dict[str, Any] = {"model": name, "dataset": Path(cfg["dataset"]).stem, "binarize": binarize, "run": str(run),
                            "epochs": summary["epochs"], "train_images": summary["steps"] * cfg["batch_size"]
-                           // max(1, summary["epochs"]), "train_seconds": round(train_seconds, 1),
-                           "sample_seconds": summary.get("sample_seconds"), "sample_images": summary.get("sample_images")}
-    row.update(evaluate(model, cfg, test, args.iw_samples, device))
+                           // max(1, summary["epochs"]), "train_seconds": summary.get("wall_clock_s"),
+                           "train_device": summary.get("device"), "sample_seconds": summary.get("sample_seconds"),
+                           "sample_images": summary.get("sample_images")}
+    start = time.perf_counter()
+    row.update(evaluate(model, cfg, test, args.iw_samples, args.iw_images, device))
+    row["eval_seconds"] = round(time.perf_counter() - start, 1)
     if command == "vae":
         row["iw_samples"] = args.iw_samples
-    is_mnist = "mnist" in dataset.lower() and "fashion" not in dataset.lower()
+    is_mnist = "mnist" in cfg["dataset"].lower() and "fashion" not in cfg["dataset"].lower()
     target = TARGETS_NATS.get(name) if binarize != "none" and is_mnist else None
     if target is not None:
         row["target_nats"] = target
-        if row["test_images"] >= TEST_SET:
+        if row["nll_images"] >= TEST_SET:
             row["target"] = "met" if row["nll_nats"] <= target else "not met"
         else:
-            row["target"] = f"not comparable: {row['test_images']} of {TEST_SET} test images"
+            row["target"] = f"not comparable: {row['nll_images']} of {TEST_SET} test images"
     unit = "nats" if binarize != "none" else "bits/dim"
     value = row["nll_nats"] if binarize != "none" else row["nll_bits_per_dim"]
-    print(f"  -> {name} on {row['dataset']}: test NLL {value:.4g} {unit} ({row['test_images']} images)", flush=True)
+    print(f"  -> {name} on {row['dataset']}: test NLL {value:.4g} {unit} ({row['nll_images']} images)", flush=True)
     return row
 
 
@@ -326,6 +348,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="0: the command's default")
     parser.add_argument("--eval-images", type=int, default=500, help=f"test images (0 or {TEST_SET}: all)")
     parser.add_argument("--iw-samples", type=int, default=50, help="k of the VAEs' log p(x) (the papers: 1000s)")
+    parser.add_argument("--iw-images", type=int, default=0,
+                        help="the VAEs' log p(x) on only the first N evaluated test images (0: all; the ELBO is on all)")
     parser.add_argument("--sample-n", type=int, default=16, help="images per sample grid (timed)")
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--speed-steps", type=int, default=3, help="training steps per timed round")
@@ -334,6 +358,9 @@ def main() -> None:
                         help="comma-separated chunk sizes (images): also time the VAEs' log p(x) with each on the CPU")
     parser.add_argument("--tiny", action="store_true", help="much smaller models (a smoke run of this script)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--from-runs", default="", metavar="RUN[,RUN...]",
+                        help="evaluate these run directories of rlgen vae|pixelcnn|pixelrnn (e.g. resumed for more "
+                             "epochs) instead of training; implies --skip-train")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device of the trainings")
     parser.add_argument("--threads", type=int, default=1)
@@ -345,6 +372,10 @@ def main() -> None:
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")
+    from_runs = [Path(r.strip()) for r in args.from_runs.split(",") if r.strip()]
+    missing = [str(r) for r in from_runs if not (r / "summary.json").is_file()]
+    if missing:
+        parser.error(f"--from-runs: no finished run (config.json, summary.json) in {', '.join(missing)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(args.device)
@@ -364,7 +395,7 @@ def main() -> None:
                                args.iw_samples, args.tiny)
 
     likelihood_rows: list[dict[str, Any]] = []
-    if not args.skip_train:
+    if not args.skip_train and not from_runs:
         for dataset, data_dir, binarize in ((args.mnist, args.data_dir, "dynamic"),
                                             (args.fashion, args.fashion_data_dir, "none")):
             if not dataset:
@@ -377,7 +408,10 @@ def main() -> None:
             print(f"likelihood on {dataset} ({'binarised, nats/image' if binarize != 'none' else '8-bit, bits/dim'}):",
                   flush=True)
             for name in models:
-                likelihood_rows.append(train_and_evaluate(name, dataset, data_dir, binarize, args, out))
+                run = train(name, dataset, data_dir, binarize, args, out)
+                likelihood_rows.append(evaluate_run(run, args) if run else
+                                       {"model": name, "dataset": dataset, "error": "training failed (see above)"})
+    likelihood_rows += [evaluate_run(run, args) for run in from_runs]
 
     result = {"environment": env, "settings": vars(args), "speed": speed_rows, "iw_chunks": chunk_rows,
               "likelihood": likelihood_rows}
@@ -399,11 +433,11 @@ def main() -> None:
         print(table(likelihood_rows, [
             ("model", "model", ""), ("dataset", "dataset", ""), ("epochs", "epochs", ""),
             ("train images/epoch", "train_images", ""), ("test images", "test_images", ""),
-            ("NLL (nats)", "nll_nats", ".2f"), ("+-", "nll_nats_stderr", ".2f"),
+            ("NLL over images", "nll_images", ""), ("NLL (nats)", "nll_nats", ".2f"), ("+-", "nll_nats_stderr", ".2f"),
             ("NLL (bits/dim)", "nll_bits_per_dim", ".4f"), ("-ELBO (nats)", "neg_elbo_nats", ".2f"),
             ("k", "iw_samples", ""), ("target (nats)", "target_nats", ""), ("target", "target", ""),
             ("sample time (s)", "sample_seconds", ".2f"), ("for images", "sample_images", ""),
-            ("train (s)", "train_seconds", ".0f")]))
+            ("train (s)", "train_seconds", ".0f"), ("on", "train_device", ""), ("eval (s)", "eval_seconds", ".0f")]))
     print(f"\nwritten: {path}")
 
 
