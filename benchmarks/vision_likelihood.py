@@ -20,6 +20,12 @@ The figures are printed with the command, commit, device and date, and written a
     python benchmarks/vision_likelihood.py --epochs 1 --limit-images 512 --eval-images 500 --iw-samples 50
     # the issue's figures (a GPU; hours)
     python benchmarks/vision_likelihood.py --epochs 50 --eval-images 10000 --iw-samples 1000 --device cuda
+    # or train with rlgen itself (resumable: --resume RUN --epochs N), then evaluate the runs' last checkpoints
+    # (each command wraps onto a second line here)
+    python -m rlgen.run pixelcnn --dataset mnist_partial.npz --data-dir ../shared/data/mnist
+        --binarize dynamic --epochs 20 --out runs/bench-likelihood
+    python benchmarks/vision_likelihood.py --skip-speed --from-runs RUN1,RUN2
+        --eval-images 10000 --iw-samples 100 --iw-images 1000 --out benchmarks/results/vision-likelihood
 """
 
 from __future__ import annotations
