@@ -286,10 +286,12 @@ def train(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.
 
 
 def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate the last checkpoint of the run directory ``run`` (trained by this script, or by ``rlgen`` itself and
-    perhaps resumed for more epochs) on the test split of its dataset, on ``--device``."""
+    """Evaluate the last checkpoint of the run directory ``run`` (trained by this script, or by ``rlgen`` itself,
+    perhaps resumed for more epochs, still training or interrupted) on the test split of its dataset, on
+    ``--device``."""
     cfg = load_json(run / "config.json")
-    summary = load_json(run / "summary.json")
+    latest = load_json(run / "checkpoints" / "latest.json")
+    summary = load_json(run / "summary.json") if (run / "summary.json").is_file() else {}  # none while training
     from rlgen.cli.vision import EVALUATED_COMMANDS, load_test_data
 
     command, name, binarize = cfg["command"], model_name(cfg), cfg.get("binarize") or "none"
@@ -298,10 +300,10 @@ def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
         test = test.take(args.eval_images)
     model = EVALUATED_COMMANDS[command][0](cfg, test, None)
     device = torch.device(args.device)
-    model.load_state_dict(load_torch(run / "checkpoints" / summary["checkpoint"], map_location=device)["model"])
+    model.load_state_dict(load_torch(run / "checkpoints" / latest["file"], map_location=device)["model"])
     row: dict[str, Any] = {"model": name, "dataset": Path(cfg["dataset"]).stem, "binarize": binarize, "run": str(run),
-                           "epochs": summary["epochs"], "train_images": summary["steps"] * cfg["batch_size"]
-                           // max(1, summary["epochs"]), "train_seconds": summary.get("wall_clock_s"),
+                           "epochs": latest["epoch"], "train_images": latest["step"] * cfg["batch_size"]
+                           // max(1, latest["epoch"]), "train_seconds": summary.get("wall_clock_s"),
                            "train_device": summary.get("device"), "sample_seconds": summary.get("sample_seconds"),
                            "sample_images": summary.get("sample_images")}
     start = time.perf_counter()
@@ -379,9 +381,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")
     from_runs = [Path(r.strip()) for r in args.from_runs.split(",") if r.strip()]
-    missing = [str(r) for r in from_runs if not (r / "summary.json").is_file()]
+    missing = [str(r) for r in from_runs if not (r / "checkpoints" / "latest.json").is_file()]
     if missing:
-        parser.error(f"--from-runs: no finished run (config.json, summary.json) in {', '.join(missing)}")
+        parser.error(f"--from-runs: no run with a checkpoint (config.json, checkpoints/latest.json) in "
+                     f"{', '.join(missing)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(args.device)
