@@ -49,6 +49,8 @@ def test_console_script_is_the_same_cli():
     (["vime", "--env", "CartPole-v1", "--steps", "-5"], ["--steps", "positive"]),
     (["ppo", "--env", "CartPole-v1", "--config", "/no/such/file.yaml"], ["/no/such/file.yaml", "does not exist"]),
     (["ppo", "--env", "CartPole-v1", "--resume", "/no/such/run"], ["/no/such/run"]),
+    (["ppo", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),  # no --env to fall back on
+    (["vae", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime") else argv, *words)

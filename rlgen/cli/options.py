@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rlgen.common.checkpoint import load_json
 from rlgen.common.config import check_known_keys, deep_merge, load_config_file
 from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
-from rlgen.common.run_dir import RunDir
+from rlgen.common.run_dir import RunDir, saved_run_config
 
 # Options default to SUPPRESS so that only flags the user typed override the config file.
 S = argparse.SUPPRESS
@@ -93,11 +92,8 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
 
 
 def _task_of_run(path: Path, task_key: str) -> Any:
-    """The env/dataset that the run directory ``path`` was started with (its short name where it saved one), or
-    None when ``path`` is not a run directory (``open_run`` then says so)."""
-    if not (path / "config.json").is_file():
-        return None
-    saved = load_json(path / "config.json", what="run config")
+    """The env/dataset that the run directory ``path`` was started with (its short name where it saved one)."""
+    saved = saved_run_config(path)
     return saved.get(f"{task_key}_name") or saved.get(task_key)
 
 

@@ -33,6 +33,15 @@ def ensure_writable_dir(path: Path) -> None:
                         "pass --out with a writable directory") from exc
 
 
+def saved_run_config(path: Path) -> dict[str, Any]:
+    """The ``config.json`` of the run directory ``path`` that ``--resume`` names, or a :class:`UserError` saying that
+    ``path`` is not one."""
+    if not (path / "config.json").is_file():
+        raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
+                        "pass the directory printed when the run started")
+    return load_json(path / "config.json", what="run config")
+
+
 @dataclass
 class RunDir:
     """A run's directory and its resolved configuration."""
@@ -76,10 +85,7 @@ class RunDir:
             path = candidates[-1]
         else:
             path = Path(resume)
-            if not (path / "config.json").is_file():
-                raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
-                                "pass the directory printed when the run started")
-        config = load_json(path / "config.json", what="run config")
+        config = saved_run_config(path)
         if config.get("command") != command:
             raise UserError(f"--resume {path} is a {config.get('command')!r} run, not {command!r}; "
                             f"resume it with 'rlgen {config.get('command')} --resume {path}'")
