@@ -235,8 +235,15 @@ def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str,
     if finish is not None:
         summary.update(finish(model, run_dir, cfg))
         atomic_write_json(run_dir.path / "summary.json", summary)
-    log.info("done: %d epochs, %d steps in %.0f s (%s images/s)", summary["epochs"], summary["steps"],
-             summary["wall_clock_s"], summary["images_per_s"])
+    report_done(summary, run_dir)
+
+
+def report_done(summary: dict[str, Any], run_dir) -> None:
+    """The closing lines of a training command: budget, wall clock, speed (unknown when a resumed run had nothing
+    left to train) and where the results are."""
+    speed = f" ({summary['images_per_s']} images/s)" if summary.get("images_per_s") else ""
+    log.info("done: %d epochs, %d steps in %.0f s%s", summary["epochs"], summary["steps"], summary["wall_clock_s"],
+             speed)
     print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
 
 
@@ -340,9 +347,7 @@ def train_evaluated_image_model(args: argparse.Namespace,
     if finish is not None:
         summary.update(finish(model, run_dir, cfg))
         atomic_write_json(run_dir.path / "summary.json", summary)
-    log.info("done: %d epochs, %d steps in %.0f s (%s images/s)", summary["epochs"], summary["steps"],
-             summary["wall_clock_s"], summary["images_per_s"])
-    print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
+    report_done(summary, run_dir)
 
 
 def build_ssgan(cfg: dict[str, Any], data, test):
