@@ -34,6 +34,20 @@ def test_help_lists_every_command_and_marks_unbuilt_ones(capsys):
             assert option in text, f"{command.name} --help lacks {option}"
 
 
+@pytest.mark.parametrize("command", ["gan", "infogan", "vae", "pixelcnn", "pixelrnn"])
+def test_image_command_help_quotes_its_own_defaults(capsys, command):
+    """The shared trainer flags state the defaults of the command at hand (PixelRNN's Adam is not the GAN's)."""
+    from rlgen.common.config import packaged_config
+
+    defaults = packaged_config("vision.yaml")[command]["defaults"]
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert f"Adam learning rate (default {defaults['lr']:g})" in text
+    assert f"Adam beta1 (default {defaults['beta1']:g})" in text
+    assert f"images per grid (default {defaults['n_samples']})" in text
+
+
 def test_console_script_is_the_same_cli():
     exe = shutil.which("rlgen")
     if exe is None:

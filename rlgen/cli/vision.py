@@ -9,6 +9,7 @@ Commands whose model is built from the data and evaluated on the test split afte
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -48,18 +49,30 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="train on the first N images only")
 
 
-def add_trainer_options(parser: argparse.ArgumentParser) -> None:
+@functools.cache
+def command_defaults(command: str) -> dict[str, Any]:
+    """The command's packaged defaults (rlgen/configs/vision.yaml), read once: the help texts quote them."""
+    from rlgen.common.config import packaged_config
+
+    return packaged_config("vision.yaml")[command]["defaults"]
+
+
+def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """The shared trainer's flags; ``defaults`` are the command's own (the help shows them)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S, help="default 64")
-    g.add_argument("--lr", type=nonnegative_float, default=S, help="Adam learning rate (default 2e-4)")
-    g.add_argument("--beta1", type=probability, default=S, help="Adam beta1 (default 0.5)")
+    g.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S,
+                   help=f"default {defaults['batch_size']}")
+    g.add_argument("--lr", type=nonnegative_float, default=S, help=f"Adam learning rate (default {defaults['lr']:g})")
+    g.add_argument("--beta1", type=probability, default=S, help=f"Adam beta1 (default {defaults['beta1']:g})")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=S,
-                   help="no mixed precision on CUDA (it is never used on CPU)")
+                   help="no bf16 mixed precision on CUDA (never used on CPU; default "
+                   f"{'on' if defaults['amp'] else 'off for this model: its likelihoods need full precision'})")
     g.add_argument("--sample-every", dest="sample_every", type=positive_int, default=S, metavar="EPOCHS",
-                   help="epochs between PNG sample grids in samples/ (default 1)")
-    g.add_argument("--n-samples", dest="n_samples", type=positive_int, default=S, help="images per grid (default 64)")
+                   help=f"epochs between PNG sample grids in samples/ (default {defaults['sample_every']})")
+    g.add_argument("--n-samples", dest="n_samples", type=positive_int, default=S,
+                   help=f"images per grid (default {defaults['n_samples']})")
     g.add_argument("--log-every", dest="log_every", type=positive_int, default=S, metavar="STEPS",
-                   help="training steps between log lines (default 100)")
+                   help=f"training steps between log lines (default {defaults['log_every']})")
 
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +169,7 @@ def add_infogan_options(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
-    add_trainer_options(parser)
+    add_trainer_options(parser, command_defaults(command))
     if command == "gan":
         add_gan_options(parser)
     if command == "ssgan":
