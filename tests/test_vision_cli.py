@@ -219,6 +219,22 @@ def test_trainer_runs_a_likelihood_model_with_evaluation(tmp_path):
     assert (run.path / "samples" / "epoch_0003.png").is_file()
 
 
+def test_evaluation_averages_per_image_when_the_last_batch_is_short(tmp_path):
+    """20 test images in batches of 16 and 4: the 4 count for 4 images, not for a whole batch."""
+    images = np.zeros((20, 1, 28, 28), np.uint8)
+    images[16:] = 255  # the short last batch is all white
+    data = ImageDataset("split", images)
+    model = PixelBernoulli((1, 28, 28))
+    with torch.no_grad():
+        model.logits.fill_(2.0)  # white is likely, black is not: the two batches' losses differ
+    run = RunDir.create(tmp_path, "test", "split", 0, {"command": "test"})
+    cfg = TrainerConfig(epochs=1, batch_size=16, log_every=0, n_samples=4)
+    metrics = Trainer(model, run, data, cfg, "cpu", eval_data=data).evaluate()
+    with torch.no_grad():
+        per_image = model.loss(Batch(torch.from_numpy(images).float() / 255))[0].item()
+    assert metrics["loss"] == pytest.approx(per_image, rel=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # PNG grids
 

@@ -150,14 +150,21 @@ class TrainerConfig:
         return cls(**{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg})
 
 
-def _mean_metrics(history: dict[str, list[torch.Tensor | float]]) -> dict[str, float]:
-    """Mean of each metric over a window; one device-to-host copy per metric."""
+def _mean_metrics(history: dict[str, list[torch.Tensor | float]],
+                  sizes: dict[str, list[int]] | None = None) -> dict[str, float]:
+    """Mean of each metric over a window; one device-to-host copy per metric. With ``sizes`` (per metric, the
+    images behind each entry) the mean is per image, so a short last test batch counts for its size only."""
     out = {}
     for key, values in history.items():
         if values:
             tensors = [v.detach().float().reshape(()) if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                        for v in values]
-            out[key] = torch.stack([t.to(tensors[0].device) for t in tensors]).mean().item()
+            stacked = torch.stack([t.to(tensors[0].device) for t in tensors])
+            if sizes is None:
+                out[key] = stacked.mean().item()
+            else:
+                weights = torch.tensor(sizes[key], dtype=stacked.dtype, device=stacked.device)
+                out[key] = (stacked * weights).sum().div(weights.sum()).item()
     return out
 
 
@@ -287,16 +294,18 @@ class Trainer:
             return {}
         self.model.eval()
         history: dict[str, list] = {}
+        sizes: dict[str, list[int]] = {}  # a metric may come only with some batches (e.g. once per pass)
         try:
             with torch.no_grad(), autocast(self.device, self.cfg.amp):
                 for batch in self.eval_loader.epoch(0):
                     for k, v in self.model.evaluation_step(batch).items():
                         history.setdefault(k, []).append(v)
+                        sizes.setdefault(k, []).append(len(batch))
         except NotImplementedError:
             return {}
         finally:
             self.model.train()
-        return _mean_metrics(history)
+        return _mean_metrics(history, sizes)
 
     def fit(self) -> dict[str, Any]:
         if self.run.resumed:
