@@ -49,6 +49,7 @@ import torch
 from rlgen.cli import main as rlgen_main
 from rlgen.common.checkpoint import load_json, load_torch
 from rlgen.common.config import deep_merge, packaged_config
+from rlgen.common.run_dir import saved_run_config
 from rlgen.vision.datasets import BatchLoader, ImageDataset, load_dataset
 from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions, PixelRNN, PixelRNNOptions, VAEOptions, make_vae
 from rlgen.vision.likelihood.outputs import LN2
@@ -289,7 +290,7 @@ def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate the last checkpoint of the run directory ``run`` (trained by this script, or by ``rlgen`` itself,
     perhaps resumed for more epochs, still training or interrupted) on the test split of its dataset, on
     ``--device``."""
-    cfg = load_json(run / "config.json")
+    cfg = saved_run_config(run)
     latest = load_json(run / "checkpoints" / "latest.json")
     summary = load_json(run / "summary.json") if (run / "summary.json").is_file() else {}  # none while training
     from rlgen.cli.vision import EVALUATED_COMMANDS, load_test_data
@@ -306,6 +307,8 @@ def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
                            // max(1, latest["epoch"]), "train_seconds": summary.get("wall_clock_s"),
                            "train_device": summary.get("device"), "sample_seconds": summary.get("sample_seconds"),
                            "sample_images": summary.get("sample_images")}
+    if command == "pixelrnn":
+        row["skip_connections"] = bool(cfg["skip_connections"])
     start = time.perf_counter()
     row.update(evaluate(model, cfg, test, args.iw_samples, args.iw_images, device))
     row["eval_seconds"] = round(time.perf_counter() - start, 1)

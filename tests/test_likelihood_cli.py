@@ -104,6 +104,25 @@ def test_pixelcnn_resumed_run_equals_an_uninterrupted_one(tmp_path, data, capsys
     assert "PixelCNN: sampled 4 images" in capsys.readouterr().err
 
 
+def test_pixelrnn_run_from_before_skip_connections_resumes_as_the_model_it_trained(tmp_path, data):
+    """A saved config without ``skip_connections`` (written before the option) means the model without them, not
+    today's default; a new run has them."""
+    args = ["pixelrnn", "--variant", "rowlstm", "--dataset", "mnist", "--data-dir", str(data), *COMMON, *TINY_PIXEL]
+    assert main([*args, "--epochs", "1", "--no-skip-connections", "--out", str(tmp_path / "old")]) == 0
+    run = run_dir(tmp_path / "old", "pixelrnn-mnist-s0-*")
+    config = json.loads((run / "config.json").read_text())
+    del config["skip_connections"]  # as an older rlgen wrote it
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["pixelrnn", "--resume", str(run), "--epochs", "2"]) == 0
+    assert json.loads((run / "config.json").read_text())["skip_connections"] is False
+    assert not any(k.startswith("skips.") for k in torch.load(run / "checkpoints" / "epoch_2.pt",
+                                                              weights_only=True)["model"])
+    assert main([*args, "--epochs", "1", "--out", str(tmp_path / "new")]) == 0
+    new = run_dir(tmp_path / "new", "pixelrnn-mnist-s0-*")
+    assert any(k.startswith("skips.0.") for k in torch.load(new / "checkpoints" / "epoch_1.pt",
+                                                            weights_only=True)["model"])
+
+
 @pytest.mark.parametrize("flags", [["--iaf-steps", "2", "--iaf-hidden", "16", "--free-bits", "0.1"],
                                    ["--bidirectional", "--iaf-steps", "1", "--levels", "2", "--blocks-per-level", "1"]])
 def test_vae_with_iaf_reports_elbo_and_importance_sampled_nll(tmp_path, data, capsys, flags):

@@ -71,7 +71,7 @@ POSITIONS = [(0, 0), (0, 4), (2, 0), (3, 3), (5, 8)]
 
 def small(model_cls, options_cls, channels: int = 1, output: str = "bernoulli", **kw):
     torch.manual_seed(0)
-    opts = options_cls(image_shape=(channels, 6, 9), hidden=12, layers=2, output_hidden=12, output=output, **kw)
+    opts = options_cls(image_shape=(channels, 6, 9), hidden=12, layers=2, output_hidden=24, output=output, **kw)
     return model_cls(opts).double()
 
 
@@ -115,10 +115,11 @@ def test_pixelcnn_is_causal(channels):
     assert_causal(model.network, model.image_shape, 1, POSITIONS)
 
 
+@pytest.mark.parametrize("skip_connections", [True, False])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("variant", ["rowlstm", "diagbilstm"])
-def test_pixelrnn_is_causal(variant, channels):
-    model = small(PixelRNN, PixelRNNOptions, channels, variant=variant)
+def test_pixelrnn_is_causal(variant, channels, skip_connections):
+    model = small(PixelRNN, PixelRNNOptions, channels, variant=variant, skip_connections=skip_connections)
     assert_causal(model.network, model.image_shape, 1, POSITIONS)
 
 

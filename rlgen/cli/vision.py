@@ -472,6 +472,10 @@ def add_pixel_options(parser: argparse.ArgumentParser, command: str) -> None:
                    help="LSTM layers / residual blocks (default 7 for pixelrnn, 12 for pixelcnn)")
     g.add_argument("--output-hidden", dest="output_hidden", type=positive_int, default=S,
                    help="features of the two 1x1 output convolutions (default 32 / 64)")
+    if command == "pixelrnn":
+        g.add_argument("--skip-connections", dest="skip_connections", action=argparse.BooleanOptionalAction,
+                       default=S, help="every layer's map, through its own 1x1 convolution, feeds the output layers "
+                       "besides the residual stream (the paper's; default on)")
     add_binarize_option(g)
     add_evaluation_option(parser)
 

@@ -33,13 +33,22 @@ def ensure_writable_dir(path: Path) -> None:
                         "pass --out with a writable directory") from exc
 
 
+#: Options added after runs were already being written whose packaged default changes the model, per command, with
+#: the value that reproduces the older runs' model. A saved config without the key gets this value, not today's
+#: default, so an older run still resumes and evaluates as the model it trained.
+OPTIONS_ADDED_LATER: dict[str, dict[str, Any]] = {
+    "pixelrnn": {"skip_connections": False},
+}
+
+
 def saved_run_config(path: Path) -> dict[str, Any]:
-    """The ``config.json`` of the run directory ``path`` that ``--resume`` names, or a :class:`UserError` saying that
-    ``path`` is not one."""
+    """The ``config.json`` of the run directory ``path`` that ``--resume`` names (completed with
+    :data:`OPTIONS_ADDED_LATER`), or a :class:`UserError` saying that ``path`` is not one."""
     if not (path / "config.json").is_file():
         raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
                         "pass the directory printed when the run started")
-    return load_json(path / "config.json", what="run config")
+    config = load_json(path / "config.json", what="run config")
+    return {**OPTIONS_ADDED_LATER.get(config.get("command"), {}), **config}
 
 
 @dataclass

@@ -18,6 +18,10 @@ Each LSTM layer takes a ``2h``-feature map; its input-to-state convolution produ
   added to the left-to-right output. Both directions run in the same column loop (a grouped ``Conv1d``). Python
   loops over the ``W + H - 1`` columns of the skewed map only.
 
+Besides the residual connections, each layer's output also reaches the output layers through its own learnable
+``1x1`` mask-B convolution (the paper's skip connections, ablated in its table 4; ``skip_connections=False`` feeds
+the output layers the last layer's map only).
+
 For colour images ``K_is`` and the ``1x1`` convolutions carry the R < G < B masks (each gate's ``h`` features split
 into three groups); the state-to-state convolutions need none, since they only see whole earlier pixels.
 """
@@ -159,6 +163,7 @@ class PixelRNNOptions:
     layers: int = 7
     output_hidden: int = 32  # features of the two 1x1 output convolutions
     output: str = "bernoulli"
+    skip_connections: bool = True  # every layer's map, through its own 1x1 mask-B convolution, into the output layers
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], output: str) -> PixelRNNOptions:
@@ -185,7 +190,16 @@ class PixelRNN(AutoregressivePixelModel):
         layer = RowLSTMLayer if options.variant == "rowlstm" else DiagonalBiLSTMLayer
         self.input_conv = MaskedConv2d(c, 2 * h, 7, "A", groups=c)
         self.layers = nn.Sequential(*(layer(h, c) for _ in range(options.layers)))
+        self.skips = (nn.ModuleList(MaskedConv2d(2 * h, 2 * h, 1, "B", c) for _ in range(options.layers))
+                      if options.skip_connections else None)
         self.output_net = output_layers(2 * h, options.output_hidden, self.head.out_channels, c)
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_net(self.layers(self.input_conv(x)))
+        x = self.input_conv(x)
+        if self.skips is None:
+            return self.output_net(self.layers(x))
+        total = None
+        for layer, skip in zip(self.layers, self.skips):
+            x = layer(x)
+            total = skip(x) if total is None else total + skip(x)
+        return self.output_net(total)
