@@ -98,8 +98,10 @@ class RowLSTMLayer(nn.Module):
         state = x.new_zeros(n, self.h, width)
         cell = x.new_zeros(n, 1, self.h, width)
         out = []
-        for i in range(rows):
-            gates = F.conv1d(state, weight, padding=1).add_(gates_in[:, :, i])
+        # unbind, not gates_in[:, :, i] in the loop: each indexing's backward would write a zero tensor the size of
+        # the whole map (quadratic in the rows); unbind's backward is one stack.
+        for row_gates in gates_in.unbind(2):
+            gates = F.conv1d(state, weight, padding=1).add_(row_gates)
             state, cell = lstm_update(gates.view(n, 1, 4 * self.h, width), cell)
             state = state.view(n, self.h, width)
             out.append(state)
@@ -134,9 +136,9 @@ class DiagonalBiLSTMLayer(nn.Module):
         state = x.new_zeros(n, 2 * h, rows)
         cell = x.new_zeros(n, 2, h, rows)
         out = []
-        for col in range(gates_in.shape[3]):
+        for column_gates in gates_in.unbind(3):  # unbind keeps the backward linear (see RowLSTMLayer.recurrence)
             # state[i - 1] (the pixel above) and state[i] (the pixel to the left) from the previous column.
-            gates = F.conv1d(state, weight, padding=1, groups=2)[:, :, :rows] + gates_in[:, :, :, col]
+            gates = F.conv1d(state, weight, padding=1, groups=2)[:, :, :rows] + column_gates
             # (N, direction, [o, f, i, g], H): one update serves both directions.
             state, cell = lstm_update(gates.view(n, 2, 4 * h, rows), cell)
             state = state.view(n, 2 * h, rows)
