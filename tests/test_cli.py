@@ -147,6 +147,37 @@ def test_run_directory_and_interrupted_run_resumes(tmp_path):
     assert steps[0] < ckpt_step < steps[-1]
 
 
+@pytest.mark.slow
+def test_interrupted_run_checkpoints_where_it_stopped(tmp_path):
+    """Ctrl-C writes a checkpoint at the step reached (no periodic checkpoint is due here), and the run resumes
+    from it."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("n_envs: 2\ncheckpoint_every: 1000000000\neval_episodes: 1\n"
+                   "algo_kwargs: {ppo: {n_steps: 100, batch_size: 100, n_epochs: 1}}\n")
+    # SIGINT at its default in the child even when the test runner ignores it (as a shell's background jobs do)
+    proc = subprocess.Popen([sys.executable, "-m", "rlgen.run", "ppo", "--env", "CartPole-v1", "--steps", "1000000",
+                             "--config", str(cfg), "--out", str(tmp_path / "runs")], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 180
+    progress: list[Path] = []
+    while time.time() < deadline:
+        progress = list((tmp_path / "runs").glob("ppo-CartPole-v1-s0-*/progress.csv"))
+        if progress and len(_steps(progress[0])) >= 3:
+            break
+        time.sleep(0.2)
+    assert progress, "the run logged nothing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; continue the run with --resume" in err, err
+    run_dir = progress[0].parent
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    assert step >= max(_steps(progress[0])) >= 600
+    out = rlgen("ppo", "--resume", str(run_dir), "--steps", str(step + 200))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] >= step + 200
+
+
 def test_resume_rejects_corrupt_checkpoint(capsys, tmp_path):
     run = tmp_path / "runs" / "ppo-CartPole-v1-s0-x"
     (run / "checkpoints").mkdir(parents=True)

@@ -219,7 +219,12 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
                                            int(model.num_timesteps)))
     if remaining > 0:
-        model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=resume_step is None)
+        try:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
+                        reset_num_timesteps=resume_step is None)
+        except KeyboardInterrupt:  # Ctrl-C (or a benchmark stopping its jobs): resume from here, not from the last
+            save_checkpoint()      # periodic checkpoint (the rollout in progress is the only thing lost)
+            raise
         save_checkpoint()
     wall = elapsed_before + time.time() - start_time
 
