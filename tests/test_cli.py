@@ -154,11 +154,13 @@ def test_interrupted_run_checkpoints_where_it_stopped(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("n_envs: 2\ncheckpoint_every: 1000000000\neval_episodes: 1\n"
                    "algo_kwargs: {ppo: {n_steps: 100, batch_size: 100, n_epochs: 1}}\n")
-    # SIGINT at its default in the child even when the test runner ignores it (as a shell's background jobs do)
-    proc = subprocess.Popen([sys.executable, "-m", "rlgen.run", "ppo", "--env", "CartPole-v1", "--steps", "1000000",
+    # Ctrl-C raises KeyboardInterrupt in the child even when the test runner ignores SIGINT (as a shell's
+    # background jobs do, and children inherit)
+    ctrl_c = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.argv[0] = 'rlgen'; runpy.run_module('rlgen.run', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "ppo", "--env", "CartPole-v1", "--steps", "1000000",
                              "--config", str(cfg), "--out", str(tmp_path / "runs")], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     progress: list[Path] = []
     while time.time() < deadline:

@@ -92,7 +92,7 @@ class RowLSTMLayer(nn.Module):
 
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
         """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
-        n, _, rows, width = x.shape
+        n, width = x.shape[0], x.shape[3]
         gates_in = self.input_to_state(x)  # the whole map in one convolution
         weight = self.state_to_state.weight
         state = x.new_zeros(n, self.h, width)
