@@ -219,6 +219,48 @@ def test_trainer_runs_a_likelihood_model_with_evaluation(tmp_path):
     assert (run.path / "samples" / "epoch_0003.png").is_file()
 
 
+class InterruptedPixelBernoulli(PixelBernoulli):
+    """Raises KeyboardInterrupt (as Ctrl-C would) before its training step number ``at``."""
+
+    def __init__(self, shape, at: int):
+        super().__init__(shape)
+        self.at, self.calls = at, 0
+
+    def training_step(self, batch, opt):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().training_step(batch, opt)
+
+
+def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
+    """Ctrl-C in the middle of epoch 2 writes a checkpoint there; the resumed run skips the batches already trained
+    on and ends exactly where an uninterrupted run does (same order, same binarisation draws)."""
+    rng = np.random.default_rng(0)
+    data = ImageDataset("noise", rng.integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
+    cfg = TrainerConfig(epochs=3, batch_size=16, lr=0.05, log_every=0, n_samples=4, binarize="dynamic")
+
+    def fit(model, out, resumed_run=None):
+        run = resumed_run or RunDir.create(out, "test", "noise", 0, {"command": "test"})
+        Trainer(model, run, data, cfg, "cpu").fit()
+        return run
+
+    torch.manual_seed(0)
+    straight = PixelBernoulli((1, 28, 28))
+    fit(straight, tmp_path / "a")
+    torch.manual_seed(0)
+    interrupted = InterruptedPixelBernoulli((1, 28, 28), at=7)  # steps 1-6 done: 2 batches into epoch 2
+    run = RunDir.create(tmp_path / "b", "test", "noise", 0, {"command": "test"})
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, run, data, cfg, "cpu").fit()
+    latest = json.loads((run.path / "checkpoints" / "latest.json").read_text())
+    assert (latest["epoch"], latest["step"]) == (1, 6)
+    resumed = PixelBernoulli((1, 28, 28))
+    summary = Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, cfg, "cpu").fit()
+    assert summary["steps"] == 12 and summary["epochs"] == 3
+    torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
+
+
 def test_evaluation_averages_per_image_when_the_last_batch_is_short(tmp_path):
     """20 test images in batches of 16 and 4: the 4 count for 4 images, not for a whole batch."""
     images = np.zeros((20, 1, 28, 28), np.uint8)

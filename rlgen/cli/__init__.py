@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rlgen.common.logger import setup_logging
 
     setup_logging()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler or `kill` stopping the run) is Ctrl-C: runs checkpoint where they are and exit 130.
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         args.handler(args)
     except UserError as exc:
@@ -85,4 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rlgen {args.command}: interrupted; continue the run with --resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

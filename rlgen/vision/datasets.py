@@ -611,7 +611,9 @@ class BatchLoader:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` from batch ``start`` on (a run resumed mid-epoch), each exactly as an
+        uninterrupted epoch draws it."""
         n = len(self.images)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = (torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)).to(self.device)
@@ -621,9 +623,10 @@ class BatchLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx].float().div_(255.0)
-            if noise is not None:
+            if noise is not None:  # drawn for skipped batches too, so later batches get their usual draws
                 x = dynamic_binarize(x, noise)
-            yield Batch(x, None if self.labels is None else self.labels[idx])
+            if i >= start:
+                yield Batch(x, None if self.labels is None else self.labels[idx])
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)

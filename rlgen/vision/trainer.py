@@ -16,8 +16,10 @@ A model subclasses :class:`GenerativeModel` and implements
 The trainer runs epochs of Adam updates on the device with mixed precision where it helps
 (:mod:`rlgen.common.device`), logs through :func:`rlgen.common.logger.make_logger` (``progress.csv`` +
 TensorBoard), writes PNG sample grids to ``samples/``, and writes a checkpoint after every epoch atomically with
-``torch.save``; checkpoints hold only tensors/numbers/dicts and load with ``weights_only=True``. Resuming restores
-model, optimisers, RNG state and the epoch counter, so a resumed CPU run matches an uninterrupted one.
+``torch.save`` (and one mid-epoch when interrupted: Ctrl-C, or SIGTERM through the CLI); checkpoints hold only
+tensors/numbers/dicts and load with ``weights_only=True``. Resuming restores model, optimisers, RNG state and the
+step counter, and skips the batches of the current epoch already trained on, so a resumed CPU run matches an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -321,9 +323,12 @@ class Trainer:
                 epoch_start = time.time()
                 history: dict[str, list] = {}
                 window_start, window_images = time.time(), 0
-                bar = tqdm(self.loader.epoch(self.epoch), total=steps_per_epoch, unit="batch", dynamic_ncols=True,
-                           disable=None, leave=False, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
-                for i, batch in enumerate(bar):
+                # Batches of this epoch trained before an interrupted run stopped (0 at an epoch's start).
+                done = min(max(0, self.step - self.epoch * steps_per_epoch), steps_per_epoch)
+                bar = tqdm(self.loader.epoch(self.epoch, start=done), total=steps_per_epoch, initial=done,
+                           unit="batch", dynamic_ncols=True, disable=None, leave=False,
+                           desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")
+                for i, batch in enumerate(bar, start=done):
                     with autocast(self.device, self.cfg.amp):
                         metrics = self.model.training_step(batch, self.opt)
                     for k, v in metrics.items():
@@ -348,6 +353,10 @@ class Trainer:
                     self.save_samples()
                 self.logger.dump(self.step)
                 self.save_checkpoint()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: keep the batches trained so far
+            path = self.save_checkpoint()
+            log.info("interrupted at step %d: checkpoint %s", self.step, path)
+            raise
         finally:
             self.logger.close()
         wall = self._since_start()
