@@ -315,6 +315,35 @@ def test_killed_job_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     assert summary["steps"] >= 10000
 
 
+@pytest.mark.slow
+def test_stopped_bench_leaves_its_running_job_checkpointed_where_it_was(tmp_path):
+    """SIGTERM to the bench (a scheduler, or `kill`) stops its job through rlgen's Ctrl-C path: the job writes a
+    checkpoint at the step it reached (no periodic one is due) and is pending again; the next bench resumes it."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("n_envs: 2\ncheckpoint_every: 1000000000\neval_episodes: 1\n"
+                   "algo_kwargs: {ppo: {n_steps: 100, batch_size: 100, n_epochs: 1}}\n")
+    suite = write_suite(tmp_path / "s.yaml", [{"command": "ppo", "env": "CartPole-v1", "seeds": [0],
+                                               "args": {"steps": 1000000, "config": str(cfg)}}], name="stop")
+    argv = [sys.executable, "-m", "rlgen.run", "bench", str(suite), "--out", str(tmp_path), "--jobs", "1"]
+    bench = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    progress: list[Path] = []
+    while time.time() < deadline and not (progress and len(progress[0].read_text().splitlines()) >= 4):
+        progress = list((tmp_path / "stop" / "runs").glob("*/*/progress.csv"))
+        time.sleep(0.2)
+    assert progress, "the job logged nothing"
+    bench.terminate()
+    bench.communicate(timeout=120)
+    assert bench.returncode == 130
+    latest = progress[0].parent / "checkpoints" / "latest.json"
+    deadline = time.time() + 60  # the job finishes its checkpoint after the bench has gone
+    while time.time() < deadline and not latest.is_file():
+        time.sleep(0.2)
+    assert json.loads(latest.read_text())["step"] >= 300
+    (record,) = jobs_json(tmp_path / "stop").values()
+    assert record["status"] == "pending"
+
+
 def test_ray_option_without_ray_is_a_one_line_error(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     suite = write_suite(tmp_path / "s.yaml", [{"command": "trpo", "env": ["CartPole-v1"], "args": TINY_TRPO}])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import logging
-import signal
 import subprocess
 import sys
 import threading
@@ -96,7 +95,9 @@ class LocalBackend(Backend):
         with self.lock:
             for proc in self.procs:
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)  # as Ctrl-C would: the job exits 130, resumable
+                    # SIGTERM, which rlgen treats as Ctrl-C (the job checkpoints and exits 130, resumable); SIGINT
+                    # would be lost on a job started from a shell's background, which ignores it
+                    proc.terminate()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
