@@ -227,7 +227,9 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/epoch_<n>.pt`` atomically, then ``latest.json``; keep the newest ``keep_checkpoints``."""
+        """Write ``checkpoints/epoch_<n>.pt`` (``n`` epochs completed) atomically, then ``latest.json``; keep the
+        newest ``keep_checkpoints``. An interrupted run's mid-epoch checkpoint replaces that of its last completed
+        epoch: its step count says how far into the next epoch it got."""
         state = {
             "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed + self._since_start(),
             "model": self.model.state_dict(), "optimizers": self.opt.state_dict(),
