@@ -31,14 +31,17 @@ from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_writ
 from rlgen.common.errors import UserError
 from rlgen.common.logger import make_logger
 from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
+from rlgen.common.replay_buffer_io import load_replay_buffer, save_replay_buffer
+from rlgen.common.replay_buffer_io import supports as supports_replay_buffer
 from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource
 from rlgen.common.run_dir import RunDir
 
 log = logging.getLogger("rlgen")
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c": A2C}
-# Off-policy algorithms train without a reward source (e.g. ``rlgen expert``). Their replay buffer is not
-# checkpointed (as in rl-zoo by default): a resumed run refills it for ``learning_starts`` steps before updating.
+# Off-policy algorithms train without a reward source (e.g. ``rlgen expert``). Their replay buffer goes into each
+# checkpoint (rlgen.common.replay_buffer_io); a checkpoint without one (written before it did) resumes with an empty
+# buffer, refilled for ``learning_starts`` steps before updating.
 OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 
 
@@ -173,8 +176,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         tracker.load(extras["tracker"])
         elapsed_before = float(extras["elapsed"])
         resume_step = int(model.num_timesteps)
-        if isinstance(model, OffPolicyAlgorithm):  # empty replay buffer: collect before updating again
-            model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
+        if isinstance(model, OffPolicyAlgorithm):
+            if latest.get("replay"):
+                load_replay_buffer(model.replay_buffer, ckpt_dir / latest["replay"])
+            else:  # empty replay buffer: collect before updating again
+                model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
         log.info("resuming %s from step %d", run.path, resume_step)
     else:
         policy_kwargs = policy_kwargs_from_config(cfg.get("policy_kwargs"))
@@ -194,18 +200,22 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
 
     def save_checkpoint() -> None:
         step = int(model.num_timesteps)
-        model_name, extras_name = f"model_{step}.zip", f"extras_{step}.pt"
-        atomic_write(ckpt_dir / model_name, lambda tmp: model.save(tmp))
+        index = {"step": step, "model": f"model_{step}.zip", "extras": f"extras_{step}.pt"}
+        atomic_write(ckpt_dir / index["model"], lambda tmp: model.save(tmp))
         atomic_torch_save({"reward_source": reward_source.state_dict() if reward_source else {},
                            "return_scale": return_scale.state_dict() if return_scale else {},
                            "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time},
-                          ckpt_dir / extras_name)
+                          ckpt_dir / index["extras"])
+        if isinstance(model, OffPolicyAlgorithm) and supports_replay_buffer(model.replay_buffer):
+            index["replay"] = f"replay_{step}.npz"
+            save_replay_buffer(model.replay_buffer, ckpt_dir / index["replay"])
         previous = load_json(ckpt_dir / "latest.json") if (ckpt_dir / "latest.json").is_file() else None
-        # The index is written last: a checkpoint exists only once both of its files are complete.
-        atomic_write_json(ckpt_dir / "latest.json", {"step": step, "model": model_name, "extras": extras_name})
-        if previous and previous["model"] != model_name:
-            for name in (previous["model"], previous["extras"]):
-                (ckpt_dir / name).unlink(missing_ok=True)
+        # The index is written last: a checkpoint exists only once all of its files are complete.
+        atomic_write_json(ckpt_dir / "latest.json", index)
+        if previous and previous["model"] != index["model"]:
+            for name in (previous["model"], previous["extras"], previous.get("replay")):
+                if name:
+                    (ckpt_dir / name).unlink(missing_ok=True)
 
     total = int(cfg["steps"])
     remaining = total - int(model.num_timesteps)
