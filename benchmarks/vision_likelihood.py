@@ -302,9 +302,12 @@ def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
     model = EVALUATED_COMMANDS[command][0](cfg, test, None)
     device = torch.device(args.device)
     model.load_state_dict(load_torch(run / "checkpoints" / latest["file"], map_location=device)["model"])
+    # An interrupted run's checkpoint may lie within an epoch: steps / steps_per_epoch says how far (older
+    # checkpoints lack steps_per_epoch and were always written at an epoch's end).
+    per_epoch = latest.get("steps_per_epoch") or latest["step"] // max(1, latest["epoch"])
     row: dict[str, Any] = {"model": name, "dataset": Path(cfg["dataset"]).stem, "binarize": binarize, "run": str(run),
-                           "epochs": latest["epoch"], "train_images": latest["step"] * cfg["batch_size"]
-                           // max(1, latest["epoch"]), "train_seconds": summary.get("wall_clock_s"),
+                           "epochs": round(latest["step"] / max(1, per_epoch), 2),
+                           "train_images": per_epoch * cfg["batch_size"], "train_seconds": summary.get("wall_clock_s"),
                            "train_device": summary.get("device"), "sample_seconds": summary.get("sample_seconds"),
                            "sample_images": summary.get("sample_images")}
     if command == "pixelrnn":

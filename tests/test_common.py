@@ -6,6 +6,7 @@ import argparse
 import csv
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from rlgen.common.checkpoint import atomic_torch_save, atomic_write, load_torch
 from rlgen.common.config import deep_merge
 from rlgen.common.device import resolve_device
 from rlgen.common.errors import UserError
+from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
 from rlgen.common.run_dir import RunDir
 from rlgen.common.seeding import set_seed
@@ -186,3 +188,18 @@ def test_episode_info_logger_logs_the_mean_of_each_episodes_last_info():
     model.learn(2000, callback=CallbackList([EpisodeInfoLogger(["torso_com_x"]), spy]))
     assert len(spy.ends) == 4 and len(set(spy.ends)) == 4  # 2 rollouts of 2 envs x one 500-step episode
     np.testing.assert_allclose(spy.logged, [np.mean(spy.ends[:2]), np.mean(spy.ends)], rtol=1e-6)
+
+
+def test_a_second_stop_signal_cannot_cut_the_interrupt_checkpoint_short():
+    """Inside signals_held a SIGTERM (or SIGINT) is dropped; outside, the run's handler is back."""
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        assert calls == []
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -123,6 +123,16 @@ def test_pixelrnn_is_causal(variant, channels, skip_connections):
     assert_causal(model.network, model.image_shape, 1, POSITIONS)
 
 
+def test_pixelrnn_skip_connections_feed_the_output():
+    """Every layer's skip convolution gets a gradient (each layer's map reaches the output), and none exist
+    without them."""
+    model = small(PixelRNN, PixelRNNOptions, variant="rowlstm")
+    x = torch.bernoulli(torch.full((2, 1, 6, 9), 0.5, dtype=torch.float64))
+    model.nll(x).sum().backward()
+    assert all(skip.weight.grad.abs().sum() > 0 for skip in model.skips)
+    assert small(PixelRNN, PixelRNNOptions, variant="rowlstm", skip_connections=False).skips is None
+
+
 def test_softmax_output_is_causal_per_colour():
     model = small(PixelRNN, PixelRNNOptions, 3, "softmax", variant="diagbilstm")
     assert_causal(model.network, model.image_shape, 256, [(3, 3)])

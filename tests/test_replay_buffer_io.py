@@ -57,9 +57,12 @@ def test_resumed_sac_run_keeps_its_replay_buffer(tmp_path, capsys):
     run = next((tmp_path / "runs").glob("expert-Pendulum-v1-s0-*"))
     latest = json.loads((run / "checkpoints" / "latest.json").read_text())
     assert latest["step"] == 300 and latest["replay"] == "replay_300.npz"
+    (run / "checkpoints" / "replay_350.npz").write_bytes(b"left by a save that was cut short")
     assert main([*args, "--resume", str(run), "--steps", "400"]) == 0
     latest = json.loads((run / "checkpoints" / "latest.json").read_text())
-    assert latest["step"] == 400 and not (run / "checkpoints" / "replay_300.npz").exists()
+    assert latest["step"] == 400
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "extras_400.pt", "latest.json", "model_400.zip", "replay_400.npz"]
     with np.load(run / "checkpoints" / latest["replay"], allow_pickle=False) as data:
         assert len(data["rewards"]) == 400 and int(data["pos"]) == 400
     capsys.readouterr()

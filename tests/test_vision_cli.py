@@ -254,11 +254,42 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(interrupted, run, data, cfg, "cpu").fit()
     latest = json.loads((run.path / "checkpoints" / "latest.json").read_text())
-    assert (latest["epoch"], latest["step"]) == (1, 6)
+    assert latest == {"epoch": 1, "step": 6, "file": "epoch_1_step_6.pt", "steps_per_epoch": 4}
+    assert (run.path / "checkpoints" / "epoch_1.pt").is_file()  # the last whole epoch's checkpoint stays
     resumed = PixelBernoulli((1, 28, 28))
     summary = Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, cfg, "cpu").fit()
     assert summary["steps"] == 12 and summary["epochs"] == 3
     torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
+    assert sorted(p.name for p in (run.path / "checkpoints").glob("*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
+
+
+class InterruptedEvaluation(PixelBernoulli):
+    """Raises KeyboardInterrupt in its first evaluation pass."""
+
+    interrupted = False
+
+    def evaluation_step(self, batch):
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return super().evaluation_step(batch)
+
+
+def test_interrupted_during_an_epochs_evaluation_redoes_it_on_resume(tmp_path):
+    """Every batch of epoch 1 was trained, its test row not yet written: the resumed run trains nothing more for
+    epoch 1 and writes the row (and the sample grid) it missed."""
+    data = ImageDataset("noise", np.random.default_rng(0).integers(0, 256, (32, 1, 28, 28), dtype=np.uint8))
+    cfg = TrainerConfig(epochs=2, batch_size=16, lr=0.05, log_every=0, n_samples=4, binarize="dynamic")
+    run = RunDir.create(tmp_path, "test", "noise", 0, {"command": "test"})
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(InterruptedEvaluation((1, 28, 28)), run, data, cfg, "cpu", eval_data=data).fit()
+    assert json.loads((run.path / "checkpoints" / "latest.json").read_text())["step"] == 2
+    Trainer(PixelBernoulli((1, 28, 28)), RunDir(run.path, run.config, resumed=True), data, cfg, "cpu",
+            eval_data=data).fit()
+    with open(run.path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), int(float(r["time/epoch"]))) for r in rows] == [(2, 1), (4, 2)]
+    assert all(r["eval/loss"] for r in rows) and (run.path / "samples" / "epoch_0001.png").is_file()
 
 
 def test_evaluation_averages_per_image_when_the_last_batch_is_short(tmp_path):

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
 from rlgen.common.errors import UserError
+from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
 from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
 from rlgen.common.replay_buffer_io import load_replay_buffer, save_replay_buffer
@@ -177,9 +178,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         elapsed_before = float(extras["elapsed"])
         resume_step = int(model.num_timesteps)
         if isinstance(model, OffPolicyAlgorithm):
-            if latest.get("replay"):
+            if latest.get("replay") and (ckpt_dir / latest["replay"]).is_file():
                 load_replay_buffer(model.replay_buffer, ckpt_dir / latest["replay"])
             else:  # empty replay buffer: collect before updating again
+                if latest.get("replay"):
+                    log.warning("replay buffer %s is missing: resuming with an empty one", latest["replay"])
                 model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
         log.info("resuming %s from step %d", run.path, resume_step)
     else:
@@ -209,13 +212,14 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         if isinstance(model, OffPolicyAlgorithm) and supports_replay_buffer(model.replay_buffer):
             index["replay"] = f"replay_{step}.npz"
             save_replay_buffer(model.replay_buffer, ckpt_dir / index["replay"])
-        previous = load_json(ckpt_dir / "latest.json") if (ckpt_dir / "latest.json").is_file() else None
-        # The index is written last: a checkpoint exists only once all of its files are complete.
+        # The index is written last: a checkpoint exists only once all of its files are complete. Then every other
+        # checkpoint file goes, the previous checkpoint's and any left by a save that was cut short.
         atomic_write_json(ckpt_dir / "latest.json", index)
-        if previous and previous["model"] != index["model"]:
-            for name in (previous["model"], previous["extras"], previous.get("replay")):
-                if name:
-                    (ckpt_dir / name).unlink(missing_ok=True)
+        keep = set(index.values())
+        for pattern in ("model_*.zip", "extras_*.pt", "replay_*.npz"):
+            for path in ckpt_dir.glob(pattern):
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
 
     total = int(cfg["steps"])
     remaining = total - int(model.num_timesteps)
@@ -232,8 +236,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         try:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
                         reset_num_timesteps=resume_step is None)
-        except KeyboardInterrupt:  # Ctrl-C (or a benchmark stopping its jobs): resume from here, not from the last
-            save_checkpoint()      # periodic checkpoint (the rollout in progress is the only thing lost)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: resume from here, not from the last periodic checkpoint
+            with signals_held():   # (the rollout in progress is all that is lost); a second signal must not cut
+                save_checkpoint()  # this checkpoint short
             raise
         save_checkpoint()
     wall = elapsed_before + time.time() - start_time

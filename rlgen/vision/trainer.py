@@ -42,6 +42,7 @@ from tqdm import tqdm
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_json, load_torch
 from rlgen.common.device import autocast
 from rlgen.common.errors import UserError
+from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, BatchLoader, ImageDataset
@@ -216,29 +217,39 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run.checkpoints
 
-    def _checkpoints(self) -> list[tuple[int, Path]]:
+    def _checkpoints(self) -> list[tuple[tuple[int, int], Path]]:
+        """``epoch_<n>.pt`` (after ``n`` epochs) and ``epoch_<n>_step_<s>.pt`` (interrupted at step ``s``, within
+        epoch ``n + 1``), oldest first."""
         found = []
         for path in self.ckpt_dir.glob("epoch_*.pt"):
-            m = re.fullmatch(r"epoch_(\d+)\.pt", path.name)
+            m = re.fullmatch(r"epoch_(\d+)(?:_step_(\d+))?\.pt", path.name)
             if m:
-                found.append((int(m.group(1)), path))
+                found.append(((int(m.group(1)), int(m.group(2) or 0)), path))
         return sorted(found)
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/epoch_<n>.pt`` (``n`` epochs completed) atomically, then ``latest.json``; keep the
-        newest ``keep_checkpoints``. An interrupted run's mid-epoch checkpoint replaces that of its last completed
-        epoch: its step count says how far into the next epoch it got."""
+        newest ``keep_checkpoints``. An interrupted run saves ``epoch_<n>_step_<s>.pt`` beside them instead (the
+        next epoch's checkpoint replaces it); ``latest.json`` always names the newest, with ``steps_per_epoch`` so
+        that readers can tell how far into an epoch it is."""
+        steps_per_epoch = len(self.loader)
+        mid_epoch = self.step != self.epoch * steps_per_epoch
         state = {
             "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed + self._since_start(),
             "model": self.model.state_dict(), "optimizers": self.opt.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
                     **({"cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})},
         }
-        path = atomic_torch_save(state, self.ckpt_dir / f"epoch_{self.epoch}.pt")
-        atomic_write_json(self.ckpt_dir / "latest.json", {"epoch": self.epoch, "step": self.step, "file": path.name})
-        for _, old in self._checkpoints()[:-max(1, self.cfg.keep_checkpoints)]:
+        name = f"epoch_{self.epoch}_step_{self.step}.pt" if mid_epoch else f"epoch_{self.epoch}.pt"
+        path = atomic_torch_save(state, self.ckpt_dir / name)
+        atomic_write_json(self.ckpt_dir / "latest.json", {"epoch": self.epoch, "step": self.step, "file": path.name,
+                                                          "steps_per_epoch": steps_per_epoch})
+        found = self._checkpoints()
+        stale = [p for (_, step), p in found if step and p != path]  # older interrupted ones, or all after an epoch
+        whole = [p for (_, step), p in found if not step]
+        for old in stale + whole[:-max(1, self.cfg.keep_checkpoints)]:
             old.unlink(missing_ok=True)
         return path
 
@@ -277,7 +288,8 @@ class Trainer:
             torch.manual_seed(seed)
             yield
 
-    def save_samples(self) -> Path:
+    def save_samples(self, epoch: int) -> Path:
+        """The sample grid ``samples/epoch_<epoch>.png`` (fixed noise: grids of different epochs compare)."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -285,7 +297,7 @@ class Trainer:
                 images = self.model.sample(self.cfg.n_samples).float().clamp(0, 1)
         finally:
             self.model.train(was_training)
-        path = save_image_grid(images, self.run.path / "samples" / f"epoch_{self.epoch:04d}.png")
+        path = save_image_grid(images, self.run.path / "samples" / f"epoch_{epoch:04d}.png")
         from stable_baselines3.common.logger import Image
 
         grid = make_grid(images)
@@ -344,19 +356,23 @@ class Trainer:
                         self._log(history, window_images / max(time.time() - window_start, 1e-9))
                         history, window_start, window_images = {}, time.time(), 0
                 bar.close()
-                self.epoch += 1
+                # self.epoch moves on only after the epoch's evaluation, samples and row: a run interrupted before
+                # then resumes with every batch trained and does them again.
+                finished = self.epoch + 1
                 if history:
                     self._log(history, window_images / max(time.time() - window_start, 1e-9), dump=False)
                 for k, v in self.evaluate().items():
                     self.logger.record(f"eval/{k}", v)
-                self.logger.record("time/epoch", self.epoch)
+                self.logger.record("time/epoch", finished)
                 self.logger.record("time/epoch_seconds", time.time() - epoch_start)
-                if self.epoch % max(1, self.cfg.sample_every) == 0 or self.epoch == self.cfg.epochs:
-                    self.save_samples()
+                if finished % max(1, self.cfg.sample_every) == 0 or finished == self.cfg.epochs:
+                    self.save_samples(finished)
                 self.logger.dump(self.step)
+                self.epoch = finished
                 self.save_checkpoint()
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-epoch: keep the batches trained so far
-            path = self.save_checkpoint()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the batches trained so far
+            with signals_held():  # a second signal must not cut this checkpoint short
+                path = self.save_checkpoint()
             log.info("interrupted at step %d: checkpoint %s", self.step, path)
             raise
         finally:
