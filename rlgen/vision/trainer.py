@@ -19,7 +19,8 @@ TensorBoard), writes PNG sample grids to ``samples/``, and writes a checkpoint a
 ``torch.save`` (and one mid-epoch when interrupted: Ctrl-C, or SIGTERM through the CLI); checkpoints hold only
 tensors/numbers/dicts and load with ``weights_only=True``. Resuming restores model, optimisers, RNG state and the
 step counter, and skips the batches of the current epoch already trained on, so a resumed CPU run matches an
-uninterrupted one.
+uninterrupted one (for an interrupt inside a training step, up to that one step, which may be half done or
+repeated).
 """
 
 from __future__ import annotations
