@@ -184,16 +184,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Packaged defaults for the command and dataset, then --config, then flags; the dataset name made canonical
     and the data location made absolute, so a resumed run finds its data from any working directory."""
-    from rlgen.common.checkpoint import load_json
     from rlgen.common.config import packaged_config
     from rlgen.vision.datasets import canonical_name, data_root
 
-    # `--resume RUN_DIR` alone is enough: the dataset comes from the run's saved config.
-    resume = vars(args).get("resume")
-    if resume and resume != "latest" and "dataset" not in vars(args) and (Path(resume) / "config.json").is_file():
-        saved = load_json(Path(resume) / "config.json", what="run config")
-        if saved.get("dataset"):
-            args.dataset = saved["dataset"]
+    # `--resume RUN_DIR` alone is enough: resolve_config takes the dataset from the run's saved config.
     packaged = packaged_config("vision.yaml")[args.command]
     cfg = resolve_config(args, dict(packaged["defaults"], command=args.command), packaged.get("tasks", {}),
                          task_key="dataset")
