@@ -137,6 +137,36 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, mon
     assert "recorded 1 episodes" in out
 
 
+def test_expert_stops_once_it_reaches_stop_return(capsys, tmp_path):
+    """--stop-return: SB3's EvalCallback with StopTrainingOnRewardThreshold ends training at the first check whose
+    deterministic return reaches it; resuming such a run trains again only for a higher --stop-return."""
+    runs = tmp_path / "runs"
+    cfg = tmp_path / "stop.yaml"
+    cfg.write_text("n_envs: 2\nstop_check_every: 256\neval_episodes: 2\n")
+    base = ["expert", "--env", "CartPole-v1", "--config", str(cfg), "--out", str(runs)]
+    # Any CartPole policy lasts more than 5 steps: the first check (step 256) stops a 50k-step budget.
+    out = succeeds(capsys, [*base, "--steps", "50000", "--stop-return", "5", "--seed", "1"])
+    assert "stopped at step 256 on reaching stop_return 5" in out
+    run = next(runs.glob("expert-CartPole-v1-s1-*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["steps"] == 256 and summary["stop_check_best_return"] >= 5
+    assert (run / "model.zip").is_file()
+    # Resumed with the same threshold it has nothing left to do; with a higher one it trains on.
+    succeeds(capsys, ["expert", "--resume", str(run), "--steps", "60000"])
+    assert json.loads((run / "summary.json").read_text())["steps"] == 256
+    succeeds(capsys, ["expert", "--resume", str(run), "--steps", "1024", "--stop-return", "1e9"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 1024 and not summary["stopped_early"] and summary["stop_return"] == 1e9
+    # An unreachable threshold leaves the budget as it was.
+    succeeds(capsys, [*base, "--steps", "512", "--stop-return", "1e9", "--seed", "2"])
+    summary = json.loads(next(runs.glob("expert-CartPole-v1-s2-*/summary.json")).read_text())
+    assert summary["steps"] == 512 and not summary["stopped_early"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stop_check_every: 0\n")
+    fails_cleanly(capsys, ["expert", "--env", "CartPole-v1", "--stop-return", "5", "--config", str(bad),
+                           "--out", str(tmp_path / "bad_runs")], "stop_check_every", "positive")
+
+
 @pytest.mark.slow
 def test_commands_work_on_mujoco(capsys, tmp_path, monkeypatch):
     """Hopper-v5 with tiny budgets: SAC expert, rollouts, GAIL (TRPO) and BC all run and report."""

@@ -34,6 +34,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--algo", choices=EXPERT_ALGOS, default=S,
                             help="SB3 algorithm (default per env: ppo on CartPole, sac on Pendulum and MuJoCo)")
         parser.add_argument("--n-envs", dest="n_envs", type=positive_int, default=S, help="envs stepped together")
+        parser.add_argument("--stop-return", dest="stop_return", type=float, default=S, metavar="R",
+                            help="stop training once the deterministic return reaches R, checked every "
+                                 "stop_check_every steps (default per env: 4500 on HalfCheetah-v5, else off)")
         add_common_options(parser, budget="steps")
     elif command == "rollouts":
         parser.add_argument("--policy", default=S, metavar="PATH",
@@ -107,6 +110,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             if not isinstance(_env_spaces(cfg["env"])[1], spaces.Box):
                 raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete "
                                 "actions: use --algo ppo")
+    if args.command == "expert" and cfg.get("stop_return") is not None:
+        every = cfg.get("stop_check_every")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise UserError(f"stop_check_every must be a positive number of env steps, got {every!r}")
     if "eval_episodes" in cfg and (not isinstance(cfg["eval_episodes"], int) or cfg["eval_episodes"] < 1):
         raise UserError(f"eval_episodes must be a positive integer, got {cfg['eval_episodes']!r}")
     if args.command in ("gail", "bc"):
@@ -198,9 +205,12 @@ def run_expert(args: argparse.Namespace) -> None:
     summary.update(random_return_mean=rnd["return_mean"], target_return=target,
                    meets_target=None if target is None else bool(summary["eval_return_mean"] >= target))
     atomic_write_json(run_dir.path / "summary.json", summary)
+    stopped = (f"; stopped at step {summary['steps']:,} on reaching stop_return {summary['stop_return']:g}"
+               if summary.get("stopped_early") else "")
     print(f"expert {cfg['algo']} on {cfg['env']}: deterministic return {summary['eval_return_mean']:.1f} "
           f"+- {summary['eval_return_std']:.1f} over {cfg['eval_episodes']} episodes (random policy "
-          f"{rnd['return_mean']:.1f}; target {_fmt(target)}{'' if target is None else ', met' if summary['meets_target'] else ', NOT met'})")
+          f"{rnd['return_mean']:.1f}; target {_fmt(target)}{'' if target is None else ', met' if summary['meets_target'] else ', NOT met'}"
+          f"{stopped})")
     print(f"results: {run_dir.path} (model.zip, summary.json, config.json, progress.csv, tb/, checkpoints/)")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -148,7 +148,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
     policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
     the running std of the discounted return, on-policy only), ``episode_info`` (keys of the env's ``info`` logged
-    at episode ends), ``checkpoint_every``, ``eval_episodes``.
+    at episode ends), ``checkpoint_every``, ``eval_episodes``, ``stop_return`` and ``stop_check_every`` (see
+    :func:`stop_at_return`).
     """
     cfg = run.config
     algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
@@ -198,6 +199,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     if return_scale is not None and extras is not None and extras.get("return_scale"):
         return_scale.load_state_dict(extras["return_scale"])
     model.set_logger(make_logger(run.path, ("rollout/ep_rew_mean", *_console_keys(reward_source)), resume_step))
+    stopper = stop_at_return(cfg, model.n_envs)
+    if stopper is not None and extras is not None and extras.get("stop_check_best") is not None:
+        stopper.best_mean_reward = float(extras["stop_check_best"])
 
     start_time = time.time()
 
@@ -207,7 +211,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         atomic_write(ckpt_dir / index["model"], lambda tmp: model.save(tmp))
         atomic_torch_save({"reward_source": reward_source.state_dict() if reward_source else {},
                            "return_scale": return_scale.state_dict() if return_scale else {},
-                           "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time},
+                           "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time,
+                           "stop_check_best": None if stopper is None else _finite_or_none(stopper.best_mean_reward)},
                           ckpt_dir / index["extras"])
         if isinstance(model, OffPolicyAlgorithm) and supports_replay_buffer(model.replay_buffer):
             index["replay"] = f"replay_{step}.npz"
@@ -232,7 +237,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         callbacks.append(RewardRelabelCallback(reward_source or EnvReward(), return_scale))
     callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
                                            int(model.num_timesteps)))
-    if remaining > 0:
+    if stopper is not None:
+        callbacks.append(stopper)
+    if remaining > 0 and not _reached_stop_return(stopper, cfg):  # (a resumed run may have stopped already)
         try:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
                         reset_num_timesteps=resume_step is None)
@@ -240,14 +247,51 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
             with signals_held():   # (the rollout in progress is all that is lost); a second signal must not cut
                 save_checkpoint()  # this checkpoint short
             raise
+        if _reached_stop_return(stopper, cfg) and model.num_timesteps < total:
+            log.info("deterministic return %.1f reached stop_return %s at step %d: training stops",
+                     stopper.best_mean_reward, cfg["stop_return"], model.num_timesteps)
         save_checkpoint()
     wall = elapsed_before + time.time() - start_time
+    if stopper is not None:
+        stopper.eval_env.close()
 
     atomic_write(run.path / "model.zip", lambda tmp: model.save(tmp))
     summary = _summarise(model, cfg, tracker, wall)
+    if stopper is not None:
+        summary.update(stop_return=float(cfg["stop_return"]), stopped_early=bool(model.num_timesteps < total),
+                       stop_check_best_return=_finite_or_none(stopper.best_mean_reward))
     atomic_write_json(run.path / "summary.json", summary)
     venv.close()
     return summary
+
+
+STOP_CHECK_SEED_OFFSET = 20_000  # the stopping checks' episodes are not the summary's (seed + 10_000)
+
+
+def stop_at_return(cfg: dict[str, Any], n_envs: int) -> EvalCallback | None:
+    """SB3's ``EvalCallback`` with ``StopTrainingOnRewardThreshold`` when the config sets ``stop_return``: every
+    ``stop_check_every`` env steps, ``eval_episodes`` deterministic episodes on an env of its own; training stops
+    once their mean return reaches ``stop_return``. (An expert much stronger than the one a study needs costs hours
+    of CPU, and an imitator given a fixed budget cannot match it.) The summary's evaluation uses other episodes,
+    so its figure is not the one that stopped training."""
+    if cfg.get("stop_return") is None:
+        return None
+    every = int(cfg.get("stop_check_every") or 0)
+    if every <= 0:
+        raise UserError(f"stop_check_every must be a positive number of env steps, got {cfg.get('stop_check_every')!r}")
+    eval_env = make_vec_env_for(cfg["env"], 1, cfg["seed"] + STOP_CHECK_SEED_OFFSET)
+    return EvalCallback(eval_env, callback_on_new_best=StopTrainingOnRewardThreshold(float(cfg["stop_return"])),
+                        n_eval_episodes=int(cfg.get("eval_episodes", 5)), eval_freq=max(every // n_envs, 1),
+                        deterministic=True, verbose=0)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """EvalCallback's best return is -inf before its first check; JSON has no infinity."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _reached_stop_return(stopper: EvalCallback | None, cfg: dict[str, Any]) -> bool:
+    return stopper is not None and stopper.best_mean_reward >= float(cfg["stop_return"])
 
 
 def _load_model(algo_cls: type[OnPolicyAlgorithm], path: Path, venv: VecEnv, device: str) -> BaseAlgorithm:
