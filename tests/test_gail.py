@@ -240,6 +240,26 @@ def test_behaviour_cloning_reproduces_the_expert(cartpole_data):
     assert bc.epoch == 61
 
 
+def test_behaviour_cloning_keeps_the_best_validation_epoch():
+    """With a validation share, the policy kept is the best-scoring epoch's, as the original picks its snapshot;
+    the snapshot survives a checkpoint round trip. Few noisy pairs and a large step make later epochs worse."""
+    env = make_vec_env("Pendulum-v1", n_envs=1)
+    rng = np.random.default_rng(1)
+    obs = rng.uniform(-1, 1, size=(60, 3)).astype(np.float32)
+    actions = np.clip(2 * obs[:, :1] - obs[:, 2:3] + rng.normal(0, 0.5, (60, 1)), -2, 2).astype(np.float32)
+    model = PPO("MlpPolicy", env, seed=0, policy_kwargs={"net_arch": [64, 64]})
+    bc = BehaviorCloning(model, obs, actions, batch_size=16, learning_rate=3e-2, val_fraction=0.3, seed=0)
+    scores = [bc.train_epoch()["bc/val_action_accuracy"] for _ in range(30)]
+    best = int(np.argmax(scores))
+    assert best + 1 < len(scores) and scores[-1] < scores[best]  # the last epoch is not the best one
+    buffer = io.BytesIO()
+    torch.save(bc.state_dict(), buffer)
+    buffer.seek(0)
+    bc.load_state_dict(torch.load(buffer, weights_only=True))
+    assert bc.restore_best() == best + 1
+    assert bc.validation_score() == pytest.approx(scores[best])
+
+
 def test_behaviour_cloning_on_box_actions():
     env = make_vec_env("Pendulum-v1", n_envs=1)
     rng = np.random.default_rng(0)

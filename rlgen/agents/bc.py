@@ -6,7 +6,10 @@ Training is plain supervised learning on ``(s, a)`` pairs with Adam::
 
     loss = -mean log pi(a|s) - entropy_weight * mean H(pi(.|s)) + l2_weight * sum ||theta||^2
 
-Only the actor is trained; the (unused) value head keeps its initial weights.
+Only the actor is trained; the (unused) value head keeps its initial weights. With a validation share
+(``val_fraction``) the policy kept is that of the epoch with the best validation score, as the original GAIL code
+picks its behavioural-cloning snapshot: the accuracy of the deterministic action (``Discrete``) or minus its mean
+squared error (``Box``) on the held-out pairs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class BehaviorCloning:
     :param batch_size: pairs per gradient step.
     :param entropy_weight: weight of the entropy bonus.
     :param l2_weight: weight of the L2 penalty on all policy parameters.
-    :param val_fraction: share of the pairs held out to report a validation loss.
+    :param val_fraction: share of the pairs held out to score each epoch's policy; :meth:`restore_best` then
+        brings back the best-scoring one.
     :param seed: seed of the train/validation split and of the minibatch order.
     """
 
@@ -61,6 +65,9 @@ class BehaviorCloning:
         self.train_obs, self.train_actions = obs[train_idx], acts[train_idx]
         self.val_obs, self.val_actions = obs[val_idx], acts[val_idx]
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
+        self.best_score = -np.inf
+        self.best_epoch = 0
+        self.best_policy: dict[str, torch.Tensor] | None = None
 
     @property
     def n_train(self) -> int:
@@ -93,8 +100,24 @@ class BehaviorCloning:
         metrics = {"bc/loss": loss_mean, "bc/neg_log_likelihood": nll_mean, "bc/entropy": ent_mean,
                    "bc/epoch": self.epoch}
         if len(self.val_obs):
-            metrics["bc/val_neg_log_likelihood"] = self.validation_nll()
+            score = self.validation_score()
+            metrics.update({"bc/val_neg_log_likelihood": self.validation_nll(), "bc/val_action_accuracy": score})
+            if score > self.best_score:
+                self.best_score, self.best_epoch = score, self.epoch
+                self.best_policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return metrics
+
+    def validation_score(self) -> float:
+        """:meth:`action_accuracy` on the held-out pairs (higher is better)."""
+        return self.action_accuracy(self.val_obs.cpu().numpy(), self.val_actions.cpu().numpy())
+
+    def restore_best(self) -> int:
+        """Load the policy of the best-scoring epoch (without a validation share: keep the last); return its
+        epoch."""
+        if self.best_policy is None:
+            return self.epoch
+        self.policy.load_state_dict(self.best_policy)
+        return self.best_epoch
 
     @torch.no_grad()
     def validation_nll(self) -> float:
@@ -112,7 +135,9 @@ class BehaviorCloning:
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.bit_generator.state, "epoch": self.epoch, "torch_rng": torch.get_rng_state()}
+                "rng": self.rng.bit_generator.state, "epoch": self.epoch, "torch_rng": torch.get_rng_state(),
+                "best_policy": self.best_policy, "best_epoch": self.best_epoch,
+                "best_score": float(self.best_score) if self.best_policy is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -120,3 +145,6 @@ class BehaviorCloning:
         self.rng.bit_generator.state = state["rng"]
         self.epoch = int(state["epoch"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("best_policy") is not None:  # (checkpoints written before model selection have none)
+            self.best_policy, self.best_epoch = state["best_policy"], int(state["best_epoch"])
+            self.best_score = float(state["best_score"])

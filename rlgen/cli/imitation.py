@@ -333,15 +333,18 @@ def run_bc(args: argparse.Namespace) -> None:
                 logger.dump(step=bc.epoch)
             if cfg["checkpoint_every"] and bc.epoch % int(cfg["checkpoint_every"]) == 0:
                 save_checkpoint()
-    save_checkpoint()
+    save_checkpoint()  # (the last epoch's policy, from which a longer run would go on)
     wall = elapsed_before + time.time() - start
+    kept_epoch = bc.restore_best()
     atomic_write(run_dir.path / "model.zip", lambda tmp: model.save(tmp))
     venv.close()
 
     ev = evaluate_returns(model, cfg["env"], cfg["eval_episodes"], cfg["seed"])
     summary = {"env": cfg["env"], "algo": "bc", "seed": cfg["seed"], "epochs": bc.epoch,
                "wall_clock_s": round(wall, 2), "trajectories": cfg.get("trajectories") or demos.n_episodes,
-               "expert_pairs": len(expert_obs), "train_action_accuracy": bc.action_accuracy(expert_obs, expert_actions)}
+               "expert_pairs": len(expert_obs), "train_action_accuracy": bc.action_accuracy(expert_obs, expert_actions),
+               "kept_epoch": kept_epoch,
+               "val_action_accuracy": float(bc.best_score) if bc.best_policy is not None else None}
     summary.update(imitation_report(model, cfg["env"], cfg["eval_episodes"], cfg["seed"], _expert_return(cfg, demos),
                                     policy_eval=ev))
     summary["eval_returns"] = ev["returns"]
