@@ -9,7 +9,8 @@ Training is plain supervised learning on ``(s, a)`` pairs with Adam::
 Only the actor is trained; the (unused) value head keeps its initial weights. With a validation share
 (``val_fraction``) the policy kept is that of the epoch with the best validation score, as the original GAIL code
 picks its behavioural-cloning snapshot: the accuracy of the deterministic action (``Discrete``) or minus its mean
-squared error (``Box``) on the held-out pairs.
+squared error (``Box``) on the held-out pairs. Of epochs with equal scores (common for accuracies on a few pairs)
+the later, more trained one is kept, where the original takes the first.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class BehaviorCloning:
         if len(self.val_obs):
             score = self.validation_score()
             metrics.update({"bc/val_neg_log_likelihood": self.validation_nll(), "bc/val_action_accuracy": score})
-            if score > self.best_score:
+            if score >= self.best_score:  # of equal scores (accuracies are coarse on few pairs), the later epoch
                 self.best_score, self.best_epoch = score, self.epoch
                 self.best_policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return metrics
