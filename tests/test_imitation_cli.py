@@ -142,7 +142,7 @@ def test_expert_stops_once_it_reaches_stop_return(capsys, tmp_path):
     deterministic return reaches it; resuming such a run trains again only for a higher --stop-return."""
     runs = tmp_path / "runs"
     cfg = tmp_path / "stop.yaml"
-    cfg.write_text("n_envs: 2\nstop_check_every: 256\neval_episodes: 2\n")
+    cfg.write_text("stop_check_every: 256\neval_episodes: 2\n")  # CartPole: 8 envs, rollouts of 256 steps
     base = ["expert", "--env", "CartPole-v1", "--config", str(cfg), "--out", str(runs)]
     # Any CartPole policy lasts more than 5 steps: the first check (step 256) stops a 50k-step budget.
     out = succeeds(capsys, [*base, "--steps", "50000", "--stop-return", "5", "--seed", "1"])
