@@ -111,9 +111,9 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
                 raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete "
                                 "actions: use --algo ppo")
     if args.command == "expert" and cfg.get("stop_return") is not None:
-        every = cfg.get("stop_check_every")
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise UserError(f"stop_check_every must be a positive number of env steps, got {every!r}")
+        from rlgen.common.sb3_training import stop_check_interval
+
+        stop_check_interval(cfg)  # a bad value fails before the run directory is made
     if "eval_episodes" in cfg and (not isinstance(cfg["eval_episodes"], int) or cfg["eval_episodes"] < 1):
         raise UserError(f"eval_episodes must be a positive integer, got {cfg['eval_episodes']!r}")
     if args.command in ("gail", "bc"):

@@ -276,13 +276,20 @@ def stop_at_return(cfg: dict[str, Any], n_envs: int) -> EvalCallback | None:
     so its figure is not the one that stopped training."""
     if cfg.get("stop_return") is None:
         return None
-    every = int(cfg.get("stop_check_every") or 0)
-    if every <= 0:
-        raise UserError(f"stop_check_every must be a positive number of env steps, got {cfg.get('stop_check_every')!r}")
+    every = stop_check_interval(cfg)
     eval_env = make_vec_env_for(cfg["env"], 1, cfg["seed"] + STOP_CHECK_SEED_OFFSET)
     return EvalCallback(eval_env, callback_on_new_best=StopTrainingOnRewardThreshold(float(cfg["stop_return"])),
                         n_eval_episodes=int(cfg.get("eval_episodes", 5)), eval_freq=max(every // n_envs, 1),
                         deterministic=True, verbose=0)
+
+
+def stop_check_interval(cfg: dict[str, Any]) -> int:
+    """The config's ``stop_check_every``, or a :class:`UserError` unless it is a positive number of env steps (the
+    CLI calls this before it makes a run directory)."""
+    every = cfg.get("stop_check_every")
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise UserError(f"stop_check_every must be a positive number of env steps, got {every!r}")
+    return every
 
 
 def _finite_or_none(value: float) -> float | None:
