@@ -2,8 +2,8 @@
 
 The data and trainer options (:func:`add_data_options`, :func:`add_trainer_options`) and :func:`train_image_model`
 are shared with the other image-model commands: a new command adds its model's flags and a ``build_model``.
-Commands whose model is built from the data and evaluated on the test split after every epoch (``ssgan``,
-``infogan``, ...) go through :func:`train_evaluated_image_model` instead (``EVALUATED_COMMANDS``).
+Commands whose model is evaluated on the test split after every epoch (``ssgan``, ``infogan``, ...) are listed in
+``EVALUATED_COMMANDS``, the others in ``BUILDERS``.
 """
 
 from __future__ import annotations
@@ -216,29 +216,36 @@ def load_training_data(cfg: dict[str, Any]):
     return data
 
 
-def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str, Any], tuple[int, int, int]], Any],
-                      finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
-    """Resolve the configuration, load the data, open (or resume) the run and train ``build_model(cfg, shape)``.
+def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str, Any], Any, Any], Any],
+                      finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None,
+                      evaluate: bool = False) -> None:
+    """Resolve the configuration, load the data, open (or resume) the run and train ``build_model(cfg, train,
+    test)``. With ``evaluate``, ``test`` is the test split (None with the config's ``evaluate: false``), on which
+    the trainer evaluates the model after every epoch (``eval/...`` in progress.csv); without, it is None.
     ``finish(model, run_dir, cfg)`` runs after training and returns figures added to ``summary.json``."""
     from rlgen.common.checkpoint import atomic_write_json
     from rlgen.common.device import resolve_device
     from rlgen.common.seeding import set_seed
     from rlgen.vision.trainer import Trainer, TrainerConfig
 
+    def load_data(cfg: dict[str, Any]):
+        return load_training_data(cfg), load_test_data(cfg) if evaluate else None
+
     cfg = resolve(args)
     device = resolve_device(cfg["device"])
     if "resume" in vars(args):
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
         cfg = run_dir.config
-        data = load_training_data(cfg)
-    else:  # load first: a missing dataset should not leave an empty run directory behind
-        data = load_training_data(cfg)
+        data, test = load_data(cfg)
+    else:  # load first: missing data should not leave an empty run directory behind
+        data, test = load_data(cfg)
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
     log.info("run directory: %s", run_dir.path)
-    log.info("%s: %d training images of shape %s on %s", cfg["dataset"], len(data), data.image_shape, device)
+    log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
+             f", {len(test)} test images" if test is not None else "", device)
     set_seed(cfg["seed"])
-    model = build_model(cfg, data.image_shape)
-    summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device).fit()
+    model = build_model(cfg, data, test)
+    summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
     if finish is not None:
         summary.update(finish(model, run_dir, cfg))
         atomic_write_json(run_dir.path / "summary.json", summary)
@@ -254,10 +261,10 @@ def report_done(summary: dict[str, Any], run_dir) -> None:
     print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
 
 
-def build_gan(cfg: dict[str, Any], image_shape: tuple[int, int, int]):
+def build_gan(cfg: dict[str, Any], data, test):
     from rlgen.vision.gan import DCGAN, GANOptions
 
-    return DCGAN(GANOptions.from_config(cfg, image_shape))
+    return DCGAN(GANOptions.from_config(cfg, data.image_shape))
 
 
 def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -300,9 +307,9 @@ BUILDERS = {"gan": (build_gan, score_gan_samples)}
 
 def run(args: argparse.Namespace) -> None:
     if args.command in EVALUATED_COMMANDS:
-        train_evaluated_image_model(args, *EVALUATED_COMMANDS[args.command])
-        return
-    train_image_model(args, *BUILDERS[args.command])
+        train_image_model(args, *EVALUATED_COMMANDS[args.command], evaluate=True)
+    else:
+        train_image_model(args, *BUILDERS[args.command])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -323,38 +330,6 @@ def load_test_data(cfg: dict[str, Any]):
                             seed=cfg["seed"])
     except UserError as exc:
         raise UserError(f"{exc}; or pass --no-evaluate to train without the test split") from exc
-
-
-def train_evaluated_image_model(args: argparse.Namespace,
-                                build_model: Callable[[dict[str, Any], Any, Any], Any],
-                                finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None) -> None:
-    """:func:`train_image_model` for models that are built from the data, ``build_model(cfg, train, test)`` (e.g.
-    a labelled subset), and evaluated on the test split after every epoch (``eval/...`` in progress.csv).
-    ``finish(model, run_dir, cfg)`` runs after training and returns figures added to ``summary.json``."""
-    from rlgen.common.checkpoint import atomic_write_json
-    from rlgen.common.device import resolve_device
-    from rlgen.common.seeding import set_seed
-    from rlgen.vision.trainer import Trainer, TrainerConfig
-
-    cfg = resolve(args)
-    device = resolve_device(cfg["device"])
-    if "resume" in vars(args):
-        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
-        cfg = run_dir.config
-        data, test = load_training_data(cfg), load_test_data(cfg)
-    else:  # load first: missing data should not leave an empty run directory behind
-        data, test = load_training_data(cfg), load_test_data(cfg)
-        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
-    log.info("run directory: %s", run_dir.path)
-    log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
-             f", {len(test)} test images" if test is not None else "", device)
-    set_seed(cfg["seed"])
-    model = build_model(cfg, data, test)
-    summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
-    if finish is not None:
-        summary.update(finish(model, run_dir, cfg))
-        atomic_write_json(run_dir.path / "summary.json", summary)
-    report_done(summary, run_dir)
 
 
 def build_ssgan(cfg: dict[str, Any], data, test):
