@@ -258,6 +258,11 @@ def test_behaviour_cloning_keeps_the_best_validation_epoch():
     bc.load_state_dict(torch.load(buffer, weights_only=True))
     assert bc.restore_best() == best + 1
     assert bc.validation_score() == pytest.approx(scores[best])
+    # train(epochs) is the same loop followed by restore_best
+    again = BehaviorCloning(PPO("MlpPolicy", env, seed=0, policy_kwargs={"net_arch": [64, 64]}), obs, actions,
+                            batch_size=16, learning_rate=3e-2, val_fraction=0.3, seed=0)
+    assert again.train(30)["bc/kept_epoch"] == best + 1
+    assert again.epoch == 30 and again.validation_score() == pytest.approx(scores[best])
 
 
 def test_behaviour_cloning_on_box_actions():

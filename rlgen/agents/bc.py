@@ -108,6 +108,15 @@ class BehaviorCloning:
                 self.best_policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return metrics
 
+    def train(self, epochs: int) -> dict[str, float]:
+        """Train for ``epochs`` more epochs, then keep the policy of the best held-out epoch (:meth:`restore_best`).
+        Returns the last epoch's metrics with ``bc/kept_epoch``. (The CLI runs :meth:`train_epoch` itself, to log
+        and checkpoint between epochs.)"""
+        metrics: dict[str, float] = {}
+        for _ in range(int(epochs)):
+            metrics = self.train_epoch()
+        return {**metrics, "bc/kept_epoch": self.restore_best()}
+
     def validation_score(self) -> float:
         """:meth:`action_accuracy` on the held-out pairs (higher is better)."""
         return self.action_accuracy(self.val_obs.cpu().numpy(), self.val_actions.cpu().numpy())
