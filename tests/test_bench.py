@@ -261,6 +261,11 @@ def test_tasks_option_runs_one_task_and_the_tables_keep_the_others(tmp_path):
     assert [job_id.split("-s0-")[0] for job_id in jobs_json(results / "tiny")] == ["TRPO-SparseMountainCar"]
     md = (results / "tiny" / "RESULTS.md").read_text()
     assert "| SparseCartpoleSwingup | not run |" in md and "| SparseMountainCar |" in md
+    # A suite run in parts: the table names each part's command, not only the last one.
+    assert bench(str(suite), "--out", str(results), "--tasks", "SparseCartpoleSwingup").returncode == 0
+    command_row = next(line for line in (results / "tiny" / "RESULTS.md").read_text().splitlines()
+                       if line.startswith("| Command |"))
+    assert "--tasks SparseMountainCar` (1 job)" in command_row and "--tasks SparseCartpoleSwingup` (1 job)" in command_row
 
 
 @pytest.mark.slow

@@ -132,6 +132,19 @@ def _success_text(c: Cell) -> str:
     return text + (f" ({fmt(c.steps_to_first_reward)})" if math.isfinite(c.steps_to_first_reward) else "")
 
 
+def _commands(records: Sequence[JobRecord], last: str) -> str:
+    """The bench command lines that ran the jobs (a suite run in parts has several), else the last one."""
+    ran = [r for r in records if r.attempts]
+    counts = Counter(r.bench_command for r in ran if r.bench_command)
+    if not counts or (set(counts) == {last} and counts[last] == len(ran)):
+        return f"`{last}`"
+    parts = [f"`{command}` ({n} job{'s' if n > 1 else ''})" for command, n in counts.most_common()]
+    unknown = len(ran) - sum(counts.values())
+    if unknown:
+        parts.append(f"{unknown} job{'s' if unknown > 1 else ''} run before commands were recorded per job")
+    return "; ".join(parts)
+
+
 def _commits(records: Sequence[JobRecord], current: str) -> str:
     counts = Counter(r.commit for r in records if r.commit)
     if not counts or set(counts) == {current}:
@@ -150,8 +163,8 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
     if description:
         lines += [description, ""]
     lines += _table(["", ""], [
-        ["Command", f"`{provenance.command}`" + (f" (tables remade by `{provenance.remade_by}`)"
-                                                  if provenance.remade_by else "")],
+        ["Command", _commands(records, provenance.command) + (f" (tables remade by `{provenance.remade_by}`)"
+                                                               if provenance.remade_by else "")],
         ["Commit", _commits(records, provenance.commit)],
         ["Device", "; ".join(devices)],
         ["Backend", provenance.backend],

@@ -162,13 +162,13 @@ class Runner:
 
     def __init__(self, jobs: Sequence[Job], suite_dir: Path, backend: Backend, retries: int = 1,
                  job_timeout: float | None = None, echo: Callable[[str], None] = default_echo,
-                 commit: str | None = None):
+                 commit: str | None = None, command: str | None = None):
         self.jobs = {job.id: job for job in jobs}
         self.suite_dir = Path(suite_dir)
         self.runs_root = (self.suite_dir / "runs").resolve()
         self.backend, self.retries, self.job_timeout, self.echo = backend, retries, job_timeout, echo
         self.state = StateFile(self.suite_dir / "jobs.json")
-        self.commit = commit
+        self.commit, self.command = commit, command
 
     def refresh(self) -> list[Job]:
         """Mark jobs whose run directory has a summary.json as done; return the others, in suite order."""
@@ -252,7 +252,7 @@ class Runner:
         rec.returncode, rec.error, rec.stderr_tail = result.returncode, result.error, result.stderr_tail
         rec.wall_s = result.wall_s
         rec.total_wall_s = round(rec.total_wall_s + result.wall_s, 2)
-        rec.host, rec.device, rec.commit = result.host, result.device, self.commit
+        rec.host, rec.device, rec.commit, rec.bench_command = result.host, result.device, self.commit, self.command
         if result.run_dir:
             rec.run_dir = result.run_dir
         rec.status = DONE if result.finished else RUNNING

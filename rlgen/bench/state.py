@@ -31,6 +31,7 @@ class JobRecord:
     host: str | None = None
     device: str | None = None
     commit: str | None = None  # of the rlgen checkout that ran the last attempt (the driver's)
+    bench_command: str | None = None  # the `rlgen bench` command line that ran the last attempt
     argv: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per attempt
 
