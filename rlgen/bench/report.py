@@ -132,16 +132,25 @@ def _success_text(c: Cell) -> str:
     return text + (f" ({fmt(c.steps_to_first_reward)})" if math.isfinite(c.steps_to_first_reward) else "")
 
 
+def _jobs(n: int) -> str:
+    return f"{n} job{'s' if n > 1 else ''}"
+
+
+def _counted(counts: Counter) -> list[str]:
+    """```value` (n jobs)`` for each value, the most frequent first."""
+    return [f"`{value}` ({_jobs(n)})" for value, n in counts.most_common()]
+
+
 def _commands(records: Sequence[JobRecord], last: str) -> str:
     """The bench command lines that ran the jobs (a suite run in parts has several), else the last one."""
     ran = [r for r in records if r.attempts]
     counts = Counter(r.bench_command for r in ran if r.bench_command)
     if not counts or (set(counts) == {last} and counts[last] == len(ran)):
         return f"`{last}`"
-    parts = [f"`{command}` ({n} job{'s' if n > 1 else ''})" for command, n in counts.most_common()]
+    parts = _counted(counts)
     unknown = len(ran) - sum(counts.values())
     if unknown:
-        parts.append(f"{unknown} job{'s' if unknown > 1 else ''} run before commands were recorded per job")
+        parts.append(f"{_jobs(unknown)} run before commands were recorded per job")
     return "; ".join(parts)
 
 
@@ -149,7 +158,7 @@ def _commits(records: Sequence[JobRecord], current: str) -> str:
     counts = Counter(r.commit for r in records if r.commit)
     if not counts or set(counts) == {current}:
         return f"`{current}`"
-    return ", ".join(f"`{commit}` ({n} job{'s' if n > 1 else ''})" for commit, n in counts.most_common())
+    return ", ".join(_counted(counts))
 
 
 def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], overall: Sequence[Overall],
