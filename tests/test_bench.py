@@ -261,10 +261,12 @@ def test_tasks_option_runs_one_task_and_the_tables_keep_the_others(tmp_path):
     assert [job_id.split("-s0-")[0] for job_id in jobs_json(results / "tiny")] == ["TRPO-SparseMountainCar"]
     md = (results / "tiny" / "RESULTS.md").read_text()
     assert "| SparseCartpoleSwingup | not run |" in md and "| SparseMountainCar |" in md
+    assert "| Backend | local process pool" in md
     # A suite run in parts: the table names each part's command, not only the last one.
     assert bench(str(suite), "--out", str(results), "--tasks", "SparseCartpoleSwingup").returncode == 0
-    command_row = next(line for line in (results / "tiny" / "RESULTS.md").read_text().splitlines()
-                       if line.startswith("| Command |"))
+    md = (results / "tiny" / "RESULTS.md").read_text()
+    command_row = next(line for line in md.splitlines() if line.startswith("| Command |"))
+    assert "| Backend (the last part) | local process pool" in md
     assert "--tasks SparseMountainCar` (1 job)" in command_row and "--tasks SparseCartpoleSwingup` (1 job)" in command_row
 
 
@@ -488,3 +490,25 @@ def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):
     first.save()  # must not drop job-b
     on_disk = StateFile(path)
     assert on_disk.get("job-a").status == DONE and on_disk.get("job-b").status == DONE
+
+
+def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path):
+    import subprocess
+
+    from rlgen.bench.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "jobs.json").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "init")
+    clean = git_commit(tmp_path)
+    assert len(clean) >= 7 and not clean.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results" / "jobs.json").write_text('{"jobs": {}}\n')  # a running bench's record
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"

@@ -130,6 +130,8 @@ def valid_arrays(demos: Demonstrations) -> dict[str, np.ndarray]:
     ("bad_starts", "episode_starts"),
     ("flag_inside_episode", "inside an episode"),
     ("nan_obs", "NaN"),
+    ("inf_rewards", "infinite values in rewards"),
+    ("version_not_a_number", "corrupt"),
 ])
 def test_bad_files_give_one_line_user_errors(tmp_path, cartpole_demos, case, match):
     path = tmp_path / "demos.npz"
@@ -167,9 +169,26 @@ def test_bad_files_give_one_line_user_errors(tmp_path, cartpole_demos, case, mat
         obs = arrays["obs"].copy()
         obs[0, 0] = np.nan
         write_arrays(path, **{**arrays, "obs": obs})
+    elif case == "inf_rewards":
+        write_arrays(path, **{**arrays, "rewards": np.where(np.arange(len(arrays["rewards"])) == 2, np.inf, 1.0)})
+    elif case == "version_not_a_number":
+        write_arrays(path, **{**arrays, "format_version": np.array([1, 1])})
     with pytest.raises(UserError, match=match) as info:
         load_demos(path, "CartPole-v1", *cartpole_spaces())
     assert "\n" not in str(info.value)
+
+
+def test_nan_continuous_actions_are_rejected():
+    """NaN compares False with the action bounds, so the finiteness check is what catches it."""
+    n = 5
+    demos = Demonstrations(obs=np.zeros((n, 3), np.float32), next_obs=np.zeros((n, 3), np.float32),
+                           actions=np.zeros((n, 1), np.float32), rewards=np.zeros(n, np.float32),
+                           terminated=np.zeros(n, bool), truncated=np.eye(1, n, n - 1, dtype=bool)[0],
+                           episode_starts=np.array([0]), env_id="Pendulum-v1")
+    demos.validate()
+    demos.actions[2, 0] = np.nan
+    with pytest.raises(UserError, match="infinite values in actions"):
+        demos.validate()
 
 
 def imitation_npz(path, trajectories: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]], with_infos=True):

@@ -3,14 +3,18 @@ pipeline end to end (expert -> rollouts -> gail/bc -> evaluation)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sb3_contrib import TRPO
 
 from rlgen.cli import main
-from rlgen.imitation.demos import record_demos, save_demos
+from rlgen.common.normalization import RunningObsNormExtractor
+from rlgen.common.seeding import rng_stream
+from rlgen.imitation.demos import load_demos, record_demos, save_demos
 from tests.cli_helpers import fails_cleanly, rlgen, succeeds
 
 
@@ -70,6 +74,16 @@ def test_bad_demos_and_flags_are_one_line_errors(capsys, tmp_path, cartpole_demo
     typo.write_text("discrimnator: {reward: log_d}\n")
     fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config", str(typo),
                            *out], "discrimnator")
+    for text, words in (("discriminator: {hiden_sizes: [64]}", ("hiden_sizes",)),
+                        ("discriminator: {activation: relu6}", ("activation", "relu6")),
+                        ("discriminator: {reward: foo}", ("reward", "foo")),
+                        ("discriminator: 5", ("discriminator", "mapping"))):
+        typo.write_text(text + "\n")
+        fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config",
+                               str(typo), *out], *words)
+    typo.write_text("val_fraction: 1\n")
+    fails_cleanly(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config", str(typo), *out],
+                  "val_fraction")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing half-made
 
 
@@ -115,7 +129,8 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, mon
     summary = json.loads((gail_dir / "summary.json").read_text())
     for key in ("eval_return_mean", "random_return_mean", "expert_return_mean", "normalised_return"):
         assert key in summary
-    assert summary["trajectories"] == 2 and summary["expert_pairs"] > 0
+    first_two = load_demos(demos).first_episodes(2).subsample(10, rng_stream(0, "expert_subsample"))[0]
+    assert summary["trajectories"] == 2 and summary["expert_pairs"] == len(first_two)
     config = json.loads((gail_dir / "config.json").read_text())
     assert config["policy_kwargs"]["features_extractor_class"].endswith(":ObsNormExtractor")
     assert "gail/disc_accuracy" in (gail_dir / "progress.csv").read_text().splitlines()[0]
@@ -123,6 +138,9 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, mon
     out = succeeds(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(demos), "--resume", str(gail_dir),
                             "--steps", "1000"])
     assert json.loads((gail_dir / "summary.json").read_text())["steps"] >= 1000
+    with open(gail_dir / "progress.csv") as f:
+        rounds = [float(row["gail/rounds"]) for row in csv.DictReader(f) if row.get("gail/rounds")]
+    assert rounds[-1] == 2  # one round of 500 steps before the resume and one after: the count was restored
 
     out = succeeds(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(demos), "--epochs", "3", "--out", str(runs)])
     bc_dir = next(runs.glob("bc-CartPole-v1-s0-*"))
@@ -180,10 +198,17 @@ def test_commands_work_on_mujoco(capsys, tmp_path, monkeypatch):
     succeeds(capsys, ["rollouts", "--policy", str(expert_dir / "model.zip"), "--env", "Hopper-v5", "--episodes", "4",
                       "--out", str(demos)])
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("n_envs: 1\neval_episodes: 2\nalgo_kwargs: {trpo: {n_steps: 256, batch_size: 256}}\n")
+    cfg.write_text("n_envs: 1\neval_episodes: 2\nalgo_kwargs: {trpo: {n_steps: 256, batch_size: 256}}\n"
+                   "policy_obs_norm: running\n")
     out = succeeds(capsys, ["gail", "--env", "Hopper-v5", "--demos", str(demos), "--trajectories", "4",
-                            "--steps", "256", "--config", str(cfg), "--out", str(runs)])
+                            "--steps", "512", "--config", str(cfg), "--out", str(runs)])
     assert "gail on Hopper-v5" in out
+    gail_dir = next(runs.glob("gail-Hopper-v5-s0-*"))
+    config = json.loads((gail_dir / "config.json").read_text())
+    start_count = config["policy_kwargs"]["features_extractor_kwargs"]["count"]
+    model = TRPO.load(gail_dir / "model.zip")
+    (norm,) = [m.norm for m in model.policy.modules() if isinstance(m, RunningObsNormExtractor)]
+    assert start_count == config["expert_pairs"] and int(norm.count) == start_count + 256  # + the first rollout
     out = succeeds(capsys, ["bc", "--env", "Hopper-v5", "--demos", str(demos), "--epochs", "2", "--out", str(runs)])
     assert "bc on Hopper-v5" in out
 

@@ -91,3 +91,26 @@ def test_cli_reward_norm_scales_returns_and_resumes_its_statistics(tmp_path, cap
     column = header.split(",").index("rollout/return_std")
     stds = [float(row.split(",")[column]) for row in rows]
     assert len(stds) == 4 and min(stds) > 5  # Pendulum's returns (rewards of -1 to -16 a step) are far from unit scale
+
+
+def test_running_statistics_can_start_from_expert_data_and_keep_updating(tmp_path):
+    """GAIL's `policy_obs_norm: running`: the policy starts standardised with the expert data's statistics (as the
+    original code) and every rollout joins them after the update on it."""
+    from rlgen.common.normalization import obs_norm_policy_kwargs
+    from rlgen.common.sb3_training import policy_kwargs_from_config
+
+    expert_obs = np.random.default_rng(0).normal([0.0, 1.0, 0.0, -1.0], [1.0, 2.0, 0.1, 0.5], size=(50, 4))
+    kwargs = policy_kwargs_from_config(obs_norm_policy_kwargs(expert_obs, running=True))
+    env = make_vec_env(lambda: make_env("CartPole-v1"), n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0, policy_kwargs=kwargs)
+    (norm,) = [m.norm for m in model.policy.modules() if isinstance(m, RunningObsNormExtractor)]
+    np.testing.assert_allclose(norm.mean.numpy(), expert_obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.var.numpy(), expert_obs.var(0), rtol=1e-5)
+    recorder = RecordCounts()
+    model.learn(3 * 32, callback=[ObsNormCallback(), recorder])
+    assert recorder.counts == [50, 82, 114]
+    # a saved model comes back with the statistics it had, not those it started from
+    model.save(tmp_path / "model.zip")
+    loaded_policy = PPO.load(tmp_path / "model.zip").policy
+    (loaded,) = [m.norm for m in loaded_policy.modules() if isinstance(m, RunningObsNormExtractor)]
+    assert int(loaded.count) == 114 and torch.allclose(loaded.mean, norm.mean)

@@ -6,14 +6,17 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import obs_as_tensor
 
 from rlgen.common.normalization import ReturnScale
 from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource, TransitionBatch
+from rlgen.common.sb3_training import ProgressAndCheckpoint
 
 EPISODE_LEN = 3
 
@@ -56,10 +59,12 @@ class PlusObs(RewardSource):
 
 
 class BufferSnapshot(BaseCallback):
-    """Runs after the relabel callback: copies what the policy update will see."""
+    """Runs after the relabel callback: copies what the policy update will see, and V(s') of every transition
+    (s' as the relabel callback recorded it: the terminal observation at episode ends)."""
 
-    def __init__(self) -> None:
+    def __init__(self, relabel: RewardRelabelCallback | None = None) -> None:
         super().__init__()
+        self.relabel = relabel
         self.snapshots: list[dict[str, np.ndarray]] = []
 
     def _on_step(self) -> bool:
@@ -67,10 +72,15 @@ class BufferSnapshot(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         b = self.model.rollout_buffer
-        self.snapshots.append({k: np.copy(getattr(b, k)) for k in
-                               ("rewards", "values", "episode_starts", "advantages", "returns")}
-                              | {"last_values": self.locals["values"].cpu().numpy().ravel().copy(),
-                                 "dones": np.copy(self.locals["dones"])})
+        snapshot = {k: np.copy(getattr(b, k)) for k in ("rewards", "values", "episode_starts", "advantages", "returns")}
+        snapshot |= {"last_values": self.locals["values"].cpu().numpy().ravel().copy(),
+                     "dones": np.copy(self.locals["dones"])}
+        if self.relabel is not None:
+            next_obs = self.relabel.last_batch.next_obs
+            with torch.no_grad():
+                values = self.model.policy.predict_values(obs_as_tensor(next_obs.reshape(-1, 2), self.model.device))
+            snapshot["next_values"] = values.cpu().numpy().reshape(next_obs.shape[:2])
+        self.snapshots.append(snapshot)
 
 
 def gae(rewards, values, episode_starts, last_values, dones, gamma, lam):
@@ -96,17 +106,18 @@ def test_buffer_rewards_replaced_and_advantages_recomputed(algo_cls):
     if algo_cls is not A2C:
         kwargs["batch_size"] = 16
     model = algo_cls("MlpPolicy", env, **kwargs)
-    source, snap = PlusObs(), BufferSnapshot()
-    model.learn(32, callback=CallbackList([RewardRelabelCallback(source), snap]))
+    source = PlusObs()
+    relabel = RewardRelabelCallback(source)
+    snap = BufferSnapshot(relabel)
+    model.learn(32, callback=CallbackList([relabel, snap]))
     assert len(source.batches) == len(snap.snapshots) == 2
+    assert any(batch.truncated.any() for batch in source.batches)
     for batch, s in zip(source.batches, snap.snapshots):
         assert batch.shape == (8, 2)
         np.testing.assert_allclose(batch.rewards, 0.5)  # the env's own reward, before any bootstrap
-        # Buffer reward = env reward + bonus (+ SB3's timeout bootstrap, only on truncated steps).
-        bonus = 10.0 * batch.obs[..., 0]
-        not_truncated = ~batch.truncated
-        np.testing.assert_allclose(s["rewards"][not_truncated], (0.5 + bonus)[not_truncated], rtol=1e-6)
-        assert np.all(s["rewards"][batch.truncated] != (0.5 + bonus)[batch.truncated]) or not batch.truncated.any()
+        # Buffer reward = env reward + bonus + SB3's timeout bootstrap gamma * V(terminal obs) on truncated steps.
+        expected = 0.5 + 10.0 * batch.obs[..., 0] + np.where(batch.truncated, 0.9 * s["next_values"], 0.0)
+        np.testing.assert_allclose(s["rewards"], expected, rtol=1e-5, atol=1e-6)
         for e in range(2):
             expected = gae(s["rewards"][:, e], s["values"][:, e], s["episode_starts"][:, e], s["last_values"][e],
                            s["dones"][e], 0.9, 0.8)
@@ -168,14 +179,15 @@ def test_return_scale_divides_by_the_std_of_discounted_returns_reset_at_episode_
 def test_relabel_with_return_scale_keeps_the_timeout_bootstrap_and_scales_the_rest():
     env = make_vec_env(CounterEnv, n_envs=2, seed=0)
     model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, seed=0, gamma=0.9, gae_lambda=0.8)
-    source, snap = PlusObs(), BufferSnapshot()
-    scale = ReturnScale(0.9, 2)
-    model.learn(32, callback=CallbackList([RewardRelabelCallback(source, scale), snap]))
+    source, scale = PlusObs(), ReturnScale(0.9, 2)
+    relabel = RewardRelabelCallback(source, scale)
+    snap = BufferSnapshot(relabel)
+    model.learn(32, callback=CallbackList([relabel, snap]))
     batch, s = source.batches[-1], snap.snapshots[-1]
-    not_truncated = ~batch.truncated
     assert batch.truncated.any() and scale.std > 1.5
-    np.testing.assert_allclose(s["rewards"][not_truncated],
-                               ((0.5 + 10.0 * batch.obs[..., 0]) / scale.std)[not_truncated], rtol=1e-5)
+    # The bootstrap is in the critic's (scaled) units already: it is kept as SB3 computed it, unscaled again.
+    expected = (0.5 + 10.0 * batch.obs[..., 0]) / scale.std + np.where(batch.truncated, 0.9 * s["next_values"], 0.0)
+    np.testing.assert_allclose(s["rewards"], expected, rtol=1e-5, atol=1e-6)
     for e in range(2):
         expected = gae(s["rewards"][:, e], s["values"][:, e], s["episode_starts"][:, e], s["last_values"][e],
                        s["dones"][e], 0.9, 0.8)
@@ -189,3 +201,17 @@ def test_env_reward_source_passes_the_env_reward_through():
     model.learn(8, callback=CallbackList([RewardRelabelCallback(EnvReward()), snap]))
     rewards = snap.snapshots[0]["rewards"]
     np.testing.assert_allclose(rewards[0], 0.5)  # the first step of each env's first episode: no bootstrap
+
+
+def test_checkpoints_see_the_reward_source_and_the_policy_at_the_same_rollout():
+    """A checkpoint must not hold a reward source fitted on a rollout that its policy has not been trained on:
+    a run resumed from it would collect that rollout again and fit the source on it twice."""
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = A2C("MlpPolicy", env, n_steps=4, seed=0)
+    source = PlusObs()
+    saved: list[tuple[int, int]] = []  # (policy updates, rollouts the source was fitted on) at each checkpoint
+    checkpoint = ProgressAndCheckpoint(lambda: saved.append((model._n_updates, len(source.batches))), every=8,
+                                       total=48, start=0)
+    model.learn(48, callback=CallbackList([RewardRelabelCallback(source), checkpoint]))
+    assert len(saved) >= 3
+    assert all(updates == fitted for updates, fitted in saved), saved

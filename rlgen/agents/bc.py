@@ -8,9 +8,11 @@ Training is plain supervised learning on ``(s, a)`` pairs with Adam::
 
 Only the actor is trained; the (unused) value head keeps its initial weights. With a validation share
 (``val_fraction``) the policy kept is that of the epoch with the best validation score, as the original GAIL code
-picks its behavioural-cloning snapshot: the accuracy of the deterministic action (``Discrete``) or minus its mean
-squared error (``Box``) on the held-out pairs. Of epochs with equal scores (common for accuracies on a few pairs)
-the later, more trained one is kept, where the original takes the first.
+(github.com/openai/imitation) picks its behavioural-cloning snapshot: minus the held-out negative log-likelihood
+(``Discrete``; the original found action accuracy not meaningful) or minus the squared error of the deterministic
+action, summed over action dimensions and averaged over the held-out pairs (``Box``; here the action as the env
+gets it, clipped to its bounds). Of epochs with equal scores the later, more trained one is kept, where the
+original takes the first.
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ class BehaviorCloning:
                    "bc/epoch": self.epoch}
         if len(self.val_obs):
             score = self.validation_score()
-            metrics.update({"bc/val_neg_log_likelihood": self.validation_nll(), "bc/val_action_accuracy": score})
-            if score >= self.best_score:  # of equal scores (accuracies are coarse on few pairs), the later epoch
+            metrics.update({"bc/val_neg_log_likelihood": self.validation_nll(), "bc/val_score": score})
+            if score >= self.best_score:  # of equal scores, the later epoch
                 self.best_score, self.best_epoch = score, self.epoch
                 self.best_policy = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         return metrics
@@ -118,7 +120,10 @@ class BehaviorCloning:
         return {**metrics, "bc/kept_epoch": self.restore_best()}
 
     def validation_score(self) -> float:
-        """:meth:`action_accuracy` on the held-out pairs (higher is better)."""
+        """The held-out score that picks the epoch kept (higher is better): minus the negative log-likelihood
+        (``Discrete``) or minus the squared action error (``Box``, :meth:`action_accuracy`)."""
+        if isinstance(self.model.action_space, spaces.Discrete):
+            return -self.validation_nll()
         return self.action_accuracy(self.val_obs.cpu().numpy(), self.val_actions.cpu().numpy())
 
     def restore_best(self) -> int:
@@ -136,12 +141,13 @@ class BehaviorCloning:
 
     @torch.no_grad()
     def action_accuracy(self, obs: np.ndarray, actions: np.ndarray) -> float:
-        """Share of ``actions`` the deterministic policy reproduces (``Discrete``), or minus the mean squared
-        error of its actions (``Box``)."""
+        """Share of ``actions`` the deterministic policy reproduces (``Discrete``), or minus the squared error of
+        its actions summed over action dimensions, averaged over pairs (``Box``)."""
         predicted, _ = self.model.predict(np.asarray(obs, np.float32), deterministic=True)
         if isinstance(self.model.action_space, spaces.Discrete):
             return float(np.mean(predicted.reshape(-1) == np.asarray(actions).reshape(-1)))
-        return -float(np.mean((predicted - np.asarray(actions)) ** 2))
+        error = (predicted - np.asarray(actions)).reshape(len(predicted), -1)
+        return -float(np.mean(np.sum(error ** 2, axis=1)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -20,13 +20,17 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+RESULTS_DIR = "benchmarks/results"  # what benchmarks write: changes there do not make the code dirty
+
+
 def git_commit(cwd: Path | None = None) -> str:
-    """``git rev-parse --short HEAD``, with ``-dirty`` when tracked files have uncommitted changes."""
+    """``git rev-parse --short HEAD``, with ``-dirty`` when tracked files outside ``benchmarks/results/`` have
+    uncommitted changes (a running benchmark rewrites its own results files; they are not code)."""
     cwd = cwd or Path(__file__).resolve().parents[2]
     commit = _git("rev-parse", "--short", "HEAD", cwd=cwd)
     if commit is None:
         return "unknown (not a git checkout)"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_DIR}", cwd=cwd)
     return commit + ("-dirty" if dirty else "")
 
 

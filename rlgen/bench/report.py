@@ -154,6 +154,11 @@ def _commands(records: Sequence[JobRecord], last: str) -> str:
     return "; ".join(parts)
 
 
+def _parts(records: Sequence[JobRecord]) -> int:
+    """How many different bench command lines ran the suite's jobs."""
+    return len({r.bench_command for r in records if r.attempts and r.bench_command})
+
+
 def _commits(records: Sequence[JobRecord], current: str) -> str:
     counts = Counter(r.commit for r in records if r.commit)
     if not counts or set(counts) == {current}:
@@ -176,7 +181,8 @@ def write_markdown(suite_name: str, description: str, cells: Sequence[Cell], ove
                                                                if provenance.remade_by else "")],
         ["Commit", _commits(records, provenance.commit)],
         ["Device", "; ".join(devices)],
-        ["Backend", provenance.backend],
+        # The backend of the last invocation; a suite run in parts may have used others (the Command row).
+        ["Backend" + (" (the last part)" if _parts(records) > 1 else ""), provenance.backend],
         ["Date", provenance.date],
         ["Jobs", f"{finished} finished, {len(failed)} failed, of {total}"],
     ])

@@ -178,7 +178,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         add_infogan_options(parser)
     if command in LIKELIHOOD_OPTIONS:
         LIKELIHOOD_OPTIONS[command](parser)
-    add_common_options(parser, budget="epochs")
+    add_common_options(parser, budget="epochs", device="auto")
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:

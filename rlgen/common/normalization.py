@@ -92,13 +92,22 @@ class RunningObsNormExtractor(BaseFeaturesExtractor):
 
     The statistics change only through :class:`ObsNormCallback`, between a policy update and the next rollout, so
     that the log-probabilities stored during a rollout and those recomputed in the update see the same inputs.
-    Until the first update it passes observations through unchanged.
+    Until the first update it passes observations through unchanged, unless it starts from given statistics
+    (``mean``, ``var`` and the ``count`` of observations they summarise, e.g. the expert data's for GAIL, as the
+    original code starts its policy's normaliser).
     """
 
-    def __init__(self, observation_space: spaces.Space, clip: float = 10.0):
+    def __init__(self, observation_space: spaces.Space, clip: float = 10.0, mean: Sequence[float] | None = None,
+                 var: Sequence[float] | None = None, count: float = 0.0):
         dim = get_flattened_obs_dim(observation_space)
         super().__init__(observation_space, dim)
         self.norm = RunningNorm(dim)
+        if count > 0:
+            if mean is None or var is None or len(mean) != dim or len(var) != dim:
+                raise ValueError(f"starting statistics need mean and var of {dim} entries each")
+            self.norm.mean.copy_(torch.as_tensor(np.asarray(mean, np.float32)))
+            self.norm.var.copy_(torch.as_tensor(np.asarray(var, np.float32)))
+            self.norm.count.fill_(float(count))
         self.clip = float(clip)
         self.flatten = nn.Flatten()
 
@@ -113,9 +122,9 @@ class ObsNormCallback(BaseCallback):
     """Feeds each rollout's observations to the policy's :class:`RunningObsNormExtractor` statistics.
 
     The rollout is copied at ``on_rollout_end`` and the statistics are updated at the next ``on_rollout_start``:
-    after the policy update that uses the rollout, never between collecting it and training on it. A checkpoint
-    taken at a rollout's end holds the statistics of the rollouts before it; a run resumed from it collects that
-    rollout again, so nothing is counted twice and nothing is lost.
+    after the policy update that uses the rollout, never between collecting it and training on it. (Put this
+    callback before the checkpointing one, which saves at rollout starts too, so that a checkpoint holds the
+    statistics of every rollout its policy was trained on.)
     """
 
     def __init__(self) -> None:
@@ -187,12 +196,19 @@ class ReturnScale:
 
 
 OBS_NORM_EXTRACTOR = f"{ObsNormExtractor.__module__}:{ObsNormExtractor.__name__}"
+RUNNING_OBS_NORM_EXTRACTOR = f"{RunningObsNormExtractor.__module__}:{RunningObsNormExtractor.__name__}"
 
 
-def obs_norm_policy_kwargs(obs: np.ndarray) -> dict[str, object]:
+def obs_norm_policy_kwargs(obs: np.ndarray, running: bool = False) -> dict[str, object]:
     """``policy_kwargs`` entries (JSON-safe: the class by import path, statistics as lists) that make an SB3
-    policy standardise its observations with the statistics of ``obs``."""
+    policy standardise its observations with the statistics of ``obs``: fixed (:class:`ObsNormExtractor`), or
+    with ``running=True`` as the start of running statistics that :class:`ObsNormCallback` goes on updating with
+    every rollout (:class:`RunningObsNormExtractor`)."""
     flat = np.asarray(obs, dtype=np.float64).reshape(len(obs), -1)
+    mean = [float(v) for v in flat.mean(0)]
+    if running:
+        return {"features_extractor_class": RUNNING_OBS_NORM_EXTRACTOR,
+                "features_extractor_kwargs": {"mean": mean, "var": [float(v) for v in flat.var(0)],
+                                              "count": float(len(flat))}}
     return {"features_extractor_class": OBS_NORM_EXTRACTOR,
-            "features_extractor_kwargs": {"mean": [float(v) for v in flat.mean(0)],
-                                          "std": [float(v) for v in flat.std(0)]}}
+            "features_extractor_kwargs": {"mean": mean, "std": [float(v) for v in flat.std(0)]}}

@@ -111,7 +111,13 @@ class EpisodeInfoLogger(BaseCallback):
 
 
 class ProgressAndCheckpoint(BaseCallback):
-    """A progress bar over env steps, and an atomic checkpoint every ``every`` env steps (at rollout ends)."""
+    """A progress bar over env steps, and an atomic checkpoint every ``every`` env steps.
+
+    A checkpoint is taken at the start of a rollout, after the policy update on the previous one: then the
+    policy, the reward source (fitted on that rollout in ``on_rollout_end``) and the observation statistics all
+    have seen the same rollouts, and a resumed run neither fits its reward source on a rollout twice nor loses
+    an update.
+    """
 
     def __init__(self, save: Callable[[], None], every: int, total: int, start: int):
         super().__init__()
@@ -128,7 +134,7 @@ class ProgressAndCheckpoint(BaseCallback):
             self._bar.update(self.model.n_envs)
         return True
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
         if self.every > 0 and self.num_timesteps - self._last_save >= self.every:
             self.save()
             self._last_save = self.num_timesteps
@@ -231,7 +237,7 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     callbacks: list[BaseCallback] = [tracker]
     if episode_info:
         callbacks.append(EpisodeInfoLogger(episode_info))
-    if cfg.get("obs_norm"):
+    if cfg["algo"] in ALGORITHMS:  # updates any RunningObsNormExtractor of the policy (obs_norm, or policy_kwargs)
         callbacks.append(ObsNormCallback())
     if reward_source is not None or return_scale is not None:
         callbacks.append(RewardRelabelCallback(reward_source or EnvReward(), return_scale))

@@ -146,8 +146,10 @@ class Demonstrations:
         starts = self.episode_starts
         if starts.ndim != 1 or len(starts) == 0 or starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= n:
             raise UserError(f"demos{where}: episode_starts must start at 0 and increase strictly below {n}")
-        if not (np.all(np.isfinite(self.obs)) and np.all(np.isfinite(self.next_obs))):
-            raise UserError(f"demos{where} contain NaN or infinite observations")
+        for key in ("obs", "next_obs", "actions", "rewards"):  # one NaN would poison GAIL's and BC's statistics
+            if np.issubdtype(getattr(self, key).dtype, np.floating) and not np.all(np.isfinite(getattr(self, key))):
+                raise UserError(f"demos{where} contain NaN or infinite values in {key}; record them again with "
+                                "'rlgen rollouts'")
         last = np.zeros(n, dtype=bool)
         last[np.append(starts[1:] - 1, n - 1)] = True
         if np.any((self.terminated | self.truncated) & ~last):
@@ -266,8 +268,8 @@ def load_demos(path: str | os.PathLike, env_id: str | None = None, observation_s
                                 f"trajectories ({', '.join(IMITATION_KEYS)})")
         except UserError:
             raise
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-            # Object arrays (need pickle), truncated members, bad CRCs.
+        except (ValueError, TypeError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+            # Object arrays (need pickle), truncated members, bad CRCs, a format_version that is not one number.
             raise UserError(f"demos file {path} is corrupt or holds arrays that need pickle "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                             "record it again with 'rlgen rollouts'") from exc

@@ -29,7 +29,8 @@ class Discriminator(nn.Module):
     """An MLP from ``(s, a)`` to the logit of ``P(expert | s, a)``.
 
     :param observation_space: a ``Box``; observations are flattened.
-    :param action_space: ``Box`` actions enter as they are, ``Discrete`` actions one-hot.
+    :param action_space: ``Box`` actions enter as they are, ``Discrete`` actions one-hot (the original code
+        instead gives the network one output per action and reads the taken action's).
     :param hidden_sizes: hidden layer widths (the paper: two layers of 100).
     :param activation: ``tanh`` (the paper), ``relu`` or ``elu``.
     :param normalize_input: standardise the input with a :class:`RunningNorm` (observations and ``Box``
