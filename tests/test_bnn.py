@@ -129,6 +129,27 @@ def test_closed_form_matches_torch_func_reference(hidden: tuple[int, ...], n_sam
     torch.testing.assert_close(fast, reference, rtol=1e-9, atol=0.0)
 
 
+@pytest.mark.parametrize(("hidden", "n_samples"), [((32,), 10), ((16, 16), 1), ((8, 8, 8), 4)])
+def test_chunk_information_gain_squares_the_chunks_summed_gradient(hidden: tuple[int, ...], n_samples: int) -> None:
+    """The original's per-chunk KL: the per-transition gradients are summed over the chunk *before* the quadratic
+    form (chunks of unequal sizes, rows of a chunk not adjacent); chunks of one transition give the paper's."""
+    model = random_posterior_model(hidden)
+    obs, act, nxt = random_transitions(13)
+    noise = model.sample_noise(13, n_samples, torch.Generator().manual_seed(1))
+    chunk_ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 0, 1, 3, 3])
+    chunked = model.chunk_information_gain(obs, act, nxt, chunk_ids, noise=noise)
+    inputs, targets, noise = model._prepare(obs, act, nxt, None, None, noise)
+    grads = model.per_transition_grads(inputs, targets, noise)
+    h_inv = model._inverse_kl_hessian()
+    expected = torch.stack([0.5 * 0.01**2 * sum((g[torch.as_tensor(chunk_ids == c)].sum(0).square() * h_inv[name])
+                                                 .sum() for name, g in grads.items()) for c in range(4)])
+    torch.testing.assert_close(chunked, expected, rtol=1e-9, atol=0.0)
+    assert not torch.allclose(chunked, torch.stack([model.information_gain(obs, act, nxt, noise=noise)
+                                                    [torch.as_tensor(chunk_ids == c)].sum() for c in range(4)]))
+    singletons = model.chunk_information_gain(obs, act, nxt, np.arange(13), noise=noise)
+    torch.testing.assert_close(singletons, model.information_gain(obs, act, nxt, noise=noise), rtol=1e-9, atol=0.0)
+
+
 def test_closed_form_matches_reference_in_float32() -> None:
     torch.manual_seed(0)
     model = BayesianDynamicsModel(OBS_DIM, ACT_DIM, hidden_sizes=(32, 32))

@@ -71,6 +71,23 @@ def test_buffer_rewards_change_by_eta_times_normalised_information_gain(algo_cls
     assert len(later[-1]["medians"]) == 2  # one median per fitted batch
 
 
+def test_kl_chunk_gives_each_envs_consecutive_steps_one_shared_gain():
+    env = make_vec_env(lambda: make_env("rlgen/SparseMountainCar-v0"), n_envs=3, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=150, batch_size=150, seed=0)
+    vime = VIME(model, eta=0.5, n_updates=20, min_pool_size=400, kl_chunk=64, seed=0)
+    ids = vime.chunk_ids(150, 3).reshape(150, 3)  # rows of a rollout flattened step-major, as SB3 stores them
+    assert ids[0, 0] == ids[63, 0] != ids[64, 0] != ids[128, 0] and ids[149, 0] == ids[128, 0]  # 64, 64, 22
+    assert len(np.unique(ids)) == 9 and not set(ids[:, 0]) & set(ids[:, 1])
+    relabel = vime.callback()
+    snap = Snapshot(vime, relabel)
+    model.learn(2 * 450, callback=CallbackList([relabel, snap]))
+    ig = snap.rows[-1]["ig"]
+    for chunk in np.unique(ids):
+        values = ig[ids == chunk]
+        assert np.all(values == values[0]) and values[0] > 0
+    assert len(np.unique(ig)) == 9
+
+
 def test_state_round_trips_without_pickle(tmp_path):
     env = make_vec_env(lambda: make_env("rlgen/SparseMountainCar-v0"), n_envs=2, seed=0)
     model = PPO("MlpPolicy", env, n_steps=300, batch_size=300, seed=0)
@@ -86,6 +103,10 @@ def test_state_round_trips_without_pickle(tmp_path):
     obs = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
     act = np.zeros((50, 1), np.float32)
     np.testing.assert_array_equal(twin.information_gain(obs, act, obs), vime.information_gain(obs, act, obs))
+    # the pool's sampling goes on as it would have without the checkpoint, in the run and in the restored twin
+    unsaved = np.random.default_rng(0)
+    unsaved.bit_generator.state = state["rng"]
+    assert twin._rng.integers(1 << 30) == vime._rng.integers(1 << 30) == unsaved.integers(1 << 30)
 
 
 @pytest.mark.slow

@@ -35,7 +35,9 @@ Known differences from the original:
   (pass ``mu_init_std=1.0`` to get that back).
 * The information gain is computed per transition with the paper's ``0.5 * lambda^2 * g^T H^-1 g``; the original
   ``fast_kl_div`` drops the factor 0.5 (irrelevant once rewards are divided by the median KL) and computes one
-  value per chunk of 64 consecutive transitions, shared by the whole chunk.
+  value per chunk of 64 consecutive transitions, shared by the whole chunk: :meth:`chunk_information_gain`
+  (``VIME(kl_chunk=64)``). That is not only a change of scale: it rewards what a chunk's transitions teach the
+  model together, more for steps whose gradients agree.
 * Clipping the information gain to ``[0, 1000]`` and the median normalisation are left to the agent.
 """
 
@@ -393,15 +395,16 @@ class BayesianDynamicsModel(nn.Module):
             quad[sl] = self._kl_quadratic_form(inputs[sl], targets[sl], eps, variances)
         return 0.5 * lam**2 * quad
 
-    def _kl_quadratic_form(
+    def _moment_grads(
         self,
         inputs: torch.Tensor,
         targets: torch.Tensor,
         noise: Sequence[torch.Tensor],
         variances: list[tuple[torch.Tensor, torch.Tensor]],
-    ) -> torch.Tensor:
-        """``g_n^T H^-1 g_n`` for a block of transitions (see :meth:`information_gain`)."""
-        n, k = inputs.shape[0], noise[0].shape[0]
+    ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Each layer's input and the gradients of every transition's loss w.r.t. that layer's pre-activation
+        means and variances: ``(x, d_means, d_vars)`` per layer, shaped ``(n, .)`` for the first layer (its input
+        is the same in every MC sample, its gradients come summed over samples) and ``(k, n, .)`` for the rest."""
         last = len(self.layers) - 1
         # Forward with detached parameters; the first layer's pre-activation moments are the graph leaves. Rows
         # are independent, so row n of d(sum_n l_n)/d(moments) is d l_n / d(moments of transition n).
@@ -423,8 +426,18 @@ class BayesianDynamicsModel(nn.Module):
                 if i < last:
                     h = torch.relu(h)
             grads = torch.autograd.grad(self._nll(h, targets).sum(), means + vars_)
-        d_means, d_vars = grads[: len(means)], grads[len(means) :]
+        return layer_inputs, grads[: len(means)], grads[len(means) :]
 
+    def _kl_quadratic_form(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        noise: Sequence[torch.Tensor],
+        variances: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """``g_n^T H^-1 g_n`` for a block of transitions (see :meth:`information_gain`)."""
+        n, k = inputs.shape[0], noise[0].shape[0]
+        layer_inputs, d_means, d_vars = self._moment_grads(inputs, targets, noise, variances)
         quad = torch.zeros(n, dtype=inputs.dtype, device=inputs.device)
         for (w_var, b_var), x, dm, dv in zip(variances, layer_inputs, d_means, d_vars):
             if x.dim() == 2 or k == 1:
@@ -453,6 +466,58 @@ class BayesianDynamicsModel(nn.Module):
                     quad[sl] += g_mu.square_() @ w_mu_h_inv + g_var.square_() @ w_rho_h_inv
             quad += gb_mu.square() @ b_var + 2.0 * gb_var.square() @ b_var.square()
         return quad
+
+    def chunk_information_gain(
+        self,
+        obs: ArrayLike,
+        actions: ArrayLike,
+        next_obs: ArrayLike,
+        chunk_ids: ArrayLike,
+        step_size: float | None = None,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The information gain of whole chunks of transitions, as the original code computes it
+        (``kl_batch_size = 64`` consecutive transitions): ``0.5 lambda^2 g_c^T H^-1 g_c`` with ``g_c`` the
+        gradient of the chunk's summed loss, i.e. the per-transition gradients summed *before* squaring. A chunk
+        of steps that together move the model (a sustained run in one direction) gains more than the same steps
+        with gradients that cancel.
+
+        :param chunk_ids: ``(n,)`` integers in ``[0, n_chunks)``: the chunk of each transition.
+        :return: ``(n_chunks,)`` information gains, detached (a chunk without transitions gets 0).
+        Other arguments as :meth:`information_gain`. All transitions go through one forward/backward pass.
+        """
+        lam = self.step_size if step_size is None else step_size
+        inputs, targets, noise = self._prepare(obs, actions, next_obs, n_samples, generator, noise)
+        ids = torch.as_tensor(np.asarray(chunk_ids), dtype=torch.long, device=inputs.device)
+        n_chunks = int(ids.max()) + 1 if len(ids) else 0
+        # A padded layout (n_chunks, longest chunk, .): rows of a chunk side by side, zeros elsewhere, so that each
+        # chunk's gradient sums are one batched matmul; zero rows add nothing to them.
+        order = torch.argsort(ids, stable=True)
+        counts = torch.bincount(ids, minlength=n_chunks)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(len(ids), device=ids.device) - starts[ids[order]]
+        longest = int(counts.max()) if n_chunks else 0
+
+        def padded(t: torch.Tensor) -> torch.Tensor:
+            """``(n, d)`` -> ``(n_chunks, longest, d)``; ``(k, n, d)`` -> ``(n_chunks, k * longest, d)``."""
+            rows = t if t.dim() == 2 else t.transpose(0, 1)  # transitions first
+            out = rows.new_zeros(n_chunks, longest, *rows.shape[1:])
+            out[ids[order], slot] = rows[order]
+            return out if t.dim() == 2 else out.transpose(1, 2).reshape(n_chunks, -1, t.shape[-1])
+
+        variances = self._variances()
+        layer_inputs, d_means, d_vars = self._moment_grads(inputs, targets, noise, variances)
+        quad = torch.zeros(n_chunks, dtype=inputs.dtype, device=inputs.device)
+        for (w_var, b_var), x, dm, dv in zip(variances, layer_inputs, d_means, d_vars):
+            x_p, dm_p, dv_p = padded(x), padded(dm), padded(dv)  # (the same rows of x and of the gradients)
+            g_w_mu = torch.bmm(x_p.transpose(1, 2), dm_p)  # (n_chunks, in, out): sum over the chunk and samples
+            g_w_var = torch.bmm(x_p.square().transpose(1, 2), dv_p)
+            g_b_mu, g_b_var = dm_p.sum(1), dv_p.sum(1)
+            quad += (g_w_mu.square() * w_var).sum((1, 2)) + 2.0 * (g_w_var.square() * w_var.square()).sum((1, 2))
+            quad += g_b_mu.square() @ b_var + 2.0 * g_b_var.square() @ b_var.square()
+        return (0.5 * lam**2 * quad).detach()
 
     # ------------------------------------------------------------------ slow references (tests, debugging)
 

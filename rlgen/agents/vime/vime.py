@@ -2,7 +2,8 @@
 
 Each rollout, in the order of the original ``openai/vime`` (``algos/batch_polopt_expl.py``):
 
-1. the information gain of every transition under the current BNN posterior (one batched call, no loop);
+1. the information gain of every transition under the current BNN posterior (one batched call, no loop), or
+   with ``kl_chunk`` that of chunks of consecutive transitions, as the original code;
 2. its median joins the last ``median_window`` batch medians, and the gains are divided by their mean
    (``use_kl_ratio_q``), so ``eta`` does not depend on the env's scale;
 3. ``r = r_ext + eta * IG_normalised`` (no bonus before the BNN has been fitted once: the original skips the
@@ -67,6 +68,9 @@ class VIME(RewardSource):
     :param median_window: Number of recent batch medians the information gain is divided by.
     :param max_information_gain: Information gains are clipped to ``[0, max_information_gain]`` before
         normalisation (the original clips to 1000), so one outlier batch cannot dominate the median window.
+    :param kl_chunk: Transitions that share one information gain: 1 (the paper: each transition its own), or the
+        original code's 64, the gain of each env's consecutive ``kl_chunk`` steps together
+        (:meth:`BayesianDynamicsModel.chunk_information_gain`), given to every step of the chunk.
     :param seed: Seed of the BNN's noise and the pool's sampling.
     """
 
@@ -89,6 +93,7 @@ class VIME(RewardSource):
         min_pool_size: int = 500,
         median_window: int = 10,
         max_information_gain: float = 1000.0,
+        kl_chunk: int = 1,
         seed: int = 0,
     ) -> None:
         if not isinstance(model.observation_space, spaces.Box):
@@ -97,6 +102,9 @@ class VIME(RewardSource):
         self.eta = float(eta)
         self.step_size = float(step_size)
         self.max_information_gain = float(max_information_gain)
+        if int(kl_chunk) < 1:
+            raise ValueError(f"kl_chunk must be a positive number of transitions, got {kl_chunk}")
+        self.kl_chunk = int(kl_chunk)
         self._discrete = isinstance(model.action_space, spaces.Discrete)
         obs_dim = int(np.prod(model.observation_space.shape))
         act_dim = _action_dim(model.action_space)
@@ -121,17 +129,33 @@ class VIME(RewardSource):
             actions = np.eye(self.bnn.action_dim, dtype=np.float32)[actions.astype(np.int64).ravel()]
         return flat.obs.reshape(n, -1), actions, flat.next_obs.reshape(n, -1)
 
-    def information_gain(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
-        """Clipped, unnormalised information gain of each transition (flat arrays, one row per transition)."""
-        ig = self.bnn.information_gain(obs, actions, next_obs, step_size=self.step_size, generator=self._generator)
+    def information_gain(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray,
+                         chunk_ids: np.ndarray | None = None) -> np.ndarray:
+        """Clipped, unnormalised information gain of each transition (flat arrays, one row per transition); with
+        ``chunk_ids`` (``(n,)``), that of each transition's chunk (see ``kl_chunk``)."""
+        if chunk_ids is None:
+            ig = self.bnn.information_gain(obs, actions, next_obs, step_size=self.step_size,
+                                           generator=self._generator)
+        else:
+            ig = self.bnn.chunk_information_gain(obs, actions, next_obs, chunk_ids, step_size=self.step_size,
+                                                 generator=self._generator)[torch.as_tensor(chunk_ids)]
         return np.clip(ig.cpu().numpy().astype(np.float64), 0.0, self.max_information_gain)
+
+    def chunk_ids(self, n_steps: int, n_envs: int) -> np.ndarray:
+        """The chunk of each row of a flattened ``(n_steps, n_envs)`` rollout: ``kl_chunk`` consecutive steps of
+        one env (the last chunk of each env may be shorter; like the original's, chunks may span an episode
+        end)."""
+        per_env = -(-n_steps // self.kl_chunk)
+        t, e = np.divmod(np.arange(n_steps * n_envs), n_envs)
+        return e * per_env + t // self.kl_chunk
 
     def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
         obs, actions, next_obs = self._flat_inputs(batch)
         metrics: dict[str, float] = {}
         bonus = np.zeros(batch.shape, dtype=np.float64)
         if self.fitted:
-            ig = self.information_gain(obs, actions, next_obs)
+            ig = self.information_gain(obs, actions, next_obs,
+                                       self.chunk_ids(*batch.shape) if self.kl_chunk > 1 else None)
             self.last_information_gain = ig.reshape(batch.shape)
             self.medians.append(float(np.median(ig)))
             normalised = ig / max(float(np.mean(self.medians)), 1e-12)
@@ -173,7 +197,7 @@ class VIME(RewardSource):
             "medians": torch.tensor(list(self.medians), dtype=torch.float64),
             "fitted": self.fitted,
             "generator": self._generator.get_state(),
-            "rng": torch.from_numpy(np.frombuffer(self._rng.bytes(8), dtype=np.int64).copy()),
+            "rng": self._rng.bit_generator.state,  # (read, not drawn from: saving leaves the run's draws alone)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -184,7 +208,10 @@ class VIME(RewardSource):
         self.medians.extend(float(m) for m in state["medians"])
         self.fitted = bool(state["fitted"])
         self._generator.set_state(state["generator"])
-        self._rng = np.random.default_rng(int(state["rng"][0]) & (2**63 - 1))
+        if isinstance(state["rng"], dict):
+            self._rng.bit_generator.state = state["rng"]
+        else:  # checkpoints written before the generator's state was saved: a seed drawn from it
+            self._rng = np.random.default_rng(int(state["rng"][0]) & (2**63 - 1))
 
     def save(self, path: str) -> None:
         """Write the BNN, its optimiser, the pool and the normaliser atomically (loads without pickle)."""
