@@ -303,7 +303,9 @@ def test_killed_job_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     suite = expand({"name": "kill", "cells": [{"command": "ppo", "env": "CartPole-v1", "seeds": [0],
                                                "args": {"steps": 10000, "config": str(cfg)}}]})
     backend = LocalBackend(1)
-    runner = Runner(suite.jobs, tmp_path / "kill", backend, retries=1, echo=lambda message: None)
+    commits = iter(["aaaaaaa", "bbbbbbb"])  # the code on disk when each attempt starts
+    runner = Runner(suite.jobs, tmp_path / "kill", backend, retries=1, echo=lambda message: None,
+                    commit=lambda: next(commits))
     thread = threading.Thread(target=runner.run)
     thread.start()
     deadline = time.time() + 120
@@ -318,6 +320,7 @@ def test_killed_job_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     first, second = record.history
     assert first["error"] == "killed by SIGKILL" and first["returncode"] == -signal.SIGKILL
     assert second["returncode"] == 0 and second["resumed_from"] == record.run_dir
+    assert (first["commit"], second["commit"], record.commit) == ("aaaaaaa", "bbbbbbb", "bbbbbbb")
     summary = json.loads((tmp_path / "kill" / "runs" / record.run_dir / "summary.json").read_text())
     assert summary["steps"] >= 10000
 

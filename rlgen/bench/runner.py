@@ -162,13 +162,16 @@ class Runner:
 
     def __init__(self, jobs: Sequence[Job], suite_dir: Path, backend: Backend, retries: int = 1,
                  job_timeout: float | None = None, echo: Callable[[str], None] = default_echo,
-                 commit: str | None = None, command: str | None = None):
+                 commit: str | Callable[[], str] | None = None, command: str | None = None):
+        """``commit`` names the code a job runs: a string, or a function asked at each job's launch (the code on
+        disk then, which may have moved on since the bench started)."""
         self.jobs = {job.id: job for job in jobs}
         self.suite_dir = Path(suite_dir)
         self.runs_root = (self.suite_dir / "runs").resolve()
         self.backend, self.retries, self.job_timeout, self.echo = backend, retries, job_timeout, echo
         self.state = StateFile(self.suite_dir / "jobs.json")
         self.commit, self.command = commit, command
+        self._launch_commit: dict[str, str | None] = {}
 
     def refresh(self) -> list[Job]:
         """Mark jobs whose run directory has a summary.json as done; return the others, in suite order."""
@@ -244,6 +247,7 @@ class Runner:
         argv = job.argv(dep_dirs)
         rec = self.state.get(job.id)
         rec.status, rec.argv = RUNNING, argv
+        self._launch_commit[job.id] = self.commit() if callable(self.commit) else self.commit
         return self.backend.submit(job.id, argv, self.runs_root, list(job.deps), job.resources, self.job_timeout)
 
     def _record(self, job: Job, result: AttemptResult) -> JobRecord:
@@ -252,10 +256,11 @@ class Runner:
         rec.returncode, rec.error, rec.stderr_tail = result.returncode, result.error, result.stderr_tail
         rec.wall_s = result.wall_s
         rec.total_wall_s = round(rec.total_wall_s + result.wall_s, 2)
-        rec.host, rec.device, rec.commit, rec.bench_command = result.host, result.device, self.commit, self.command
+        commit = self._launch_commit.get(job.id)
+        rec.host, rec.device, rec.commit, rec.bench_command = result.host, result.device, commit, self.command
         if result.run_dir:
             rec.run_dir = result.run_dir
         rec.status = DONE if result.finished else RUNNING
-        rec.history.append({k: getattr(result, k) for k in ("started", "returncode", "wall_s", "error", "host",
-                                                            "resumed_from")})
+        rec.history.append({**{k: getattr(result, k) for k in ("started", "returncode", "wall_s", "error", "host",
+                                                              "resumed_from")}, "commit": commit})
         return rec

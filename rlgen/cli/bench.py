@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> None:
         log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(selected), backend.description,
                  suite_dir)
         Runner(selected, suite_dir, backend, retries=int(opts["retries"]),
-               job_timeout=opts["job_timeout"], commit=commit, command=command).run()
+               job_timeout=opts["job_timeout"], commit=provenance.git_commit, command=command).run()
 
     state = StateFile(suite_dir / "jobs.json")
     records = [state.get(job.id) for job in suite.jobs]
