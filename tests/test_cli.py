@@ -145,6 +145,9 @@ def test_run_directory_and_interrupted_run_resumes(tmp_path):
     steps = _steps(run_dir / "progress.csv")
     assert steps == sorted(set(steps)), "a step was logged twice after resuming"
     assert steps[0] < ckpt_step < steps[-1]
+    first, second = json.loads((run_dir / "provenance.json").read_text())["sessions"]
+    assert (first["resumed"], second["resumed"]) == (False, True) and "--resume" in second["command"]
+    assert first["commit"] and first["device"] and first["started"].endswith("UTC")
 
 
 @pytest.mark.slow

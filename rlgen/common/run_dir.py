@@ -1,6 +1,7 @@
 """One directory per run: ``<out>/<command>-<env or dataset>-s<seed>-<time>/``.
 
-It holds ``config.json`` (the resolved configuration), ``progress.csv`` and TensorBoard events (see
+It holds ``config.json`` (the resolved configuration), ``provenance.json`` (the commit, command line, device and
+time of each session that started or resumed the run), ``progress.csv`` and TensorBoard events (see
 :mod:`rlgen.common.logger`), ``checkpoints/`` and whatever the command produces (models, sample grids).
 """
 
@@ -78,6 +79,7 @@ class RunDir:
         (path / "checkpoints").mkdir()
         run = cls(path=path, config=dict(config))
         run.save_config()
+        run.record_session()
         return run
 
     @classmethod
@@ -100,7 +102,24 @@ class RunDir:
                             f"resume it with 'rlgen {config.get('command')} --resume {path}'")
         ensure_writable_dir(path)
         (path / "checkpoints").mkdir(exist_ok=True)
-        return cls(path=path, config=config, resumed=True)
+        run = cls(path=path, config=config, resumed=True)
+        run.record_session()
+        return run
 
     def save_config(self) -> None:
         atomic_write_json(self.path / "config.json", self.config)
+
+    def record_session(self) -> None:
+        """Append this session (the code's commit, the command line, host, device, UTC start) to
+        ``provenance.json``: a run resumed across commits says which code made which part of it."""
+        import shlex
+        import sys
+
+        from rlgen.bench.provenance import device_description, git_commit, hostname, utc_now
+
+        path = self.path / "provenance.json"
+        sessions = load_json(path, what="run provenance").get("sessions", []) if path.is_file() else []
+        sessions.append({"started": utc_now(), "commit": git_commit(), "resumed": self.resumed,
+                         "command": "python -m rlgen.run " + shlex.join(sys.argv[1:]), "host": hostname(),
+                         "device": device_description()})
+        atomic_write_json(path, {"sessions": sessions})
