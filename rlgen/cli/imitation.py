@@ -37,7 +37,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--stop-return", dest="stop_return", type=float, default=S, metavar="R",
                             help="stop training once the deterministic return reaches R, checked every "
                                  "stop_check_every steps (default per env: 4500 on HalfCheetah-v5, 3500 on "
-                                 "Walker2d-v5, 3000 on Ant-v5, else off)")
+                                 "Walker2d-v5 and Ant-v5, else off)")
         add_common_options(parser, budget="steps")
     elif command == "rollouts":
         parser.add_argument("--policy", default=S, metavar="PATH",
