@@ -80,7 +80,7 @@ def hostname() -> str:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The bench command as it was typed (``python -m rlgen.run bench ...``)."""
+    """The rlgen command line as it was typed (``python -m rlgen.run bench ...``, ``... vime ...``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return "python -m rlgen.run " + shlex.join(argv)
 

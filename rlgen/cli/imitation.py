@@ -123,11 +123,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         if cfg["policy_obs_norm"] not in allowed:
             raise UserError(f"policy_obs_norm must be one of {', '.join(map(str, allowed))} for {args.command}, got "
                             f"{cfg['policy_obs_norm']!r}")
-    if args.command == "gail":
-        _check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
-    if args.command == "bc" and not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
-        raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
-    if args.command in ("gail", "bc"):
+        if args.command == "gail":
+            _check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
+        elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
+            raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
         if not cfg.get("demos"):
             raise UserError("no --demos given; record demonstrations with 'rlgen rollouts' and pass the npz file")
         cfg["demos"] = str(Path(cfg["demos"]).expanduser().resolve())

@@ -112,14 +112,11 @@ class RunDir:
     def record_session(self) -> None:
         """Append this session (the code's commit, the command line, host, device, UTC start) to
         ``provenance.json``: a run resumed across commits says which code made which part of it."""
-        import shlex
-        import sys
-
-        from rlgen.bench.provenance import device_description, git_commit, hostname, utc_now
+        from rlgen.bench.provenance import command_line, device_description, git_commit, hostname, utc_now
 
         path = self.path / "provenance.json"
         sessions = load_json(path, what="run provenance").get("sessions", []) if path.is_file() else []
         sessions.append({"started": utc_now(), "commit": git_commit(), "resumed": self.resumed,
-                         "command": "python -m rlgen.run " + shlex.join(sys.argv[1:]), "host": hostname(),
+                         "command": command_line(), "host": hostname(),
                          "device": device_description()})
         atomic_write_json(path, {"sessions": sessions})

@@ -63,6 +63,14 @@ ArrayLike = np.ndarray | torch.Tensor
 _GRAD_CHUNK_ENTRIES = 2**18
 
 
+def _h_inv_quadratic(g_mu: torch.Tensor, g_var: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """``g^T H^-1 g`` over one parameter tensor, from the loss's gradients w.r.t. its means (``g_mu``) and
+    variances (``g_var = d l / d sigma^2``), each shaped ``(..., *var.shape)``: ``sum g_mu^2 sigma^2 + 2 g_var^2
+    sigma^4`` (``H_mu = 1 / sigma^2``; for ``rho``, ``g_rho^2 / H_rho = 2 sigma^4 g_var^2``). Leading dims are kept."""
+    dims = tuple(range(-var.dim(), 0))
+    return (g_mu.square() * var + 2.0 * g_var.square() * var.square()).sum(dims)
+
+
 def _softplus_inverse(x: float) -> float:
     return math.log(math.expm1(x))
 
@@ -464,7 +472,7 @@ class BayesianDynamicsModel(nn.Module):
                     g_mu = torch.bmm(x_t[sl], dm_t[sl], out=buf_mu[:c]).flatten(1)
                     g_var = torch.bmm(x2_t[sl], dv_t[sl], out=buf_var[:c]).flatten(1)
                     quad[sl] += g_mu.square_() @ w_mu_h_inv + g_var.square_() @ w_rho_h_inv
-            quad += gb_mu.square() @ b_var + 2.0 * gb_var.square() @ b_var.square()
+            quad += _h_inv_quadratic(gb_mu, gb_var, b_var)
         return quad
 
     def chunk_information_gain(
@@ -515,8 +523,7 @@ class BayesianDynamicsModel(nn.Module):
             g_w_mu = torch.bmm(x_p.transpose(1, 2), dm_p)  # (n_chunks, in, out): sum over the chunk and samples
             g_w_var = torch.bmm(x_p.square().transpose(1, 2), dv_p)
             g_b_mu, g_b_var = dm_p.sum(1), dv_p.sum(1)
-            quad += (g_w_mu.square() * w_var).sum((1, 2)) + 2.0 * (g_w_var.square() * w_var.square()).sum((1, 2))
-            quad += g_b_mu.square() @ b_var + 2.0 * g_b_var.square() @ b_var.square()
+            quad += _h_inv_quadratic(g_w_mu, g_w_var, w_var) + _h_inv_quadratic(g_b_mu, g_b_var, b_var)
         return (0.5 * lam**2 * quad).detach()
 
     # ------------------------------------------------------------------ slow references (tests, debugging)
