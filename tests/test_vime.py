@@ -17,7 +17,9 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlgen.agents.vime import VIME
 from rlgen.common.checkpoint import load_torch
+from rlgen.common.config import packaged_config
 from rlgen.common.reward_relabel import RewardRelabelCallback
+from rlgen.common.run_dir import saved_run_config
 from rlgen.common.sb3_training import make_env
 from tests.test_reward_relabel import gae
 
@@ -69,6 +71,38 @@ def test_buffer_rewards_change_by_eta_times_normalised_information_gain(algo_cls
                 gae(row["buffer_rewards"][:, e], row["values"][:, e], row["starts"][:, e], row["last_values"][e],
                     row["dones"][e], 0.99, 0.95), rtol=1e-3, atol=1e-4)
     assert len(later[-1]["medians"]) == 2  # one median per fitted batch
+
+
+def test_max_normalised_gain_caps_outliers_at_a_multiple_of_the_median_window():
+    env = make_vec_env(lambda: make_env("rlgen/SparseMountainCar-v0"), n_envs=2, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=300, batch_size=300, seed=0)
+    vime = VIME(model, eta=0.1, n_updates=5, max_normalised_gain=100.0, seed=0)
+    relabel = vime.callback()
+    model.learn(600, callback=relabel)  # fits the BNN, so the next batch gets a bonus
+    batch = relabel.last_batch
+    gains = np.full(batch.shape, 2e-6)
+    gains[7, 1], gains[8, 0] = 2e-2, 1e-4  # 10,000 and 50 times the median
+    vime.information_gain = lambda *args, **kwargs: gains.ravel()
+    vime.medians.clear()
+    rewards, metrics = vime.relabel(batch)
+    bonus = rewards - batch.rewards
+    np.testing.assert_allclose(bonus[7, 1], 0.1 * 100)   # capped
+    np.testing.assert_allclose(bonus[8, 0], 0.1 * 50)    # below the cap: unchanged
+    np.testing.assert_allclose(np.delete(bonus.ravel(), [7 * 2 + 1, 8 * 2]), 0.1)
+    assert metrics["vime/ig_normalised_max"] == pytest.approx(1e4)  # logged before the cap
+    with pytest.raises(ValueError, match="max_normalised_gain"):
+        VIME(model, max_normalised_gain=0)
+
+
+def test_runs_saved_before_the_cap_resume_without_it(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for path, vime in ((old, {"eta": 1e-4}), (new, {"eta": 1e-4, "max_normalised_gain": 100})):
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"command": "vime", "seed": 0, "vime": vime}))
+    assert saved_run_config(old)["vime"] == {"eta": 1e-4, "max_normalised_gain": None}
+    assert saved_run_config(new)["vime"] == {"eta": 1e-4, "max_normalised_gain": 100}
+    # new runs record the cap in their config.json (the packaged default), so they resume with it
+    assert packaged_config("rl.yaml")["defaults"]["vime"]["max_normalised_gain"] == 100
 
 
 def test_kl_chunk_gives_each_envs_consecutive_steps_one_shared_gain():

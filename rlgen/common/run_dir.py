@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgen.common.checkpoint import atomic_write_json, load_json
+from rlgen.common.config import deep_merge
 from rlgen.common.errors import UserError
 
 
@@ -36,9 +37,10 @@ def ensure_writable_dir(path: Path) -> None:
 
 #: Options added after runs were already being written whose packaged default changes the model, per command, with
 #: the value that reproduces the older runs' model. A saved config without the key gets this value, not today's
-#: default, so an older run still resumes and evaluates as the model it trained.
+#: default, so an older run still resumes and evaluates as the model it trained (nested sections merge key by key).
 OPTIONS_ADDED_LATER: dict[str, dict[str, Any]] = {
     "pixelrnn": {"skip_connections": False},
+    "vime": {"vime": {"max_normalised_gain": None}},
 }
 
 
@@ -49,7 +51,7 @@ def saved_run_config(path: Path) -> dict[str, Any]:
         raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
                         "pass the directory printed when the run started")
     config = load_json(path / "config.json", what="run config")
-    return {**OPTIONS_ADDED_LATER.get(config.get("command"), {}), **config}
+    return deep_merge(OPTIONS_ADDED_LATER.get(config.get("command"), {}), config)
 
 
 @dataclass

@@ -68,6 +68,12 @@ class VIME(RewardSource):
     :param median_window: Number of recent batch medians the information gain is divided by.
     :param max_information_gain: Information gains are clipped to ``[0, max_information_gain]`` before
         normalisation (the original clips to 1000), so one outlier batch cannot dominate the median window.
+    :param max_normalised_gain: Normalised information gains are clipped to ``[0, max_normalised_gain]``, a multiple
+        of the recent medians (``None``: no cap, the paper). ``max_information_gain`` is in the BNN's raw units,
+        where rlgen's gains are ~1e-6 and never reach 1000; this is the scale-free cap. Without it a few
+        transitions into unseen states (gains up to 10^4 times the median on SparseHalfCheetah, where the largest
+        of a typical batch is 20-50 times) earn more than the sparse reward, and with ``reward_norm`` they inflate
+        the running return std for good, so that the ordinary bonus reaches the critic 100 times smaller.
     :param kl_chunk: Transitions that share one information gain: 1 (the paper: each transition its own), or the
         original code's 64, the gain of each env's consecutive ``kl_chunk`` steps together
         (:meth:`BayesianDynamicsModel.chunk_information_gain`), given to every step of the chunk.
@@ -93,6 +99,7 @@ class VIME(RewardSource):
         min_pool_size: int = 500,
         median_window: int = 10,
         max_information_gain: float = 1000.0,
+        max_normalised_gain: float | None = 100.0,
         kl_chunk: int = 1,
         seed: int = 0,
     ) -> None:
@@ -102,6 +109,9 @@ class VIME(RewardSource):
         self.eta = float(eta)
         self.step_size = float(step_size)
         self.max_information_gain = float(max_information_gain)
+        if max_normalised_gain is not None and not max_normalised_gain > 0:
+            raise ValueError(f"max_normalised_gain must be positive or None, got {max_normalised_gain}")
+        self.max_normalised_gain = None if max_normalised_gain is None else float(max_normalised_gain)
         if int(kl_chunk) < 1:
             raise ValueError(f"kl_chunk must be a positive number of transitions, got {kl_chunk}")
         self.kl_chunk = int(kl_chunk)
@@ -159,9 +169,13 @@ class VIME(RewardSource):
             self.last_information_gain = ig.reshape(batch.shape)
             self.medians.append(float(np.median(ig)))
             normalised = ig / max(float(np.mean(self.medians)), 1e-12)
+            normalised_max = float(normalised.max())  # before the cap: how far the batch's outliers reach
+            if self.max_normalised_gain is not None:
+                normalised = np.minimum(normalised, self.max_normalised_gain)
             bonus = self.eta * normalised.reshape(batch.shape)
             metrics.update({"vime/ig_mean": float(ig.mean()), "vime/ig_median": float(np.median(ig)),
                             "vime/ig_max": float(ig.max()), "vime/ig_normalised_mean": float(normalised.mean()),
+                            "vime/ig_normalised_max": normalised_max,
                             "vime/bonus_mean": float(bonus.mean())})
         self.pool.add_batch(obs, actions, next_obs)
         fit = self.bnn.fit(self.pool, rng=self._rng)
