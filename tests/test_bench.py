@@ -236,6 +236,18 @@ def test_tiny_suite_end_to_end_then_resume_runs_nothing(tmp_path, capsys):
     dry = capsys.readouterr().out
     assert dry.count("[  done]") == 2 and "2 finished, 0 to resume from a checkpoint, 0 to run" in dry
 
+    # A fresh checkout has the committed tables and finished/, not the git-ignored run directories: the tables
+    # are remade from the kept results, and no job runs again.
+    assert sorted(p.stem for p in (suite_dir / "finished").glob("*.json")) == sorted(state)
+    table = (suite_dir / "results.csv").read_text()
+    shutil.rmtree(suite_dir / "runs")
+    (suite_dir / "results.csv").unlink()
+    assert main(["bench", str(suite), "--out", str(tmp_path / "results"), "--report-only"]) == 0
+    assert (suite_dir / "results.csv").read_text() == table
+    assert main(["bench", str(suite), "--out", str(tmp_path / "results"), "--jobs", "2"]) == 0
+    assert "2 of 2 jobs already finished" in capsys.readouterr().err
+    assert not (suite_dir / "runs").exists() or not any((suite_dir / "runs").iterdir())
+
 
 def test_tasks_option_selects_jobs_with_their_dependencies(tmp_path, capsys):
     out = str(tmp_path / "results")
@@ -478,8 +490,33 @@ def test_unfinished_jobs_are_failed_only_when_their_attempt_failed(tmp_path):
     suite_file.write_text("name: s\ncells:\n  - command: trpo\n    env: CartPole-v1\n    args: {steps: 100}\n"
                           "    seeds: 2\n")
     jobs = load_suite(str(suite_file)).jobs
-    (cell,) = aggregate(collect(jobs, tmp_path / "runs", failed={jobs[0].id}))
+    (cell,) = aggregate(collect(jobs, tmp_path, failed={jobs[0].id}))
     assert (cell.n_failed, cell.n_not_run, cell.score.n) == (1, 1, 0)
+
+
+def test_a_job_whose_dependency_is_kept_only_as_a_result_is_not_run(tmp_path):
+    """A kept result counts as finished for the tables, but a job that needs the files of its dependency's run
+    directory (an expert's model) cannot run without them: it fails with a line saying how to rerun the dependency."""
+    from rlgen.bench.collect import KEPT_DIR
+
+    suite = expand({"name": "d", "metric": "score", "cells": [
+        {"id": "expert", "command": "expert", "env": ["A"], "seeds": [0], "shared": True},
+        {"command": "gail", "env": ["A"], "seeds": [0], "args": {"demos": "{run:expert}/demos.npz"}}]})
+    expert, gail = suite.jobs
+    (tmp_path / KEPT_DIR).mkdir()
+    (tmp_path / KEPT_DIR / f"{expert.id}.json").write_text(json.dumps({"summary": {"score": 1.0}, "curves": {}}))
+
+    class NoBackend:
+        def submit(self, *args, **kwargs):
+            raise AssertionError("nothing should run")
+
+        def close(self):
+            pass
+
+    state = Runner(suite.jobs, tmp_path, NoBackend(), echo=lambda message: None).run()
+    assert state.get(expert.id).status == DONE
+    assert state.get(gail.id).status == "failed"
+    assert "run directory of the job it needs" in state.get(gail.id).error and expert.id in state.get(gail.id).error
 
 
 def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):

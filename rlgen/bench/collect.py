@@ -1,5 +1,9 @@
 """Reading finished jobs back: each job's ``summary.json`` (the score and the run's figures) and
-``progress.csv`` (its learning curve) into :class:`rlgen.bench.aggregate.Sample` records."""
+``progress.csv`` (its learning curve) into :class:`rlgen.bench.aggregate.Sample` records.
+
+Run directories are large and git-ignored, so a finished job's result is also kept in the suite's folder, as
+``finished/<job id>.json`` (its summary and the curves the tables use, a few KB): committed beside the tables, it
+lets a later checkout remake them, and keeps the job from being rerun, after the run directory is gone."""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import numpy as np
 from rlgen.bench.aggregate import Sample
 from rlgen.bench.execute import finished_run_dir
 from rlgen.bench.suite import Job
+from rlgen.common.checkpoint import atomic_write_json
+
+KEPT_DIR = "finished"
 
 STEP_COLUMN = "step"
 THROUGHPUT_KEYS = ("env_steps_per_s", "images_per_s")
@@ -47,44 +54,96 @@ def read_curve(progress: Path, column: str) -> tuple[np.ndarray, np.ndarray] | N
     return np.asarray(steps)[order], np.asarray(values)[order]
 
 
-def metric_value(summary: dict[str, Any], run_dir: Path, metric: str) -> float | None:
+def _progress_columns(job: Job) -> list[str]:
+    """The progress.csv columns the tables need of a job: its curve and a ``progress:<column>`` metric."""
+    columns = [job.curve] if job.curve else []
+    if job.metric.startswith("progress:"):
+        columns.append(job.metric.split(":", 1)[1])
+    return columns
+
+
+def run_result(job: Job, run_dir: Path) -> dict[str, Any] | None:
+    """What the tables need of a finished run directory: its summary and curves (``None`` if the summary cannot
+    be read)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    curves = {}
+    for column in _progress_columns(job):
+        curve = read_curve(run_dir / "progress.csv", column)
+        if curve is not None:
+            curves[column] = [curve[0].tolist(), curve[1].tolist()]
+    return {"run_dir": run_dir.name, "summary": summary, "curves": curves}
+
+
+def kept_result(suite_dir: Path, job_id: str) -> dict[str, Any] | None:
+    """The result kept in ``<suite_dir>/finished/`` for a job, or ``None``."""
+    try:
+        result = json.loads((Path(suite_dir) / KEPT_DIR / f"{job_id}.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if isinstance(result, dict) and isinstance(result.get("summary"), dict) else None
+
+
+def keep_results(jobs: Sequence[Job], suite_dir: Path) -> None:
+    """Keep the result of every job with a finished run directory in ``<suite_dir>/finished/<job id>.json``."""
+    for job in jobs:
+        run_dir = finished_run_dir(Path(suite_dir) / "runs" / job.id)
+        result = run_result(job, run_dir) if run_dir is not None else None
+        if result is not None and result != kept_result(suite_dir, job.id):
+            atomic_write_json(Path(suite_dir) / KEPT_DIR / f"{job.id}.json", result)
+
+
+def finished_result(job: Job, suite_dir: Path) -> dict[str, Any] | None:
+    """A finished job's result: from its run directory, or where that is gone, the kept copy."""
+    run_dir = finished_run_dir(Path(suite_dir) / "runs" / job.id)
+    if run_dir is not None:
+        return run_result(job, run_dir)
+    return kept_result(suite_dir, job.id)
+
+
+def _curve(result: dict[str, Any], column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    curve = (result.get("curves") or {}).get(column)
+    return (np.asarray(curve[0], dtype=float), np.asarray(curve[1], dtype=float)) if curve else None
+
+
+def metric_value(job: Job, result: dict[str, Any]) -> float | None:
     """The score: a summary.json key, or ``progress:<column>`` for the last logged value of a progress.csv
     column (for figures a command logs but does not summarise)."""
-    if metric.startswith("progress:"):
-        curve = read_curve(run_dir / "progress.csv", metric.split(":", 1)[1])
+    if job.metric.startswith("progress:"):
+        curve = _curve(result, job.metric.split(":", 1)[1])
         return float(curve[1][-1]) if curve is not None else None
-    return _number(summary.get(metric))
+    return _number(result["summary"].get(job.metric))
 
 
-def collect(jobs: Sequence[Job], runs_root: Path, failed: Collection[str] = ()) -> list[Sample]:
-    """One sample per job; jobs without a finished run directory are ``finished=False``, and ``failed`` when
-    their id is in ``failed`` (from ``jobs.json``), else not run yet."""
+def collect(jobs: Sequence[Job], suite_dir: Path, failed: Collection[str] = ()) -> list[Sample]:
+    """One sample per job (see :func:`finished_result`); unfinished jobs are ``finished=False``, and ``failed``
+    when their id is in ``failed`` (from ``jobs.json``), else not run yet."""
     samples = []
     for job in jobs:
         sample = Sample(label=job.label, task=job.task_name, params=tuple(job.params.items()), seed=job.seed,
                         metric=job.metric, finished=False, failed=job.id in failed, curve_key=job.curve,
                         normalize=job.normalize,
                         higher_is_better=job.higher_is_better, sparse=job.sparse)
-        run_dir = finished_run_dir(Path(runs_root) / job.id)
-        if run_dir is not None:
-            try:
-                summary = json.loads((run_dir / "summary.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                summary = None
-            if isinstance(summary, dict):
-                sample.finished, sample.failed = True, False
-                sample.summary = summary
-                sample.score = metric_value(summary, run_dir, job.metric)
-                reached = summary.get("reached_reward")
-                sample.reached = bool(reached) if isinstance(reached, bool) else None
-                first = _number(summary.get("first_reward_step"))
-                sample.first_reward_step = int(first) if first is not None else None
-                sample.wall_s = _number(summary.get("wall_clock_s"))
-                sample.steps_per_s = next((_number(summary[k]) for k in THROUGHPUT_KEYS
-                                           if _number(summary.get(k)) is not None), None)
-                if sample.steps_per_s is None and sample.wall_s and _number(summary.get("steps")):
-                    sample.steps_per_s = float(summary["steps"]) / sample.wall_s
-                if job.curve:
-                    sample.curve = read_curve(run_dir / "progress.csv", job.curve)
+        result = finished_result(job, suite_dir)
+        if result is not None:
+            summary = result["summary"]
+            sample.finished, sample.failed = True, False
+            sample.summary = summary
+            sample.score = metric_value(job, result)
+            reached = summary.get("reached_reward")
+            sample.reached = bool(reached) if isinstance(reached, bool) else None
+            first = _number(summary.get("first_reward_step"))
+            sample.first_reward_step = int(first) if first is not None else None
+            sample.wall_s = _number(summary.get("wall_clock_s"))
+            sample.steps_per_s = next((_number(summary[k]) for k in THROUGHPUT_KEYS
+                                       if _number(summary.get(k)) is not None), None)
+            if sample.steps_per_s is None and sample.wall_s and _number(summary.get("steps")):
+                sample.steps_per_s = float(summary["steps"]) / sample.wall_s
+            if job.curve:
+                sample.curve = _curve(result, job.curve)
         samples.append(sample)
     return samples

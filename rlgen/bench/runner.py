@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlgen.bench.collect import KEPT_DIR, kept_result
 from rlgen.bench.execute import (
     AttemptResult,
     finished_run_dir,
@@ -172,15 +173,21 @@ class Runner:
         self.state = StateFile(self.suite_dir / "jobs.json")
         self.commit, self.command = commit, command
         self._launch_commit: dict[str, str | None] = {}
+        self._run_dir_gone: set[str] = set()  # done jobs known only by their kept result
 
     def refresh(self) -> list[Job]:
-        """Mark jobs whose run directory has a summary.json as done; return the others, in suite order."""
+        """Mark jobs whose run directory has a summary.json, or whose result is kept in the suite's folder, as
+        done; return the others, in suite order."""
         todo = []
+        self._run_dir_gone.clear()
         for job in self.jobs.values():
             rec = self.state.get(job.id)
             done = finished_run_dir(self.runs_root / job.id)
             if done is not None:
                 rec.status, rec.run_dir, rec.error = DONE, f"{job.id}/{done.name}", None
+            elif kept_result(self.suite_dir, job.id) is not None:
+                rec.status, rec.error = DONE, None
+                self._run_dir_gone.add(job.id)
             else:  # never run, failed before, deleted, or running when an earlier bench was killed
                 rec.status = PENDING
                 todo.append(job)
@@ -199,11 +206,17 @@ class Runner:
             while todo or running:
                 for job in list(todo):
                     deps = [self.state.get(d) for d in job.deps]
-                    if any(d.status == FAILED for d in deps):
+                    gone = [d for d in job.deps if d in self._run_dir_gone]
+                    if any(d.status == FAILED for d in deps) or gone:
                         todo.remove(job)
-                        failed_dep = next(d.id for d in deps if d.status == FAILED)
                         rec = self.state.get(job.id)
-                        rec.status, rec.error = FAILED, f"not run: the job it needs ({failed_dep}) failed"
+                        if gone:  # it needs the files in that run directory, not only the result
+                            rec.status, rec.error = FAILED, (
+                                f"not run: the run directory of the job it needs ({gone[0]}) is gone; delete "
+                                f"{self.suite_dir / KEPT_DIR / gone[0]}.json to rerun that job")
+                        else:
+                            failed_dep = next(d.id for d in deps if d.status == FAILED)
+                            rec.status, rec.error = FAILED, f"not run: the job it needs ({failed_dep}) failed"
                         finished_count += 1
                         self.echo(f"[{finished_count}/{total}] skipped {job.id}: {rec.error}")
                     elif all(d.status == DONE for d in deps):

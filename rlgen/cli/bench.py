@@ -168,13 +168,14 @@ def _select_tasks(suite: Suite, tasks: str | list[str] | None) -> list[Job]:
 
 
 def _dry_run(suite: Suite, suite_dir: Path, jobs: list[Job]) -> None:
+    from rlgen.bench.collect import kept_result
     from rlgen.bench.execute import finished_run_dir, resumable_run_dir
 
     runs = suite_dir / "runs"
     counts = {"done": 0, "resume": 0, "run": 0}
     print(f"suite {suite.name}: {len(jobs)} of its {len(suite.jobs)} jobs -> {suite_dir}")
     for job in jobs:
-        if finished_run_dir(runs / job.id):
+        if finished_run_dir(runs / job.id) or kept_result(suite_dir, job.id):
             tag = "done"
         elif resumable_run_dir(runs / job.id):
             tag = "resume"
@@ -206,7 +207,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> None:
     from rlgen.bench import provenance
     from rlgen.bench.aggregate import aggregate, aggregate_normalised
-    from rlgen.bench.collect import collect
+    from rlgen.bench.collect import collect, keep_results
     from rlgen.bench.report import Provenance, plot_curves, write_csv, write_markdown
     from rlgen.bench.runner import LocalBackend, RayBackend, Runner
     from rlgen.bench.state import FAILED, StateFile
@@ -252,7 +253,8 @@ def run(args: argparse.Namespace) -> None:
 
     state = StateFile(suite_dir / "jobs.json")
     records = [state.get(job.id) for job in suite.jobs]
-    samples = collect(suite.jobs, suite_dir / "runs", failed={r.id for r in records if r.status == FAILED})
+    keep_results(suite.jobs, suite_dir)
+    samples = collect(suite.jobs, suite_dir, failed={r.id for r in records if r.status == FAILED})
     cells = aggregate(samples)
     overall = aggregate_normalised(cells)
     write_csv(cells, suite_dir / "results.csv")
@@ -267,7 +269,7 @@ def run(args: argparse.Namespace) -> None:
                         suite_dir / "RESULTS.md", suite.warnings)
     _print_summary(cells)
     print(f"results: {suite_dir} (RESULTS.md, results.csv, {', '.join(p.name for p in plots) or 'no plots'}, "
-          "jobs.json, runs/)")
+          "jobs.json, finished/, runs/)")
     failed = [r for r in records if r.status == "failed"]
     if failed:
         print(f"rlgen bench: {len(failed)} of {len(records)} jobs failed; see the 'Failed jobs' section of {md} "

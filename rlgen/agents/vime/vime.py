@@ -5,7 +5,8 @@ Each rollout, in the order of the original ``openai/vime`` (``algos/batch_polopt
 1. the information gain of every transition under the current BNN posterior (one batched call, no loop), or
    with ``kl_chunk`` that of chunks of consecutive transitions, as the original code;
 2. its median joins the last ``median_window`` batch medians, and the gains are divided by their mean
-   (``use_kl_ratio_q``), so ``eta`` does not depend on the env's scale;
+   (``use_kl_ratio_q``), so ``eta`` does not depend on the env's scale; rlgen then caps them at
+   ``max_normalised_gain`` (100; the paper has no cap);
 3. ``r = r_ext + eta * IG_normalised`` (no bonus before the BNN has been fitted once: the original skips the
    first iteration);
 4. the transitions join the replay pool and the BNN is fitted on the pool.
