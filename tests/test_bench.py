@@ -519,6 +519,39 @@ def test_a_job_whose_dependency_is_kept_only_as_a_result_is_not_run(tmp_path):
     assert "run directory of the job it needs" in state.get(gail.id).error and expert.id in state.get(gail.id).error
 
 
+def test_the_runner_keeps_a_jobs_result_as_soon_as_it_finishes(tmp_path):
+    """Not only when the bench ends: a bench stopped midway (a session's end) keeps what had finished."""
+    import concurrent.futures as cf
+
+    from rlgen.bench.collect import kept_result
+    from rlgen.bench.execute import AttemptResult
+
+    suite = expand({"name": "k", "metric": "score", "curve": "loss",
+                    "cells": [{"command": "trpo", "env": ["A"], "seeds": 1}]})
+    (job,) = suite.jobs
+
+    class WritesARunDirectory:
+        def submit(self, job_id, argv, runs_root, *args):
+            run = runs_root / job_id / "trpo-A-s0"
+            run.mkdir(parents=True)
+            (run / "config.json").write_text("{}")
+            (run / "summary.json").write_text(json.dumps({"score": 3.5}))
+            (run / "progress.csv").write_text("step,loss\n1,0.5\n2,0.25\n")
+            future = cf.Future()
+            future.set_result(None)
+            return future
+
+        def finish(self, job_id, future, runs_root):
+            return AttemptResult(job_id, 0, 1.0, True, f"{job_id}/trpo-A-s0", None, "", None, "h", "cpu", 0.0)
+
+        def close(self):
+            pass
+
+    Runner([job], tmp_path, WritesARunDirectory(), echo=lambda message: None).run()  # the Runner alone
+    kept = kept_result(tmp_path, job.id)
+    assert kept["summary"] == {"score": 3.5} and kept["curves"] == {"loss": [[1.0, 2.0], [0.5, 0.25]]}
+
+
 def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):
     path = tmp_path / "jobs.json"
     first, second = StateFile(path), StateFile(path)  # both read the file before either writes

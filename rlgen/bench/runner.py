@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlgen.bench.collect import KEPT_DIR, kept_result
+from rlgen.bench.collect import KEPT_DIR, keep_results, kept_result
 from rlgen.bench.execute import (
     AttemptResult,
     finished_run_dir,
@@ -232,6 +232,7 @@ class Runner:
                     attempts[job.id] = attempts.get(job.id, 0) + 1
                     rec = self._record(job, result)
                     if result.finished:
+                        keep_results([job], self.suite_dir)  # at once: a stopped bench's runs/ may not survive
                         finished_count += 1
                         self.echo(f"[{finished_count}/{total}] done {job.id} ({result.wall_s:.0f} s"
                                   f"{', resumed' if result.resumed_from else ''})")
