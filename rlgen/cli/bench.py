@@ -113,6 +113,10 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
     elif args.suite:
         path = find_suite(args.suite)
         raw = read_suite_file(path)
+        ran = _suite_dir(opts["out"], str(raw.get("name")), float(opts["budget_scale"])) / "suite.json"
+        if opts["report_only"] and opts["seeds"] is None and ran.is_file():
+            # remake the tables of the folder as its jobs ran (e.g. a folder of extra seeds), not of the suite's seeds
+            opts["seeds"] = (json.loads(ran.read_text()).get("options") or {}).get("seeds")
     else:
         raise UserError("no SUITE given; name one (see --list) or pass --resume SUITE_DIR")
     seeds = opts["seeds"]
@@ -126,11 +130,13 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
     extra = {"device": opts["device"]} if opts.get("device") else None
     suite = expand(raw, path, seeds, float(opts["budget_scale"]), extra)
     scale = float(opts["budget_scale"])
-    if saved:
-        suite_dir = Path(opts["resume"])
-    else:
-        suite_dir = Path(opts["out"]) / (suite.name + ("" if scale == 1 else f"-x{scale:g}"))
+    suite_dir = Path(opts["resume"]) if saved else _suite_dir(opts["out"], suite.name, scale)
     return suite, suite_dir
+
+
+def _suite_dir(out: str | Path, name: str, budget_scale: float) -> Path:
+    """Where a suite's results go: ``<out>/<name>``, or ``<out>/<name>-x<F>`` for a ``--budget-scale`` run."""
+    return Path(out) / (name + ("" if budget_scale == 1 else f"-x{budget_scale:g}"))
 
 
 def _list_suites() -> None:
