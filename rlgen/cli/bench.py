@@ -12,6 +12,7 @@ Results go to ``<out>/<suite>/``: ``results.csv``, ``RESULTS.md``, ``curves*.png
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -113,10 +114,11 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
     elif args.suite:
         path = find_suite(args.suite)
         raw = read_suite_file(path)
-        ran = _suite_dir(opts["out"], str(raw.get("name")), float(opts["budget_scale"])) / "suite.json"
-        if opts["report_only"] and opts["seeds"] is None and ran.is_file():
+        if opts["report_only"] and opts["seeds"] is None:
             # remake the tables of the folder as its jobs ran (e.g. a folder of extra seeds), not of the suite's seeds
-            opts["seeds"] = (json.loads(ran.read_text()).get("options") or {}).get("seeds")
+            ran = _suite_dir(opts["out"], str(raw.get("name")), float(opts["budget_scale"])) / "suite.json"
+            with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
+                opts["seeds"] = (json.loads(ran.read_text()).get("options") or {}).get("seeds")
     else:
         raise UserError("no SUITE given; name one (see --list) or pass --resume SUITE_DIR")
     seeds = opts["seeds"]
