@@ -553,8 +553,8 @@ def test_the_runner_keeps_a_jobs_result_as_soon_as_it_finishes(tmp_path):
 
 
 def test_report_only_remakes_a_folders_tables_with_the_seeds_its_jobs_ran(tmp_path, capsys):
-    """`--report-only --out X` on a folder of extra seeds (5-9) tables those seeds, not the suite's default 0-4;
-    the kept results alone are enough (no runs/)."""
+    """`--report-only --out X` on a folder of extra seeds (5-9) tables the seeds its jobs ran (from jobs.json, all
+    the parts it ran in), not the suite's default 0-4; the kept results alone are enough (no runs/)."""
     from rlgen.bench.collect import KEPT_DIR
 
     data = {"name": "tiny", "description": "d", "metric": "score",
@@ -563,14 +563,19 @@ def test_report_only_remakes_a_folders_tables_with_the_seeds_its_jobs_ran(tmp_pa
     suite_file.write_text(yaml.safe_dump(data))
     suite_dir = tmp_path / "extra" / "tiny"
     (suite_dir / KEPT_DIR).mkdir(parents=True)
-    (suite_dir / "suite.json").write_text(json.dumps({"suite": data, "options": {"seeds": [5, 6]}}))
-    for job, score in zip(expand(data, seeds=[5, 6]).jobs, (1.0, 3.0)):
+    # two parts, the last with one seed: the folder's tables are of both
+    (suite_dir / "suite.json").write_text(json.dumps({"suite": data, "options": {"seeds": [6]}}))
+    jobs = expand(data, seeds=[5, 6]).jobs
+    (suite_dir / "jobs.json").write_text(json.dumps({"jobs": {job.id: {"id": job.id, "argv": job.argv({})}
+                                                              for job in jobs}}))
+    for job, score in zip(jobs, (1.0, 3.0)):
         (suite_dir / KEPT_DIR / f"{job.id}.json").write_text(json.dumps({"summary": {"score": score}}))
     assert main(["bench", str(suite_file), "--out", str(tmp_path / "extra"), "--report-only"]) == 0
     assert "score: 2 ± 1.41" in capsys.readouterr().out
     with open(suite_dir / "results.csv", newline="") as f:
         (row,) = csv.DictReader(f)
     assert row["seeds"] == "2" and row["scores"] == "5:1;6:3"
+    assert json.loads((suite_dir / "suite.json").read_text())["options"] == {"seeds": [6]}  # how the jobs ran
 
 
 def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):

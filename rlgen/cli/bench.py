@@ -115,10 +115,8 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
         path = find_suite(args.suite)
         raw = read_suite_file(path)
         if opts["report_only"] and opts["seeds"] is None:
-            # remake the tables of the folder as its jobs ran (e.g. a folder of extra seeds), not of the suite's seeds
-            ran = _suite_dir(opts["out"], str(raw.get("name")), float(opts["budget_scale"])) / "suite.json"
-            with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
-                opts["seeds"] = (json.loads(ran.read_text()).get("options") or {}).get("seeds")
+            # the tables of the jobs that ran in the folder (e.g. a folder of extra seeds), not of the suite's seeds
+            opts["seeds"] = _seeds_that_ran(_suite_dir(opts["out"], str(raw.get("name")), float(opts["budget_scale"])))
     else:
         raise UserError("no SUITE given; name one (see --list) or pass --resume SUITE_DIR")
     seeds = opts["seeds"]
@@ -134,6 +132,17 @@ def _load(args: argparse.Namespace, opts: dict[str, Any]) -> tuple[Suite, Path]:
     scale = float(opts["budget_scale"])
     suite_dir = Path(opts["resume"]) if saved else _suite_dir(opts["out"], suite.name, scale)
     return suite, suite_dir
+
+
+def _seeds_that_ran(suite_dir: Path) -> list[int] | None:
+    """The seeds of the jobs in a suite folder's ``jobs.json`` (all the parts a suite ran in), or ``None``."""
+    from rlgen.bench.state import StateFile
+
+    seeds = set()
+    for record in StateFile(suite_dir / "jobs.json").records.values():
+        with contextlib.suppress(ValueError, IndexError, TypeError, AttributeError):  # a job never launched: no argv
+            seeds.add(int(record.argv[record.argv.index("--seed") + 1]))
+    return sorted(seeds) or None
 
 
 def _suite_dir(out: str | Path, name: str, budget_scale: float) -> Path:
@@ -250,9 +259,10 @@ def run(args: argparse.Namespace) -> None:
         else:
             backend = LocalBackend(int(opts["jobs"] or provenance.cores()))
         last_run = {"command": command, "backend": backend.description, "date": provenance.utc_now()}
-    atomic_write_json(saved_path, {
-        "suite": suite.raw, "source": str(suite.path) if suite.path else None, "last_run": last_run,
-        "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
+    if backend is not None or not saved_path.is_file():  # a report leaves the record of how the jobs ran alone
+        atomic_write_json(saved_path, {
+            "suite": suite.raw, "source": str(suite.path) if suite.path else None, "last_run": last_run,
+            "options": {"seeds": opts["seeds"], "budget_scale": opts["budget_scale"], "device": opts["device"]}})
     if backend is not None:
         log.info("suite %s: %d jobs on the %s; results in %s", suite.name, len(selected), backend.description,
                  suite_dir)
