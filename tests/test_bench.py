@@ -490,7 +490,7 @@ def test_unfinished_jobs_are_failed_only_when_their_attempt_failed(tmp_path):
     suite_file.write_text("name: s\ncells:\n  - command: trpo\n    env: CartPole-v1\n    args: {steps: 100}\n"
                           "    seeds: 2\n")
     jobs = load_suite(str(suite_file)).jobs
-    (cell,) = aggregate(collect(jobs, tmp_path, failed={jobs[0].id}))
+    (cell,) = aggregate(collect(jobs, {}, failed={jobs[0].id}))
     assert (cell.n_failed, cell.n_not_run, cell.score.n) == (1, 1, 0)
 
 

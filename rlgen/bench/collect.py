@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +88,19 @@ def kept_result(suite_dir: Path, job_id: str) -> dict[str, Any] | None:
     return result if isinstance(result, dict) and isinstance(result.get("summary"), dict) else None
 
 
-def keep_results(jobs: Sequence[Job], suite_dir: Path) -> None:
-    """Keep the result of every job with a finished run directory in ``<suite_dir>/finished/<job id>.json``."""
+def keep_results(jobs: Sequence[Job], suite_dir: Path) -> dict[str, dict[str, Any]]:
+    """Keep the result of every job with a finished run directory in ``<suite_dir>/finished/<job id>.json``, and
+    return every finished job's result by job id: from its run directory, or where that is gone, the kept copy."""
+    results = {}
     for job in jobs:
         run_dir = finished_run_dir(Path(suite_dir) / "runs" / job.id)
-        result = run_result(job, run_dir) if run_dir is not None else None
-        if result is not None and result != kept_result(suite_dir, job.id):
+        kept = kept_result(suite_dir, job.id)
+        result = run_result(job, run_dir) if run_dir is not None else kept
+        if run_dir is not None and result is not None and result != kept:
             atomic_write_json(Path(suite_dir) / KEPT_DIR / f"{job.id}.json", result)
-
-
-def finished_result(job: Job, suite_dir: Path) -> dict[str, Any] | None:
-    """A finished job's result: from its run directory, or where that is gone, the kept copy."""
-    run_dir = finished_run_dir(Path(suite_dir) / "runs" / job.id)
-    if run_dir is not None:
-        return run_result(job, run_dir)
-    return kept_result(suite_dir, job.id)
+        if result is not None:
+            results[job.id] = result
+    return results
 
 
 def _curve(result: dict[str, Any], column: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -119,16 +117,16 @@ def metric_value(job: Job, result: dict[str, Any]) -> float | None:
     return _number(result["summary"].get(job.metric))
 
 
-def collect(jobs: Sequence[Job], suite_dir: Path, failed: Collection[str] = ()) -> list[Sample]:
-    """One sample per job (see :func:`finished_result`); unfinished jobs are ``finished=False``, and ``failed``
-    when their id is in ``failed`` (from ``jobs.json``), else not run yet."""
+def collect(jobs: Sequence[Job], results: Mapping[str, dict[str, Any]], failed: Collection[str] = ()) -> list[Sample]:
+    """One sample per job, from the finished jobs' ``results`` (:func:`keep_results`); unfinished jobs are
+    ``finished=False``, and ``failed`` when their id is in ``failed`` (from ``jobs.json``), else not run yet."""
     samples = []
     for job in jobs:
         sample = Sample(label=job.label, task=job.task_name, params=tuple(job.params.items()), seed=job.seed,
                         metric=job.metric, finished=False, failed=job.id in failed, curve_key=job.curve,
                         normalize=job.normalize,
                         higher_is_better=job.higher_is_better, sparse=job.sparse)
-        result = finished_result(job, suite_dir)
+        result = results.get(job.id)
         if result is not None:
             summary = result["summary"]
             sample.finished, sample.failed = True, False

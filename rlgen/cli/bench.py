@@ -271,8 +271,8 @@ def run(args: argparse.Namespace) -> None:
 
     state = StateFile(suite_dir / "jobs.json")
     records = [state.get(job.id) for job in suite.jobs]
-    keep_results(suite.jobs, suite_dir)
-    samples = collect(suite.jobs, suite_dir, failed={r.id for r in records if r.status == FAILED})
+    samples = collect(suite.jobs, keep_results(suite.jobs, suite_dir),
+                      failed={r.id for r in records if r.status == FAILED})
     cells = aggregate(samples)
     overall = aggregate_normalised(cells)
     write_csv(cells, suite_dir / "results.csv")
