@@ -16,6 +16,12 @@ runs. Every table is printed with the command, the commit, the device and the da
     # training images/s of gan, ssgan and infogan (one epoch each, or --limit-images)
     python benchmarks/vision_gan.py speed --data-dir /work/shared/data/mnist --dataset mnist_partial.npz --epochs 1
 
+``--from-runs RUN...`` tables finished runs instead of starting new ones, and ``--with-rows RESULT_JSON`` adds the
+rows of an earlier result file for the seeds not run again (run directories are git-ignored; the JSON is committed):
+
+    python benchmarks/vision_gan.py infogan --dataset mnist_partial.npz --from-runs RUN1 RUN2 \
+        --with-rows benchmarks/results/vision-gan/infogan-mnist_partial.json
+
 Any flag after ``--`` goes to the rlgen command unchanged (e.g. ``-- --feature-matching``). ``--epochs`` and
 ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
 """
@@ -155,6 +161,30 @@ def bench_speed(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     return {"benchmark": "speed", "title": f"training images/s on {args.dataset}", "rows": rows}
 
 
+def read_earlier(path: str, name: str) -> dict[str, Any]:
+    """The earlier result file ``path`` of benchmark ``name`` (a JSON this script wrote), for ``--with-rows``."""
+    if name not in TARGETS:
+        raise UserError(f"--with-rows goes with one of {', '.join(TARGETS)}, not {name!r}")
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--with-rows {path}: cannot read it as a result file ({exc}); name a JSON under "
+                        f"{RESULTS}") from exc
+    if earlier.get("benchmark") != name:
+        raise UserError(f"--with-rows {path} holds {earlier.get('benchmark')!r} results, not {name!r}")
+    return earlier
+
+
+def with_earlier_rows(rows: list[dict[str, Any]], earlier: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` plus the rows of the ``earlier`` result whose seeds were not run again, sorted by seed. Run
+    directories are git-ignored and may be gone, so a table of more seeds grows from the committed file; each
+    earlier row keeps the commit and date it was reported at."""
+    seeds = {r["seed"] for r in rows}
+    kept = [dict(r, reported=r.get("reported") or f"{earlier.get('commit')}, {earlier.get('date')}")
+            for r in earlier.get("rows", []) if r.get("seed") not in seeds]
+    return sorted(rows + kept, key=lambda r: r["seed"])
+
+
 def target(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     key, limit = TARGETS[name]
     values = [r[key] for r in rows if r.get(key) is not None]
@@ -172,11 +202,11 @@ def markdown(result: dict[str, Any]) -> str:
     provenance = f"commit: {result['commit']} | device: {result['device']} | date: {result['date']}"
     lines = [f"## {result['benchmark']}: {result['title']}", "", f"command: `{result['command']}`  ", provenance, ""]
     rows = result["rows"]
-    keys = [k for k in rows[0] if k not in ("run", "traversals")] if rows else []
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("run", "traversals")]
     lines.append("| " + " | ".join(keys) + " |")
     lines.append("|" + "---|" * len(keys))
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
     if "target" in result:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[result["target_met"]]
         mean = f" (mean {result['mean']:.4f} +- {result['std']:.4f} over {len(rows)} run(s))" if "mean" in result else ""
@@ -216,6 +246,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--device", default="auto")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN_DIR",
                    help="report these finished runs instead of starting new ones")
+    p.add_argument("--with-rows", default=None, metavar="RESULT_JSON",
+                   help="also table the rows of this earlier result file of the same benchmark whose seeds were "
+                        "not run again (their run directories may be gone)")
     p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
     return p.parse_args(argv), extra
@@ -229,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         started = time.time()
         try:
+            earlier = read_earlier(args.with_rows, name) if args.with_rows else None
             result = BENCHMARKS[name](args, extra)
+            if earlier is not None:
+                result["rows"] = with_earlier_rows(result["rows"], earlier)
+                result.update(target(name, result["rows"]))
         except UserError as exc:
             print(f"vision_gan {name}: error: {exc}", file=sys.stderr)
             return 2

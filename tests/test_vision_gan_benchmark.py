@@ -1,0 +1,63 @@
+"""benchmarks/vision_gan.py: a table of more seeds grows from the committed result file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_gan.py"
+
+
+@pytest.fixture(scope="module")
+def vision_gan():
+    spec = importlib.util.spec_from_file_location("vision_gan_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def finished_infogan_run(path: Path, seed: int, error: float) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"command": "infogan", "seed": seed}))
+    (path / "summary.json").write_text(json.dumps({"epochs": 40, "test_images": 10000, "categorical_error": error,
+                                                   "wall_clock_s": 10.0}))
+    (path / "progress.csv").write_text("time/images_per_s\n200\n")
+    return path
+
+
+def test_with_rows_tables_the_earlier_seeds_that_were_not_run_again(vision_gan, tmp_path):
+    earlier = {"benchmark": "infogan", "commit": "abc1234", "date": "2026-11-21 21:13 UTC",
+               "rows": [{"seed": 0, "categorical_error": 0.06, "run": "gone/s0"},
+                        {"seed": 1, "categorical_error": 0.50, "run": "gone/s1"}]}
+    earlier_path = tmp_path / "earlier.json"
+    earlier_path.write_text(json.dumps(earlier))
+    run = finished_infogan_run(tmp_path / "runs" / "s1", seed=1, error=0.04)
+    results = tmp_path / "results"
+
+    code = vision_gan.main(["infogan", "--dataset", "mnist_partial.npz", "--from-runs", str(run),
+                            "--with-rows", str(earlier_path), "--results", str(results)])
+
+    assert code == 0
+    table = json.loads((results / "infogan-mnist_partial.json").read_text())
+    assert [r["seed"] for r in table["rows"]] == [0, 1]
+    seed0, seed1 = table["rows"]
+    assert seed0["categorical_error"] == 0.06 and seed0["reported"] == "abc1234, 2026-11-21 21:13 UTC"
+    assert seed1["categorical_error"] == 0.04 and "reported" not in seed1  # the new run replaces the old row
+    assert table["mean"] == pytest.approx(0.05) and table["target_met"] is True
+
+
+def test_with_rows_of_another_benchmark_is_one_line_error(vision_gan, tmp_path, capsys):
+    wrong = tmp_path / "ssgan.json"
+    wrong.write_text(json.dumps({"benchmark": "ssgan", "rows": []}))
+    run = finished_infogan_run(tmp_path / "runs" / "s1", seed=1, error=0.04)
+
+    code = vision_gan.main(["infogan", "--from-runs", str(run), "--with-rows", str(wrong),
+                            "--results", str(tmp_path / "results")])
+
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds 'ssgan' results, not 'infogan'" in err
+    assert not (tmp_path / "results").exists()
