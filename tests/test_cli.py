@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rlgen.cli import COMMANDS, main
-from tests.cli_helpers import ENV, fails_cleanly, rlgen
+from tests.cli_helpers import ENV, fails_cleanly, rlgen, succeeds
 
 
 def test_help_lists_every_command_and_marks_unbuilt_ones(capsys):
@@ -186,3 +186,25 @@ def test_resume_rejects_corrupt_checkpoint(capsys, tmp_path):
     (run / "checkpoints" / "latest.json").write_text('{"step": 10, "model": "model_10.zip", "extras": "e.pt"}')
     (run / "checkpoints" / "model_10.zip").write_bytes(b"not a zip file")
     fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--resume", str(run), "--steps", "20"], "corrupt")
+
+
+def test_resume_on_another_device(capsys, tmp_path):
+    """A run started on a GPU (its config says cuda) goes on with ``--resume RUN --device cpu``, and says so."""
+    import torch
+
+    succeeds(capsys, ["ppo", "--env", "CartPole-v1", "--steps", "64", "--device", "cpu", "--out", str(tmp_path),
+                      "--config", str(_tiny_ppo_config(tmp_path))])
+    (run,) = tmp_path.glob("ppo-CartPole-v1-s0-*")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
+    if not torch.cuda.is_available():
+        fails_cleanly(capsys, ["ppo", "--resume", str(run), "--steps", "128"], "no CUDA device", "--device cpu")
+    succeeds(capsys, ["ppo", "--resume", str(run), "--steps", "128", "--device", "cpu"])
+    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    assert json.loads((run / "summary.json").read_text())["steps"] >= 128
+
+
+def _tiny_ppo_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("n_envs: 1\neval_episodes: 1\nalgo_kwargs: {ppo: {n_steps: 64, batch_size: 64, n_epochs: 1}}\n")
+    return cfg

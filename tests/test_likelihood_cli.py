@@ -104,6 +104,23 @@ def test_pixelcnn_resumed_run_equals_an_uninterrupted_one(tmp_path, data, capsys
     assert "PixelCNN: sampled 4 images" in capsys.readouterr().err
 
 
+def test_run_started_on_a_gpu_goes_on_with_device_cpu(tmp_path, data, capsys):
+    """The run's own device is kept on resume (a CUDA run on a machine without CUDA is a one-line error naming the
+    fix), and ``--device cpu`` moves it."""
+    assert main(["pixelcnn", "--dataset", "mnist", "--data-dir", str(data), *COMMON, *TINY_PIXEL, "--epochs", "1",
+                 "--out", str(tmp_path)]) == 0
+    run = run_dir(tmp_path, "pixelcnn-mnist-s0-*")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "device": "cuda"}))
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main(["pixelcnn", "--resume", str(run), "--epochs", "2"]) == 2
+        assert "no CUDA device is available; use --device cpu" in capsys.readouterr().err
+    assert main(["pixelcnn", "--resume", str(run), "--epochs", "2", "--device", "cpu"]) == 0
+    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    assert (run / "checkpoints" / "epoch_2.pt").is_file()
+
+
 def test_pixelrnn_run_from_before_skip_connections_resumes_as_the_model_it_trained(tmp_path, data):
     """A saved config without ``skip_connections`` (written before the option) means the model without them, not
     today's default; a new run has them."""

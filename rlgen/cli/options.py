@@ -99,18 +99,21 @@ def _task_of_run(path: Path, task_key: str) -> Any:
     return saved.get(f"{task_key}_name") or saved.get(task_key)
 
 
-BUDGET_OPTIONS = ("steps", "epochs", "stop_return")  # what a flag may change when a run is resumed
+BUDGET_OPTIONS = ("steps", "epochs", "stop_return")
+# What a flag may change when a run is resumed: its budget, and where it runs (checkpoints load on any device, so a
+# run started on a GPU can go on where there is none).
+RESUME_OPTIONS = (*BUDGET_OPTIONS, "device")
 
 
 def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
     """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
-    except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run; keys it lacks, e.g.
-    options added since it was written, come from ``cfg``)."""
+    except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run, and a new ``--device``;
+    keys it lacks, e.g. options added since it was written, come from ``cfg``)."""
     out = cfg.get("out", "runs")
     if "resume" in vars(args):
         run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
         run.config = deep_merge(cfg, run.config)
-        for key in BUDGET_OPTIONS:
+        for key in RESUME_OPTIONS:
             if key in vars(args):
                 run.config[key] = getattr(args, key)
         run.save_config()

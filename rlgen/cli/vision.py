@@ -232,12 +232,13 @@ def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str,
         return load_training_data(cfg), load_test_data(cfg) if evaluate else None
 
     cfg = resolve(args)
-    device = resolve_device(cfg["device"])
     if "resume" in vars(args):
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
         cfg = run_dir.config
+        device = resolve_device(cfg["device"])  # the run's own, unless --device moves it
         data, test = load_data(cfg)
-    else:  # load first: missing data should not leave an empty run directory behind
+    else:  # check and load first: a missing GPU or data should not leave an empty run directory behind
+        device = resolve_device(cfg["device"])
         data, test = load_data(cfg)
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
     log.info("run directory: %s", run_dir.path)
