@@ -360,7 +360,7 @@ def _summarise(model: BaseAlgorithm, cfg: dict[str, Any], tracker: ExtrinsicRewa
     ep_returns = [float(ep["r"]) for ep in model.ep_info_buffer]
     steps = int(model.num_timesteps)
     return {
-        "env": cfg["env"], "algo": cfg["algo"], "seed": cfg["seed"], "steps": steps,
+        "env": cfg["env"], "algo": cfg["algo"], "seed": cfg["seed"], "steps": steps, "device": str(model.device),
         "wall_clock_s": round(wall, 2), "env_steps_per_s": round(steps / wall, 1) if wall > 0 else None,
         "train_return_mean_last_100": float(np.mean(ep_returns)) if ep_returns else None,
         "best_episode_return": tracker.state()["best_episode_return"] if tracker.episodes else None,
