@@ -202,6 +202,9 @@ def test_resume_on_another_device(capsys, tmp_path):
     succeeds(capsys, ["ppo", "--resume", str(run), "--steps", "128", "--device", "cpu"])
     assert json.loads((run / "config.json").read_text())["device"] == "cpu"
     assert json.loads((run / "summary.json").read_text())["steps"] >= 128
+    if not torch.cuda.is_available():  # a device this machine lacks is refused before the config is rewritten
+        fails_cleanly(capsys, ["ppo", "--resume", str(run), "--steps", "192", "--device", "cuda"], "CUDA")
+        assert json.loads((run / "config.json").read_text())["device"] == "cpu"
 
 
 def _tiny_ppo_config(tmp_path: Path) -> Path:

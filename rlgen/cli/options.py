@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgen.common.config import check_known_keys, deep_merge, load_config_file
-from rlgen.common.device import DEVICE_CHOICES
+from rlgen.common.device import DEVICE_CHOICES, resolve_device
 from rlgen.common.errors import UserError
 from rlgen.common.run_dir import RunDir, saved_run_config
 
@@ -111,6 +111,8 @@ def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
     keys it lacks, e.g. options added since it was written, come from ``cfg``)."""
     out = cfg.get("out", "runs")
     if "resume" in vars(args):
+        if "device" in vars(args):
+            resolve_device(args.device)  # a --device this machine lacks fails before the run's config is rewritten
         run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
         run.config = deep_merge(cfg, run.config)
         for key in RESUME_OPTIONS:
