@@ -103,6 +103,7 @@ def test_cuda_asked_for_without_cuda(capsys, tmp_path):
         pytest.skip("this machine has CUDA")
     fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--steps", "10", "--device", "cuda", "--out",
                            str(tmp_path)], "CUDA")
+    assert not any(tmp_path.iterdir()), "a failed start left a run directory behind"
 
 
 def _steps(progress: Path) -> list[int]:

@@ -156,7 +156,6 @@ def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Any, dict[str
     from rlgen.common.device import resolve_device, set_torch_threads
     from rlgen.common.seeding import set_seed
 
-    resolve_device(cfg["device"])  # a missing CUDA fails before a run directory is made
     run_dir = open_run(args, cfg, tag=cfg["env_name"])
     device = str(resolve_device(run_dir.config["device"]))  # a resumed run's own, unless --device moves it
     log.info("run directory: %s", run_dir.path)

@@ -108,11 +108,11 @@ RESUME_OPTIONS = (*BUDGET_OPTIONS, "device")
 def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
     """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
     except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run, and a new ``--device``;
-    keys it lacks, e.g. options added since it was written, come from ``cfg``)."""
+    keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this machine lacks
+    (``cfg`` holds any ``--device`` flag) fails before a run directory is made or a run's config is rewritten."""
+    resolve_device(cfg["device"])
     out = cfg.get("out", "runs")
     if "resume" in vars(args):
-        if "device" in vars(args):
-            resolve_device(args.device)  # a --device this machine lacks fails before the run's config is rewritten
         run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
         run.config = deep_merge(cfg, run.config)
         for key in RESUME_OPTIONS:

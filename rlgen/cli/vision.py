@@ -235,12 +235,11 @@ def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str,
     if "resume" in vars(args):
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
         cfg = run_dir.config
-        device = resolve_device(cfg["device"])  # the run's own, unless --device moves it
         data, test = load_data(cfg)
-    else:  # check and load first: a missing GPU or data should not leave an empty run directory behind
-        device = resolve_device(cfg["device"])
+    else:  # load first: missing data should not leave an empty run directory behind
         data, test = load_data(cfg)
         run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
+    device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
     log.info("run directory: %s", run_dir.path)
     log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
              f", {len(test)} test images" if test is not None else "", device)
