@@ -121,6 +121,18 @@ def test_run_started_on_a_gpu_goes_on_with_device_cpu(tmp_path, data, capsys):
     assert (run / "checkpoints" / "epoch_2.pt").is_file()
 
 
+def test_max_minutes_ends_a_process_early_and_resume_can_change_it(tmp_path, data, capsys):
+    assert main(["pixelcnn", "--dataset", "mnist", "--data-dir", str(data), *COMMON, *TINY_PIXEL, "--epochs", "3",
+                 "--max-minutes", "1e-9", "--out", str(tmp_path)]) == 0
+    run = run_dir(tmp_path, "pixelcnn-mnist-s0-*")
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 1
+    assert "--max-minutes 1e-09 reached after epoch 1 of 3; go on with --resume" in capsys.readouterr().err
+    assert main(["pixelcnn", "--resume", str(run), "--max-minutes", "60"]) == 0
+    assert json.loads((run / "config.json").read_text())["max_minutes"] == 60
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["epochs"], summary["finished"]) == (3, True)
+
+
 def test_pixelrnn_run_from_before_skip_connections_resumes_as_the_model_it_trained(tmp_path, data):
     """A saved config without ``skip_connections`` (written before the option) means the model without them, not
     today's default; a new run has them."""
@@ -191,6 +203,7 @@ def test_bad_options_are_clean_errors(tmp_path, data, capsys):
 
     fails(["pixelrnn", "--variant", "gru"], "--variant")
     fails(["vae", "--iaf-steps", "-1"], "--iaf-steps")
+    fails(["pixelcnn", "--max-minutes", "0"], "--max-minutes", "must be > 0")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "rgb.npz", x=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
     fails(["pixelcnn", "--dataset", str(tmp_path / "rgb.npz"), "--hidden", "4", "--no-evaluate", "--out",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -261,6 +262,33 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     assert summary["steps"] == 12 and summary["epochs"] == 3
     torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
     assert sorted(p.name for p in (run.path / "checkpoints").glob("*.pt")) == ["epoch_2.pt", "epoch_3.pt"]
+
+
+def test_max_minutes_stops_after_an_epoch_and_a_resumed_run_goes_on_to_the_same_result(tmp_path):
+    """A process past ``max_minutes`` stops at the end of an epoch, with its checkpoint, samples and summary
+    written; each resumed process gets the budget afresh, and without one the run ends where an uninterrupted run
+    does."""
+    rng = np.random.default_rng(0)
+    data = ImageDataset("noise", rng.integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
+    cfg = TrainerConfig(epochs=3, batch_size=16, lr=0.05, log_every=0, n_samples=4, sample_every=5,
+                        binarize="dynamic")
+    torch.manual_seed(0)
+    straight = PixelBernoulli((1, 28, 28))
+    Trainer(straight, RunDir.create(tmp_path / "a", "test", "noise", 0, {"command": "test"}), data, cfg).fit()
+
+    torch.manual_seed(0)
+    run = RunDir.create(tmp_path / "b", "test", "noise", 0, {"command": "test"})
+    timed = dataclasses.replace(cfg, max_minutes=1e-9)  # past it after any epoch
+    summary = Trainer(PixelBernoulli((1, 28, 28)), run, data, timed).fit()
+    assert (summary["epochs"], summary["steps"], summary["finished"]) == (1, 4, False)
+    assert (run.path / "checkpoints" / "epoch_1.pt").is_file()
+    assert (run.path / "samples" / "epoch_0001.png").is_file()  # the last epoch of a process gets its grid
+    summary = Trainer(PixelBernoulli((1, 28, 28)), RunDir(run.path, run.config, resumed=True), data, timed).fit()
+    assert (summary["epochs"], summary["finished"]) == (2, False)
+    resumed = PixelBernoulli((1, 28, 28))
+    summary = Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, cfg).fit()
+    assert (summary["epochs"], summary["steps"], summary["finished"]) == (3, 12, True)
+    torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
 
 
 class InterruptedEvaluation(PixelBernoulli):

@@ -36,6 +36,13 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     try:
         value = float(text)
@@ -100,16 +107,17 @@ def _task_of_run(path: Path, task_key: str) -> Any:
 
 
 BUDGET_OPTIONS = ("steps", "epochs", "stop_return")
-# What a flag may change when a run is resumed: its budget, and where it runs (checkpoints load on any device, so a
-# run started on a GPU can go on where there is none).
-RESUME_OPTIONS = (*BUDGET_OPTIONS, "device")
+# What a flag may change when a run is resumed: its budget, the wall-clock budget of the resuming process, and where
+# it runs (checkpoints load on any device, so a run started on a GPU can go on where there is none).
+RESUME_OPTIONS = (*BUDGET_OPTIONS, "max_minutes", "device")
 
 
 def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
     """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
-    except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run, and a new ``--device``;
-    keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this machine lacks
-    (``cfg`` holds any ``--device`` flag) fails before a run directory is made or a run's config is rewritten."""
+    except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run, a new ``--max-minutes``
+    and a new ``--device``; keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this
+    machine lacks (``cfg`` holds any ``--device`` flag) fails before a run directory is made or a run's config is
+    rewritten."""
     resolve_device(cfg["device"])
     out = cfg.get("out", "runs")
     if "resume" in vars(args):

@@ -21,6 +21,7 @@ from rlgen.cli.options import (
     nonnegative_float,
     nonnegative_int,
     open_run,
+    positive_float,
     positive_int,
     resolve_config,
 )
@@ -73,6 +74,9 @@ def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
                    help=f"images per grid (default {defaults['n_samples']})")
     g.add_argument("--log-every", dest="log_every", type=positive_int, default=S, metavar="STEPS",
                    help=f"training steps between log lines (default {defaults['log_every']})")
+    g.add_argument("--max-minutes", dest="max_minutes", type=positive_float, default=S, metavar="MINUTES",
+                   help="wall-clock budget of this process: stop after the first epoch that ends past it, with the "
+                   "run's checkpoint and summary written (--resume goes on; default: none)")
 
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:

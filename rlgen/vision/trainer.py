@@ -148,6 +148,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     binarize: str | None = None  # "dynamic" re-binarises each batch ("static" is done by the dataset loader)
     seed: int = 0
+    max_minutes: float | None = None  # this process stops after the first epoch that ends past this (resume goes on)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainerConfig:
@@ -281,6 +282,10 @@ class Trainer:
     def _since_start(self) -> float:
         return time.time() - self._start
 
+    def _out_of_time(self) -> bool:
+        """This process has trained (and evaluated) for ``max_minutes``: a wall-clock budget, e.g. a cluster job's."""
+        return self.cfg.max_minutes is not None and self._since_start() >= 60 * self.cfg.max_minutes
+
     @contextlib.contextmanager
     def _fixed_seed(self, seed: int) -> Iterator[None]:
         """Fixed noise for the sample grids, without disturbing the training RNG stream."""
@@ -366,11 +371,16 @@ class Trainer:
                     self.logger.record(f"eval/{k}", v)
                 self.logger.record("time/epoch", finished)
                 self.logger.record("time/epoch_seconds", time.time() - epoch_start)
-                if finished % max(1, self.cfg.sample_every) == 0 or finished == self.cfg.epochs:
+                out_of_time = self._out_of_time()
+                if finished % max(1, self.cfg.sample_every) == 0 or finished == self.cfg.epochs or out_of_time:
                     self.save_samples(finished)
                 self.logger.dump(self.step)
                 self.epoch = finished
                 self.save_checkpoint()
+                if out_of_time and self.epoch < self.cfg.epochs:
+                    log.info("--max-minutes %g reached after epoch %d of %d; go on with --resume %s",
+                             self.cfg.max_minutes, self.epoch, self.cfg.epochs, self.run.path)
+                    break
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the batches trained so far
             with signals_held():  # a second signal must not cut this checkpoint short
                 path = self.save_checkpoint()
@@ -384,7 +394,7 @@ class Trainer:
         if images_per_s is None and summary_path.is_file():  # resumed with nothing left to train: keep the figure
             images_per_s = load_json(summary_path, what="run summary").get("images_per_s")
         summary = {"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
-                   "images_per_s": images_per_s,
+                   "images_per_s": images_per_s, "finished": self.epoch >= self.cfg.epochs,
                    "device": str(self.device), "checkpoint": self._checkpoints()[-1][1].name if self._checkpoints() else None}
         atomic_write_json(summary_path, summary)
         return summary
