@@ -368,6 +368,8 @@ def main() -> None:
     parser.add_argument("--speed-batch", type=int, default=32)
     parser.add_argument("--speed-steps", type=int, default=3, help="training steps per timed round")
     parser.add_argument("--speed-rounds", type=int, default=3, help="alternating timed rounds (the best counts)")
+    parser.add_argument("--speed-devices", default="cpu,cuda",
+                        help="comma-separated devices of the speed table (cuda only where there is one)")
     parser.add_argument("--iw-chunks", default="",
                         help="comma-separated chunk sizes (images): also time the VAEs' log p(x) with each on the CPU")
     parser.add_argument("--tiny", action="store_true", help="much smaller models (a smoke run of this script)")
@@ -386,6 +388,8 @@ def main() -> None:
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")
+    if not set(args.speed_devices.split(",")) <= {"cpu", "cuda"}:
+        parser.error(f"--speed-devices takes cpu and/or cuda, got {args.speed_devices!r}")
     from_runs = [Path(r.strip()) for r in args.from_runs.split(",") if r.strip()]
     missing = [str(r) for r in from_runs if not (r / "checkpoints" / "latest.json").is_file()]
     if missing:
@@ -399,7 +403,8 @@ def main() -> None:
     speed_rows: list[dict[str, Any]] = []
     if not args.skip_speed:
         print("speed (images/s, ours vs the straightforward twin, same parameters, same process):", flush=True)
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        devices = [d for d in ("cpu", "cuda") if d in args.speed_devices.split(",")
+                   and (d == "cpu" or torch.cuda.is_available())]
         speed_rows = speed(models, devices, args.speed_batch, args.speed_steps, args.speed_rounds, args.iw_samples,
                            args.tiny)
 

@@ -611,3 +611,12 @@ def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path):
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "-dirty"
+
+
+def test_commit_of_a_copy_without_git_comes_from_rlgen_commit(tmp_path, monkeypatch):
+    from rlgen.bench.provenance import git_commit
+
+    monkeypatch.delenv("RLGEN_COMMIT", raising=False)
+    assert git_commit(tmp_path) == "unknown (not a git checkout)"
+    monkeypatch.setenv("RLGEN_COMMIT", "abc1234")
+    assert git_commit(tmp_path) == "abc1234 (from RLGEN_COMMIT; not a git checkout)"

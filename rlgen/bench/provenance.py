@@ -25,11 +25,13 @@ RESULTS_DIR = "benchmarks/results"  # what benchmarks write: changes there do no
 
 def git_commit(cwd: Path | None = None) -> str:
     """``git rev-parse --short HEAD``, with ``-dirty`` when tracked files outside ``benchmarks/results/`` have
-    uncommitted changes (a running benchmark rewrites its own results files; they are not code)."""
+    uncommitted changes (a running benchmark rewrites its own results files; they are not code). A copy of the tree
+    without ``.git`` (a machine the code was shipped to) reports ``$RLGEN_COMMIT``, which the sender sets."""
     cwd = cwd or Path(__file__).resolve().parents[2]
     commit = _git("rev-parse", "--short", "HEAD", cwd=cwd)
     if commit is None:
-        return "unknown (not a git checkout)"
+        given = os.environ.get("RLGEN_COMMIT")
+        return f"{given} (from RLGEN_COMMIT; not a git checkout)" if given else "unknown (not a git checkout)"
     dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS_DIR}", cwd=cwd)
     return commit + ("-dirty" if dirty else "")
 
