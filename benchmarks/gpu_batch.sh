@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The image work that wants a GPU, as one batch sized for a short loan of one (about 9 minutes on an H100 with the
-# defaults below). Run it from the repository root:
+# defaults below, an estimate). Run it from the repository root:
 #
 #   bash benchmarks/gpu_batch.sh MNIST_DIR OUT_DIR
 #
@@ -10,11 +10,15 @@
 #   2. the GPU speed tables: vision_gan.py speed (one epoch of each GAN) and vision_likelihood.py's models against
 #      their straightforward twins;
 #   3. side by side on the one GPU, each process stopped by --max-minutes TRAIN_MINUTES after the epoch that passes
-#      it: ssgan at its configured 300 epochs (one run per seed in SSGAN_SEEDS) and infogan at 40 (INFOGAN_SEEDS);
-#   4. their tables (vision_gan.py --from-runs) and runs.tgz, the run directories without their checkpoints.
+#      it: ssgan at its configured 300 epochs (one run per seed in SSGAN_SEEDS), infogan at 40 (INFOGAN_SEEDS), and
+#      PixelCNN, the Diagonal BiLSTM and VAE + IAF on dynamically binarised MNIST (issue #6's nats targets);
+#   4. their tables (vision_gan.py --from-runs; vision_likelihood.py --from-runs on the 10,000 test images, the
+#      VAE's log p(x) with k = IW_SAMPLES) and runs.tgz, the run directories without their checkpoints
+#      and TensorBoard files.
 # OUT_DIR gets at most eight files: batch.log, test_gpu.log, the JSON tables and runs.tgz. Where the tree has no .git,
 # set RLGEN_COMMIT to the commit it was copied from: the tables and runs record it. SMOKE=1 DEVICE=cpu checks this
-# script on a CPU in a few minutes (1,024 training images, tiny likelihood models, TRAIN_MINUTES=0.05 suits it).
+# script on a CPU in a few minutes (1,024 training images, tiny likelihood models, TRAIN_MINUTES=0.05 suits it,
+# with IW_SAMPLES=2).
 set -uo pipefail
 
 if [ $# -ne 2 ]; then
@@ -24,18 +28,25 @@ fi
 MNIST_DIR=$1
 OUT_DIR=$2
 PYTHON=${PYTHON:-python3}
-TRAIN_MINUTES=${TRAIN_MINUTES:-5}
+TRAIN_MINUTES=${TRAIN_MINUTES:-4}
 SSGAN_SEEDS=${SSGAN_SEEDS:-"0 1 2"}
 INFOGAN_SEEDS=${INFOGAN_SEEDS:-"3 4 5"}
+IW_SAMPLES=${IW_SAMPLES:-1000}
 DEVICE=${DEVICE:-cuda}
-limit=() tiny=()
-if [ "${SMOKE:-0}" = 1 ]; then limit=(--limit-images 1024) tiny=(--tiny --speed-rounds 1); fi
+limit=() tiny=() no_eval=() eval_images=10000
+if [ "${SMOKE:-0}" = 1 ]; then
+    limit=(--limit-images 1024) tiny=(--tiny --speed-rounds 1) no_eval=(--no-evaluate --n-samples 4) eval_images=200
+fi
+# An epoch that ends long after --max-minutes (a slow model's) is cut by SIGTERM 90 s later: the run checkpoints
+# where it is, and the likelihood table evaluates that checkpoint.
+hard_limit=$(awk "BEGIN { print int($TRAIN_MINUTES * 60 + 90) }")
 if [ ! -f "$MNIST_DIR/mnist_partial.npz" ]; then
     echo "gpu_batch.sh: no $MNIST_DIR/mnist_partial.npz; pass the folder that holds it" >&2
     exit 2
 fi
 mkdir -p "$OUT_DIR"
 RUNS=$(mktemp -d)  # the run directories: large checkpoints, so outside OUT_DIR
+trap 'rm -rf "$RUNS"' EXIT
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 exec > >(tee -a "$OUT_DIR/batch.log") 2>&1
 
@@ -56,18 +67,25 @@ $PYTHON benchmarks/vision_gan.py speed "${data[@]}" --epochs 1 --device "$DEVICE
 $PYTHON benchmarks/vision_likelihood.py --skip-train --speed-devices "$DEVICE" --speed-batch 64 --speed-steps 10 \
     "${tiny[@]}" --out "$OUT_DIR"
 
-step "3. ssgan seeds $SSGAN_SEEDS, infogan seeds $INFOGAN_SEEDS, $TRAIN_MINUTES min each, side by side"
+step "3. ssgan seeds $SSGAN_SEEDS, infogan seeds $INFOGAN_SEEDS, the likelihood models: $TRAIN_MINUTES min each"
 pids=()
-for seed in $SSGAN_SEEDS; do
-    $PYTHON -m rlgen.run ssgan "${data[@]}" --seed "$seed" --epochs 300 --device "$DEVICE" --out "$RUNS/gan" \
-        --max-minutes "$TRAIN_MINUTES" --sample-every 50 > "$RUNS/ssgan-s$seed.log" 2>&1 &
+train() {  # train LOG ARGS...: one rlgen training in the background, under the hard limit
+    local log=$1
+    shift
+    timeout "$hard_limit" $PYTHON -m rlgen.run "$@" --device "$DEVICE" --max-minutes "$TRAIN_MINUTES" \
+        > "$RUNS/$log" 2>&1 &
     pids+=($!)
+}
+for seed in $SSGAN_SEEDS; do
+    train "ssgan-s$seed.log" ssgan "${data[@]}" --seed "$seed" --epochs 300 --out "$RUNS/gan" --sample-every 50
 done
 for seed in $INFOGAN_SEEDS; do
-    $PYTHON -m rlgen.run infogan "${data[@]}" --seed "$seed" --epochs 40 --device "$DEVICE" --out "$RUNS/gan" \
-        --max-minutes "$TRAIN_MINUTES" --sample-every 10 > "$RUNS/infogan-s$seed.log" 2>&1 &
-    pids+=($!)
+    train "infogan-s$seed.log" infogan "${data[@]}" --seed "$seed" --epochs 40 --out "$RUNS/gan" --sample-every 10
 done
+binarised=("${data[@]}" --binarize dynamic --epochs 500 --out "$RUNS/likelihood" --sample-every 1000 "${no_eval[@]}")
+train pixelcnn.log pixelcnn "${binarised[@]}"
+train diagbilstm.log pixelrnn --variant diagbilstm "${binarised[@]}"
+train vae-iaf.log vae --iaf-steps 2 --iw-samples 1 "${binarised[@]}"
 for pid in "${pids[@]}"; do wait "$pid" || echo "a training exited with code $? (its log is in runs.tgz)"; done
 
 step "4. tables"
@@ -77,5 +95,8 @@ for command in ssgan infogan; do
     [ -n "$runs" ] && $PYTHON benchmarks/vision_gan.py "$command" --dataset mnist_partial.npz --from-runs $runs \
         --results "$OUT_DIR"
 done
-tar -czf "$OUT_DIR/runs.tgz" -C "$RUNS" --exclude=checkpoints .
+runs=$(find "$RUNS/likelihood" -maxdepth 3 -name latest.json -printf '%h\n' | xargs -r -n1 dirname | sort | paste -sd,)
+[ -n "$runs" ] && $PYTHON benchmarks/vision_likelihood.py --skip-speed --from-runs "$runs" --eval-images $eval_images \
+    --iw-samples "$IW_SAMPLES" --device "$DEVICE" --out "$OUT_DIR"
+tar -czf "$OUT_DIR/runs.tgz" -C "$RUNS" --exclude=checkpoints --exclude=tb .  # progress.csv has the metrics
 step "done: $(ls "$OUT_DIR" | tr '\n' ' ')"
