@@ -388,7 +388,8 @@ def main() -> None:
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}")
-    if not set(args.speed_devices.split(",")) <= {"cpu", "cuda"}:
+    speed_devices = args.speed_devices.split(",")
+    if not set(speed_devices) <= {"cpu", "cuda"}:
         parser.error(f"--speed-devices takes cpu and/or cuda, got {args.speed_devices!r}")
     from_runs = [Path(r.strip()) for r in args.from_runs.split(",") if r.strip()]
     missing = [str(r) for r in from_runs if not (r / "checkpoints" / "latest.json").is_file()]
@@ -403,8 +404,7 @@ def main() -> None:
     speed_rows: list[dict[str, Any]] = []
     if not args.skip_speed:
         print("speed (images/s, ours vs the straightforward twin, same parameters, same process):", flush=True)
-        devices = [d for d in ("cpu", "cuda") if d in args.speed_devices.split(",")
-                   and (d == "cpu" or torch.cuda.is_available())]
+        devices = [d for d in ("cpu", "cuda") if d in speed_devices and (d == "cpu" or torch.cuda.is_available())]
         speed_rows = speed(models, devices, args.speed_batch, args.speed_steps, args.speed_rounds, args.iw_samples,
                            args.tiny)
 
