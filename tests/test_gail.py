@@ -198,8 +198,11 @@ def test_gail_rejects_bad_arguments(cartpole_data):
     (e_train, _), _ = cartpole_data
     with pytest.raises(ValueError, match="reward"):
         cartpole_gail(*e_train, reward="log(D)")
-    with pytest.raises(ValueError, match="model"):
-        cartpole_gail(*e_train, policy_entropy_weight=0.1)
+    gail = cartpole_gail(*e_train, policy_entropy_weight=0.1)  # the bonus needs the policy's log probabilities
+    obs, acts = e_train[0][:4].reshape(2, 2, -1), e_train[1][:4].reshape(2, 2)
+    without = TransitionBatch(obs, acts, obs, np.zeros((2, 2)), np.zeros((2, 2), bool), np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match="log probabilities"):
+        gail.relabel(without)
     with pytest.raises(ValueError, match="shape"):
         GAIL(np.zeros((4, 3)), np.zeros(4), spaces.Box(-1, 1, (4,)), spaces.Discrete(2))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sb3_contrib import TRPO
+from stable_baselines3 import PPO
 
 from rlgen.cli import main
 from rlgen.common.normalization import RunningObsNormExtractor
@@ -187,7 +187,7 @@ def test_expert_stops_once_it_reaches_stop_return(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_commands_work_on_mujoco(capsys, tmp_path, monkeypatch):
-    """Hopper-v5 with tiny budgets: SAC expert, rollouts, GAIL (TRPO) and BC all run and report."""
+    """Hopper-v5 with tiny budgets: SAC expert, rollouts, GAIL (the rlgen preset: PPO) and BC all run and report."""
     monkeypatch.chdir(tmp_path)
     pytest.importorskip("mujoco")
     runs = tmp_path / "runs"
@@ -198,15 +198,15 @@ def test_commands_work_on_mujoco(capsys, tmp_path, monkeypatch):
     succeeds(capsys, ["rollouts", "--policy", str(expert_dir / "model.zip"), "--env", "Hopper-v5", "--episodes", "4",
                       "--out", str(demos)])
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("n_envs: 1\neval_episodes: 2\nalgo_kwargs: {trpo: {n_steps: 256, batch_size: 256}}\n"
-                   "policy_obs_norm: running\n")
+    cfg.write_text("n_envs: 1\neval_episodes: 2\nalgo_kwargs: {ppo: {n_steps: 256, batch_size: 256, n_epochs: 1}}\n")
     out = succeeds(capsys, ["gail", "--env", "Hopper-v5", "--demos", str(demos), "--trajectories", "4",
                             "--steps", "512", "--config", str(cfg), "--out", str(runs)])
     assert "gail on Hopper-v5" in out
     gail_dir = next(runs.glob("gail-Hopper-v5-s0-*"))
     config = json.loads((gail_dir / "config.json").read_text())
     start_count = config["policy_kwargs"]["features_extractor_kwargs"]["count"]
-    model = TRPO.load(gail_dir / "model.zip")
+    assert config["preset"] == "rlgen" and config["algo"] == "ppo" and config["policy_obs_norm"] == "running"
+    model = PPO.load(gail_dir / "model.zip")
     (norm,) = [m.norm for m in model.policy.modules() if isinstance(m, RunningObsNormExtractor)]
     assert start_count == config["expert_pairs"] and int(norm.count) == start_count + 256  # + the first rollout
     out = succeeds(capsys, ["bc", "--env", "Hopper-v5", "--demos", str(demos), "--epochs", "2", "--out", str(runs)])

@@ -77,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from rlgen.common.logger import setup_logging
+    from rlgen.common.memory import keep_freed_memory
 
     setup_logging()
+    keep_freed_memory()  # large per-step tensors stop costing a page fault per 4 KiB (rlgen.common.memory)
     previous = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a scheduler or `kill` stopping the run) is Ctrl-C: runs checkpoint where they are and exit 130.

@@ -56,19 +56,27 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             help="use the first N trajectories of the demos (default all)")
         parser.add_argument("--subsample", type=positive_int, default=S, metavar="K",
                             help="keep every K-th (s, a) pair of each trajectory from a random offset "
-                                 "(default 20 on MuJoCo, as in the paper)")
+                                 "(default 20 on MuJoCo, as in the paper; 1 with GAIL's rlgen preset)")
         parser.add_argument("--expert-return", dest="expert_return", type=float, default=S,
                             help="expert return for the normalised return (default: the mean return of all the demos' "
                                  "episodes, also those --trajectories leaves out)")
         if command == "gail":
-            parser.add_argument("--algo", choices=("ppo", "trpo"), default=S, help="policy optimiser (default trpo)")
+            parser.add_argument("--preset", choices=("rlgen", "paper"), default=S,
+                                help="rlgen: a PPO generator and a discriminator trained on minibatches of all expert "
+                                     "pairs (the default on MuJoCo); paper: the paper's TRPO settings (the default "
+                                     "on classic control); see rlgen/configs/imitation.yaml")
+            parser.add_argument("--algo", choices=("ppo", "trpo"), default=S,
+                                help="policy optimiser (default: ppo with the rlgen preset, trpo with paper)")
             parser.add_argument("--n-envs", dest="n_envs", type=positive_int, default=S,
-                                help="envs stepped together (default 10)")
+                                help="envs stepped together (default: 8 with the rlgen preset, 10 with paper)")
             parser.add_argument("--reward", choices=("neg_log_1_minus_d", "log_d"), default=S,
                                 help="-log(1 - D) (default; episodes end on failure) or log D (episodes end on "
                                      "success)")
             parser.add_argument("--policy-entropy-weight", dest="policy_entropy_weight", type=nonnegative_float,
                                 default=S, help="the paper's causal-entropy bonus lambda (default 0)")
+            parser.add_argument("--vime-eta", dest="vime_eta", type=nonnegative_float, default=S, metavar="ETA",
+                                help="add VIME's exploration bonus, ETA times the normalised information gain, to "
+                                     "GAIL's reward (default 0: off)")
             add_common_options(parser, budget="steps")
         else:
             parser.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S,
@@ -83,7 +91,10 @@ def _set_help(parser: argparse.ArgumentParser, option: str, text: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------- configuration
-NESTED_FLAGS = {"gail": {"reward": "discriminator", "policy_entropy_weight": "discriminator"}}
+# Flags whose value lives in a section of the config: flag -> (section, key).
+NESTED_FLAGS = {"gail": {"reward": ("discriminator", "reward"),
+                         "policy_entropy_weight": ("discriminator", "policy_entropy_weight"),
+                         "vime_eta": ("vime", "eta")}}
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,9 +106,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     section = packaged_config("imitation.yaml")[args.command]
     defaults = dict(section["defaults"], command=args.command)
     nested = {key: vars(args).pop(key) for key in NESTED_FLAGS.get(args.command, {}) if key in vars(args)}
-    cfg = resolve_config(args, defaults, section.get("tasks", {}))
-    for key, value in nested.items():
-        cfg[NESTED_FLAGS[args.command][key]][key] = value
+    cfg = resolve_config(args, defaults, section.get("tasks", {}), presets=section.get("presets"))
+    for flag, value in nested.items():
+        part, key = NESTED_FLAGS[args.command][flag]
+        cfg[part] = {**cfg[part], key: value}
     cfg["env_name"] = cfg["env"]
     cfg["env"] = resolve_env_id(cfg["env"])
     if "algo_kwargs" in cfg:
@@ -125,6 +137,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
                             f"{cfg['policy_obs_norm']!r}")
         if args.command == "gail":
             _check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
+            _check_vime_options(cfg["vime"])
         elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
             raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
         if not cfg.get("demos"):
@@ -149,6 +162,23 @@ def _check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
     sizes = options["hidden_sizes"]
     if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
         raise UserError(f"discriminator hidden_sizes must be a list of positive integers, got {sizes!r}")
+
+
+def _check_vime_options(options: Any) -> None:
+    """GAIL's ``vime`` section: VIME's keyword arguments, with a finite ``eta >= 0``."""
+    import inspect
+
+    from rlgen.agents.vime import VIME
+    from rlgen.common.config import check_known_keys
+    from rlgen.common.errors import UserError
+
+    if not isinstance(options, dict):
+        raise UserError(f"vime must be a mapping of VIME options (eta, ...), got {options!r}")
+    known = {k: None for k in inspect.signature(VIME).parameters if k not in ("model", "seed", "extrinsic")}
+    check_known_keys(options, known, "the vime section")
+    eta = options.get("eta", 0.0)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix --vime-eta or the config file")
 
 
 def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
@@ -285,6 +315,7 @@ def run_rollouts(args: argparse.Namespace) -> None:
 def run_gail(args: argparse.Namespace) -> None:
     from rlgen.agents.gail import GAIL
     from rlgen.common.checkpoint import atomic_write_json
+    from rlgen.common.reward_sum import RewardSum
     from rlgen.common.sb3_training import train_sb3
     from rlgen.imitation.evaluation import imitation_report
 
@@ -292,9 +323,18 @@ def run_gail(args: argparse.Namespace) -> None:
     log.info("GAIL on %s: %d expert (s, a) pairs from %d trajectories (every %dth pair)", cfg["env"],
              len(expert_obs), cfg.get("trajectories") or demos.n_episodes, cfg["subsample"])
 
-    def make_reward_source(model: Any) -> GAIL:
-        return GAIL(expert_obs, expert_actions, model.observation_space, model.action_space, model=model,
+    def make_reward_source(model: Any) -> GAIL | RewardSum:
+        gail = GAIL(expert_obs, expert_actions, model.observation_space, model.action_space, model=model,
                     seed=cfg["seed"], device=device, **cfg["discriminator"])
+        vime = dict(cfg.get("vime") or {})
+        eta = float(vime.pop("eta", 0.0))
+        if eta == 0:
+            return gail
+        from rlgen.agents.vime import VIME
+
+        log.info("GAIL's reward plus VIME's exploration bonus (eta %g)", eta)
+        bonus = VIME(model, eta=1.0, extrinsic=False, seed=cfg["seed"], **vime)
+        return RewardSum({"gail": (1.0, gail), "vime": (eta, bonus)})
 
     summary = train_sb3(run_dir, make_reward_source, device=device)
     report = imitation_report(None, cfg["env"], cfg["eval_episodes"], cfg["seed"], _expert_return(cfg, demos),

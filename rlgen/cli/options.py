@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ def nonnegative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -77,8 +78,12 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
-                   task_defaults: Mapping[str, Mapping[str, Any]] | None = None, task_key: str = "env") -> dict[str, Any]:
-    """defaults < per-task defaults (``task_defaults[config[task_key]]``) < ``--config FILE`` < flags."""
+                   task_defaults: Mapping[str, Mapping[str, Any]] | None = None, task_key: str = "env",
+                   presets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """defaults < the preset < per-task defaults (``task_defaults[config[task_key]]``) < ``--config FILE`` < flags.
+
+    With ``presets``, the config's ``preset`` key (a flag, the file, the task's entry or the defaults, in that order
+    of precedence) names one of them: a named set of options over the defaults (e.g. GAIL's ``paper`` settings)."""
     flags = flags_of(args)
     file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
     resume = flags.pop("resume", None)
@@ -91,7 +96,15 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
             flags[task_key] = task
     if task is None:
         raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in --config")
-    cfg = deep_merge(defaults, (task_defaults or {}).get(str(task), {}))
+    task_cfg = (task_defaults or {}).get(str(task), {})
+    cfg = dict(defaults)
+    if presets:
+        preset = flags.get("preset", file_cfg.get("preset", task_cfg.get("preset", defaults.get("preset"))))
+        if preset not in presets:
+            raise UserError(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
+        cfg = deep_merge(cfg, presets[preset])
+        cfg["preset"] = preset
+    cfg = deep_merge(cfg, task_cfg)
     cfg = deep_merge(cfg, file_cfg)
     cfg = deep_merge(cfg, flags)
     for key in ("steps", "epochs"):

@@ -66,7 +66,7 @@ def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     g.add_argument("--lr", type=nonnegative_float, default=S, help=f"Adam learning rate (default {defaults['lr']:g})")
     g.add_argument("--beta1", type=probability, default=S, help=f"Adam beta1 (default {defaults['beta1']:g})")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=S,
-                   help="no bf16 mixed precision on CUDA (never used on CPU; default "
+                   help="no bf16 mixed precision (used on CUDA and on CPUs with native bf16: AVX-512 BF16 or AMX; default "
                    f"{'on' if defaults['amp'] else 'off for this model: its likelihoods need full precision'})")
     g.add_argument("--sample-every", dest="sample_every", type=positive_int, default=S, metavar="EPOCHS",
                    help=f"epochs between PNG sample grids in samples/ (default {defaults['sample_every']})")

@@ -16,7 +16,7 @@ reset the env, so ``new_obs`` holds the *next* episode's first observation there
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,8 @@ class TransitionBatch:
     """A rollout's transitions, each array shaped ``(n_steps, n_envs, ...)``.
 
     ``actions`` are the actions the env executed (clipped to its bounds); ``rewards`` are the env's own
-    rewards; ``dones`` marks the last step of an episode and ``truncated`` those ended by a time limit.
+    rewards; ``dones`` marks the last step of an episode and ``truncated`` those ended by a time limit;
+    ``log_probs`` are the policy's ``log pi(a|s)`` of the actions it sampled (before clipping), when known.
     """
 
     obs: np.ndarray
@@ -41,6 +42,7 @@ class TransitionBatch:
     rewards: np.ndarray
     dones: np.ndarray
     truncated: np.ndarray
+    log_probs: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -48,10 +50,9 @@ class TransitionBatch:
 
     def flat(self) -> TransitionBatch:
         """The same transitions with the step and env axes merged into one batch axis."""
-        def f(x: np.ndarray) -> np.ndarray:
-            return x.reshape(-1, *x.shape[2:])
-        return TransitionBatch(*(f(getattr(self, k)) for k in ("obs", "actions", "next_obs", "rewards", "dones",
-                                                              "truncated")))
+        def f(x: np.ndarray | None) -> np.ndarray | None:
+            return None if x is None else x.reshape(-1, *x.shape[2:])
+        return TransitionBatch(*(f(getattr(self, field.name)) for field in fields(self)))
 
 
 class RewardSource(ABC):
@@ -109,6 +110,7 @@ class RewardRelabelCallback(BaseCallback):
         self._rewards = np.zeros((n, e), dtype=np.float32)
         self._dones = np.zeros((n, e), dtype=bool)
         self._truncated = np.zeros((n, e), dtype=bool)
+        self._log_probs = np.zeros((n, e), dtype=np.float32)
 
     def _on_rollout_start(self) -> None:
         self._t = 0
@@ -131,13 +133,15 @@ class RewardRelabelCallback(BaseCallback):
         # Copy: SB3 adds the timeout bootstrap to this array in place right after on_step.
         self._rewards[t] = self.locals["rewards"]
         self._dones[t] = dones
+        self._log_probs[t] = self.locals["log_probs"].detach().cpu().numpy().reshape(-1)
         self._t += 1
         return True
 
     def _on_rollout_end(self) -> None:
         if self._t != self.model.n_steps:  # rollout cut short by another callback: nothing to relabel
             return
-        batch = TransitionBatch(self._obs, self._actions, self._next_obs, self._rewards, self._dones, self._truncated)
+        batch = TransitionBatch(self._obs, self._actions, self._next_obs, self._rewards, self._dones, self._truncated,
+                                self._log_probs)
         self.last_batch = batch
         new_rewards, metrics = self.source.relabel(batch)
         new_rewards = np.asarray(new_rewards, dtype=np.float32)

@@ -154,8 +154,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
     policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
     the running std of the discounted return, on-policy only), ``episode_info`` (keys of the env's ``info`` logged
-    at episode ends), ``checkpoint_every``, ``eval_episodes``, ``stop_return`` and ``stop_check_every`` (see
-    :func:`stop_at_return`).
+    at episode ends), ``checkpoint_every``, ``eval_episodes``, ``eval_every`` (see :func:`periodic_evaluation`), ``stop_return`` and
+    ``stop_check_every`` (see :func:`stop_at_return`).
     """
     cfg = run.config
     algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
@@ -245,6 +245,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
                                            int(model.num_timesteps)))
     if stopper is not None:
         callbacks.append(stopper)
+    evaluator = periodic_evaluation(cfg, model.n_envs)
+    if evaluator is not None:
+        callbacks.append(evaluator)
     if remaining > 0 and not _reached_stop_return(stopper, cfg):  # (a resumed run may have stopped already)
         try:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
@@ -258,8 +261,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
                      stopper.best_mean_reward, cfg["stop_return"], model.num_timesteps)
         save_checkpoint()
     wall = elapsed_before + time.time() - start_time
-    if stopper is not None:
-        stopper.eval_env.close()
+    for callback in (stopper, evaluator):
+        if callback is not None:
+            callback.eval_env.close()
 
     atomic_write(run.path / "model.zip", lambda tmp: model.save(tmp))
     summary = _summarise(model, cfg, tracker, wall)
@@ -286,6 +290,18 @@ def stop_at_return(cfg: dict[str, Any], n_envs: int) -> EvalCallback | None:
     eval_env = make_vec_env_for(cfg["env"], 1, cfg["seed"] + STOP_CHECK_SEED_OFFSET)
     return EvalCallback(eval_env, callback_on_new_best=StopTrainingOnRewardThreshold(float(cfg["stop_return"])),
                         n_eval_episodes=int(cfg.get("eval_episodes", 5)), eval_freq=max(every // n_envs, 1),
+                        deterministic=True, verbose=0)
+
+
+def periodic_evaluation(cfg: dict[str, Any], n_envs: int) -> EvalCallback | None:
+    """With ``eval_every`` (env steps, 0: off): ``eval_episodes`` deterministic episodes every ``eval_every`` steps on
+    the summary's evaluation env, logged as ``eval/mean_reward`` in progress.csv -- the learning curve as the final
+    evaluation scores it (the training return is the stochastic policy's, on a changing reward)."""
+    every = int(cfg.get("eval_every") or 0)
+    if every <= 0:
+        return None
+    eval_env = make_vec_env_for(cfg["env"], 1, cfg["seed"] + 10_000)
+    return EvalCallback(eval_env, n_eval_episodes=int(cfg.get("eval_episodes", 5)), eval_freq=max(every // n_envs, 1),
                         deterministic=True, verbose=0)
 
 

@@ -38,12 +38,14 @@ class GAIL(RewardSource):
     :param expert_actions: the matching actions, ``(N, *act_shape)`` or ``(N,)`` integers for ``Discrete``.
     :param observation_space: the env's (``Box``) observation space.
     :param action_space: the env's ``Box`` or ``Discrete`` action space.
-    :param model: the SB3 algorithm being trained; needed only for ``policy_entropy_weight > 0`` (it reads
-        ``log pi(a|s)`` of the rollout from ``model.rollout_buffer``).
+    :param model: the SB3 algorithm being trained (kept for reference; the reward needs only the rollout, whose
+        :class:`~rlgen.common.reward_relabel.TransitionBatch` carries ``log pi(a|s)`` for the causal-entropy bonus).
     :param hidden_sizes: discriminator hidden layers (paper: ``(100, 100)``).
     :param activation: discriminator non-linearity (paper: ``tanh``).
     :param learning_rate: Adam step size for the discriminator (original code: 0.01).
     :param updates_per_round: Adam steps on each rollout (original code: 1).
+    :param batch_size: policy pairs (and as many expert pairs) per Adam step, drawn afresh from the rollout for
+        each step; ``None`` uses the whole rollout in every step (the original code).
     :param entropy_weight: weight of the entropy bonus on D's predictions (original code: 1e-3).
     :param reward: ``neg_log_1_minus_d`` (``-log(1 - D)``) or ``log_d`` (``log D``, for tasks ending on success).
     :param normalize_input: standardise D's inputs with running statistics, started on the expert data.
@@ -57,7 +59,7 @@ class GAIL(RewardSource):
     def __init__(self, expert_obs: np.ndarray, expert_actions: np.ndarray, observation_space: spaces.Box,
                  action_space: spaces.Space, *, model: Any = None, hidden_sizes: Sequence[int] = (100, 100),
                  activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
-                 entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
+                 batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
                  policy_entropy_weight: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
         if reward not in REWARD_TYPES:
             raise ValueError(f"unknown GAIL reward {reward!r}; use one of {', '.join(REWARD_TYPES)}")
@@ -66,13 +68,14 @@ class GAIL(RewardSource):
                              f"{len(expert_actions)} actions")
         if tuple(expert_obs.shape[1:]) != tuple(observation_space.shape):
             raise ValueError(f"expert observations have shape {expert_obs.shape[1:]}, the env {observation_space.shape}")
-        if policy_entropy_weight and model is None:
-            raise ValueError("policy_entropy_weight > 0 needs the SB3 model (for log pi(a|s))")
         self.device = torch.device(device)
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.model = model
         self.reward_type = reward
         self.updates_per_round = int(updates_per_round)
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive or None, got {batch_size}")
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.entropy_weight = float(entropy_weight)
         self.policy_entropy_weight = float(policy_entropy_weight)
         self.rng = np.random.default_rng(seed)
@@ -114,8 +117,14 @@ class GAIL(RewardSource):
         d.update_normalizer(torch.cat([p_obs, e_obs]), torch.cat([p_act, e_act]))
         d.train()
         loss = torch.zeros(())
+        minibatch = self.batch_size is not None and self.batch_size < len(p_obs)
         for _ in range(self.updates_per_round if steps is None else int(steps)):
-            loss = discriminator_loss(d(p_obs, p_act), d(e_obs, e_act), self.entropy_weight)
+            if minibatch:  # a fresh draw of policy and expert pairs for each step
+                i = torch.as_tensor(self.rng.integers(0, len(p_obs), size=self.batch_size), device=self.device)
+                j = torch.as_tensor(self.rng.integers(0, len(e_obs), size=self.batch_size), device=self.device)
+                loss = discriminator_loss(d(p_obs[i], p_act[i]), d(e_obs[j], e_act[j]), self.entropy_weight)
+            else:
+                loss = discriminator_loss(d(p_obs, p_act), d(e_obs, e_act), self.entropy_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -151,7 +160,9 @@ class GAIL(RewardSource):
         rewards = self.reward(flat.obs, flat.actions).astype(np.float32)
         metrics["gail/reward_mean"] = float(rewards.mean())
         if self.policy_entropy_weight:
-            log_probs = np.asarray(self.model.rollout_buffer.log_probs, np.float32).reshape(-1)
+            if flat.log_probs is None:
+                raise ValueError("policy_entropy_weight > 0 needs the policy's log probabilities in the batch")
+            log_probs = np.asarray(flat.log_probs, np.float32)
             bonus = -self.policy_entropy_weight * log_probs
             rewards = rewards + bonus
             metrics["gail/policy_entropy_bonus_mean"] = float(bonus.mean())

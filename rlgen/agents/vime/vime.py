@@ -8,7 +8,8 @@ Each rollout, in the order of the original ``openai/vime`` (``algos/batch_polopt
    (``use_kl_ratio_q``), so ``eta`` does not depend on the env's scale; rlgen then caps them at
    ``max_normalised_gain`` (100; the paper has no cap);
 3. ``r = r_ext + eta * IG_normalised`` (no bonus before the BNN has been fitted once: the original skips the
-   first iteration);
+   first iteration), or the bonus alone with ``extrinsic=False``, to add to another reward source
+   (:class:`~rlgen.common.reward_sum.RewardSum`: GAIL with VIME's exploration bonus);
 4. the transitions join the replay pool and the BNN is fitted on the pool.
 
 Usage::
@@ -78,6 +79,7 @@ class VIME(RewardSource):
     :param kl_chunk: Transitions that share one information gain: 1 (the paper: each transition its own), or the
         original code's 64, the gain of each env's consecutive ``kl_chunk`` steps together
         (:meth:`BayesianDynamicsModel.chunk_information_gain`), given to every step of the chunk.
+    :param extrinsic: Add the env's own reward to the bonus (the paper); False gives the bonus alone.
     :param seed: Seed of the BNN's noise and the pool's sampling.
     """
 
@@ -102,6 +104,7 @@ class VIME(RewardSource):
         max_information_gain: float = 1000.0,
         max_normalised_gain: float | None = 100.0,
         kl_chunk: int = 1,
+        extrinsic: bool = True,
         seed: int = 0,
     ) -> None:
         if not isinstance(model.observation_space, spaces.Box):
@@ -116,6 +119,7 @@ class VIME(RewardSource):
         if int(kl_chunk) < 1:
             raise ValueError(f"kl_chunk must be a positive number of transitions, got {kl_chunk}")
         self.kl_chunk = int(kl_chunk)
+        self.extrinsic = bool(extrinsic)
         self._discrete = isinstance(model.action_space, spaces.Discrete)
         obs_dim = int(np.prod(model.observation_space.shape))
         act_dim = _action_dim(model.action_space)
@@ -183,7 +187,7 @@ class VIME(RewardSource):
         self.fitted = self.fitted or fit["n_updates"] > 0
         metrics.update({"vime/bnn_elbo_loss": fit["elbo_loss"], "vime/pool_size": float(len(self.pool)),
                         "rollout/ext_reward_mean": float(batch.rewards.mean())})
-        return batch.rewards + bonus, metrics
+        return (batch.rewards + bonus if self.extrinsic else bonus), metrics
 
     # -- SB3-style conveniences ----------------------------------------------------------------------------------
 

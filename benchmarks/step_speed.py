@@ -1,0 +1,164 @@
+"""Training speed of the image models against an earlier commit's code, measured in one process (issues #21, #22).
+
+The baseline is the model's module as it was at ``--baseline`` (read with ``git show`` and loaded beside today's), with
+that commit's trainer settings: fp32 on the CPU (it had no CPU autocast) and PyTorch's default Adam (the per-tensor
+loop; today's trainer uses the fused one). Both train on the same random images in alternating rounds, so that load
+from other processes falls on both alike; the table gives ms per step, images/s and the ratio.
+
+    python benchmarks/step_speed.py --models ssgan infogan --baseline dd9ca86 --threads 1
+
+The result is printed with the commit, CPU model and flags, thread count and date, and saved as JSON under
+``benchmarks/results/step-speed/``. A seed gives the same numbers only on the same CPU type, and times vary with the
+machine's load: compare ratios, not absolute figures, across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from rlgen.bench.provenance import device_description, git_commit, utc_now
+from rlgen.common.device import amp_dtype, autocast
+from rlgen.common.memory import keep_freed_memory
+from rlgen.vision.datasets import Batch
+from rlgen.vision.trainer import Optimizers
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "step-speed"
+MODULES = {"ssgan": "rlgen/vision/gan/ssgan.py", "infogan": "rlgen/vision/gan/infogan.py"}
+
+
+def module_at(commit: str | None, path: str) -> ModuleType:
+    """The module at ``path`` as it was at ``commit`` (today's file when None), loaded under a name of its own."""
+    if commit is None:
+        file = ROOT / path
+    else:
+        source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                                text=True).stdout
+        file = Path(tempfile.mkdtemp(prefix="step_speed_")) / f"{Path(path).stem}_{commit}.py"
+        file.write_text(source)
+    name = f"_step_speed_{Path(path).stem}_{commit or 'head'}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(model: str, module: ModuleType, images: torch.Tensor, labels: torch.Tensor):
+    """A model of ``module`` with the packaged MNIST defaults, and its per-group Adam settings."""
+    if model == "ssgan":
+        options = module.SSGANOptions(steps_per_epoch=len(images) // 100)
+        m = module.SSGAN(options, images[:100], labels[:100], unlabelled_x=images)
+        m.initialize(images[:500])
+        lr, batch = 3e-3, 100
+    else:
+        m = module.InfoGAN(module.InfoGANOptions())
+        lr, batch = 2e-4, 128
+    return m, lr, batch
+
+
+def make_optimizers(m: torch.nn.Module, lr: float, fused: bool) -> Optimizers:
+    optimizers = {}
+    for name, group in m.optimizer_groups().items():
+        settings = {"lr": lr, "betas": (0.5, 0.999)}
+        if isinstance(group, dict):
+            settings.update({k: v for k, v in group.items() if k != "params"})
+            params = list(group["params"])
+        else:
+            params = list(group)
+        optimizers[name] = torch.optim.Adam(params, fused=fused, **settings)
+    return Optimizers(optimizers, torch.device("cpu"))
+
+
+def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int, amp: bool) -> Callable[[int], float]:
+    """A function that trains ``steps`` steps and returns the seconds they took."""
+    cpu = torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+
+    def run(steps: int) -> float:
+        m.train()
+        start = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, len(images), (batch,), generator=generator)
+            with autocast(cpu, amp):
+                m.training_step(Batch(images[idx].float() / 255.0), opt)
+        return time.perf_counter() - start
+
+    return run
+
+
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODULES), default=sorted(MODULES))
+    parser.add_argument("--baseline", default="dd9ca86", help="commit whose code is the baseline (default dd9ca86)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--steps", type=int, default=30, help="steps per round (default 30)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported (default 5)")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (the rlgen command line keeps freed memory)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not args.glibc_default_malloc:
+        keep_freed_memory()  # as the rlgen command line does, for both: a setting of the process
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (60000, 1, 28, 28), dtype=torch.uint8)  # MNIST's shape and size
+    labels = torch.arange(60000) % 10
+    bf16 = amp_dtype(torch.device("cpu")) is not None
+    rows = []
+    for model in args.models:
+        variants = {}
+        for label, commit, today in (("baseline", args.baseline, False), ("today", None, True)):
+            m, lr, batch = build(model, module_at(commit, MODULES[model]), images, labels)
+            variants[label] = (timer(m, make_optimizers(m, lr, fused=today), images, batch, amp=today), batch)
+        for run, _ in variants.values():
+            run(3)  # warm-up
+        seconds: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(args.rounds):
+            for label, (run, _) in variants.items():
+                seconds[label].append(run(args.steps) / args.steps)
+        per_step = {k: statistics.median(v) for k, v in seconds.items()}
+        row = {"model": model, "batch": variants["today"][1],
+               **{f"{k}_ms_per_step": round(1000 * v, 2) for k, v in per_step.items()},
+               **{f"{k}_images_per_s": round(variants[k][1] / v, 1) for k, v in per_step.items()},
+               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16}
+        rows.append(row)
+        print(f"{model}: baseline {row['baseline_ms_per_step']} ms/step, today {row['today_ms_per_step']} ms/step: "
+              f"{row['speedup']}x", flush=True)
+    record = {"command": "python benchmarks/step_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "commit": git_commit(), "baseline_commit": args.baseline, "device": device_description(),
+              "cpu_flags": cpu_flags(), "threads": args.threads,
+              "keep_freed_memory": not args.glibc_default_malloc, "torch": torch.__version__, "date": utc_now(),
+              "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"step-speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
