@@ -373,3 +373,85 @@ def test_batches_cover_the_data_once_per_epoch_in_a_seeded_order():
     assert len(ds.BatchLoader(data, 3, shuffle=False, drop_last=False)) == 4
     with pytest.raises(UserError, match="fewer than one batch"):
         ds.BatchLoader(data, 64)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The binarised MNIST (Larochelle & Murray): .amat files and their npz
+
+
+def tiny_binarized(monkeypatch, counts=(6, 3, 4), seed=0) -> dict[str, np.ndarray]:
+    """Small 0/1 splits, made the published files' reference (their counts and SHA-256s) for this test."""
+    rng = np.random.default_rng(seed)
+    splits = {s: (rng.random((n, 28, 28)) < 0.3).astype(np.uint8) for s, n in zip(("train", "valid", "test"), counts)}
+    for split, bits in splits.items():
+        name = ds.BINARIZED_MNIST_FILES[split][0]
+        monkeypatch.setitem(ds.BINARIZED_MNIST_FILES, split,
+                            (name, len(bits), hashlib.sha256(ds.amat_text(bits)).hexdigest()))
+    return splits
+
+
+def test_amat_text_is_the_published_layout_and_parses_back():
+    bits = (np.arange(2 * 784).reshape(2, 28, 28) % 3 == 0).astype(np.uint8)
+    text = ds.amat_text(bits)
+    lines = text.decode().split("\n")
+    assert len(lines) == 3 and lines[-1] == "" and lines[0].split(" ") == [str(v) for v in bits[0].ravel()]
+    np.testing.assert_array_equal(ds.parse_amat(text, "x"), bits)
+    np.testing.assert_array_equal(ds.parse_amat(text.replace(b" ", b"\t"), "x"), bits)  # any whitespace
+    with pytest.raises(UserError, match="784 values"):
+        ds.parse_amat(b"0 1 0\n", "short.amat")
+    with pytest.raises(UserError, match="0 or 1"):
+        ds.parse_amat(text.replace(b"1", b"2", 1), "bad.amat")
+
+
+def test_binarized_mnist_loads_from_amat_files_or_npz_checked_against_the_published_sha256(tmp_path, monkeypatch):
+    splits = tiny_binarized(monkeypatch)
+    folder = tmp_path / "binarized_mnist"
+    folder.mkdir()
+    for split, bits in splits.items():
+        (folder / ds.BINARIZED_MNIST_FILES[split][0]).write_bytes(ds.amat_text(bits))
+    for split in ("train", "valid", "test"):
+        data = ds.load_dataset("binarized-mnist", split, data_dir=tmp_path)
+        assert data.name == "binarized_mnist" and data.labels is None and data.images.dtype == np.uint8
+        np.testing.assert_array_equal(data.images[:, 0], splits[split] * 255)  # 0/255, like every binarised set
+    both = ds.load_dataset("binarized_mnist", "train+valid", data_dir=tmp_path)
+    np.testing.assert_array_equal(both.images[:, 0] // 255, np.concatenate([splits["train"], splits["valid"]]))
+    # binarize="static" leaves an already-binary dataset as it is: no re-binarisation
+    np.testing.assert_array_equal(ds.load_dataset("binarized_mnist", "test", tmp_path, binarize="static").images,
+                                  ds.load_dataset("binarized_mnist", "test", tmp_path).images)
+
+    # A changed pixel fails the check (and passes with verify=False); so does the npz holding other arrays.
+    damaged = splits["test"].copy()
+    damaged[0, 0, 0] ^= 1
+    (folder / "binarized_mnist_test.amat").write_bytes(ds.amat_text(damaged))
+    with pytest.raises(UserError, match="SHA-256"):
+        ds.load_dataset("binarized_mnist", "test", data_dir=tmp_path)
+    assert ds.load_dataset("binarized_mnist", "test", data_dir=tmp_path, verify=False).images[0, 0, 0, 0] == \
+        255 * damaged[0, 0, 0]
+
+    # The npz (arrays train/valid/test) is checked through the SHA-256 of its .amat text.
+    npz_dir = tmp_path / "npz"
+    npz_dir.mkdir()
+    np.savez(npz_dir / ds.BINARIZED_MNIST_NPZ, **splits)
+    np.testing.assert_array_equal(ds.load_dataset("binarized_mnist", "valid", data_dir=npz_dir).images[:, 0] // 255,
+                                  splits["valid"])
+    np.savez(npz_dir / ds.BINARIZED_MNIST_NPZ, **{**splits, "test": damaged})
+    with pytest.raises(UserError, match="SHA-256 \\(of its .amat text\\)"):
+        ds.load_dataset("binarized_mnist", "test", data_dir=npz_dir)
+    with pytest.raises(UserError, match="unknown split"):
+        ds.load_dataset("binarized_mnist", "validation", data_dir=npz_dir)
+
+
+def test_binarized_mnist_missing_files_are_named_and_download_checks_sha256(tmp_path, monkeypatch, http_server):
+    splits = tiny_binarized(monkeypatch)
+    with pytest.raises(UserError, match="binarized_mnist_test.amat or binarized_mnist.npz"):
+        ds.load_dataset("binarized_mnist", "test", data_dir=tmp_path / "empty")
+    served, url = http_server
+    (served / "binarized_mnist_test.amat").write_bytes(ds.amat_text(splits["test"]))
+    monkeypatch.setattr(ds, "BINARIZED_MNIST_URLS", (url,))
+    data = ds.load_dataset("binarized_mnist", "test", data_dir=tmp_path / "dl", download=True)
+    assert (tmp_path / "dl" / "binarized_mnist" / "binarized_mnist_test.amat").is_file()
+    np.testing.assert_array_equal(data.images[:, 0] // 255, splits["test"])
+    (served / "binarized_mnist_valid.amat").write_bytes(ds.amat_text(splits["test"][:3]))  # not the valid split
+    with pytest.raises(UserError, match="checksum mismatch"):
+        ds.load_dataset("binarized_mnist", "valid", data_dir=tmp_path / "dl", download=True)
+    assert not (tmp_path / "dl" / "binarized_mnist" / "binarized_mnist_valid.amat").exists()

@@ -190,6 +190,29 @@ def test_8bit_data_is_measured_in_bits_per_dim(tmp_path, capsys):
         assert matplotlib.image.imread(run / "samples" / "epoch_0001.png").shape == (2 * 10 + 2, 2 * 10 + 2, 3)
 
 
+def test_binarized_mnist_trains_in_nats_evaluates_on_valid_and_can_train_on_train_and_valid(tmp_path, capsys):
+    """The fixed binarisation is used as it is (Bernoulli likelihood, nats, no re-binarisation); the epoch
+    evaluation is on the valid split, and --train-split train+valid trains the final model on both."""
+    rng = np.random.default_rng(0)
+    splits = {s: (rng.random((n, 28, 28)) < 0.2).astype(np.uint8) for s, n in (("train", 16), ("valid", 8),
+                                                                                ("test", 8))}
+    np.savez(tmp_path / "binarized_mnist.npz", **splits)
+    for split, epochs in (("train", 1), ("train+valid", 1)):
+        out = tmp_path / split
+        code = main(["pixelcnn", "--dataset", "binarized_mnist", "--data-dir", str(tmp_path), "--epochs", str(epochs),
+                     "--train-split", split, "--out", str(out), *COMMON, "--batch-size", "8", *TINY_PIXEL])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        run = run_dir(out, "pixelcnn-binarized_mnist-s0-*")
+        config = json.loads((run / "config.json").read_text())
+        assert config["eval_split"] == "valid" and config["binarize"] == "none"
+        assert "nats/image" in err
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["steps"] == (2 if split == "train" else 3)  # 16 or 24 images in batches of 8
+        assert summary["test_loss"] == pytest.approx(summary["test_nats"])  # a Bernoulli NLL in nats, not bits/dim
+        assert 100 < summary["test_nats"] < 784 * np.log(2) + 50
+
+
 def test_bad_options_are_clean_errors(tmp_path, data, capsys):
     def fails(argv: list[str], *words: str) -> None:
         try:

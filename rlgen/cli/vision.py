@@ -38,8 +38,8 @@ def probability(text: str) -> float:
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=S, help="mnist, fashion-mnist, cifar10, or a path to an .npz file with x/y "
-                   "(or x_train/y_train) arrays")
+    g.add_argument("--dataset", default=S, help="mnist, fashion-mnist, cifar10, binarized_mnist (Larochelle & "
+                   "Murray's fixed binarisation), or a path to an .npz file with x/y (or x_train/y_train) arrays")
     g.add_argument("--data-dir", dest="data_dir", default=S, metavar="DIR",
                    help="folder holding the dataset files (default: $RLGEN_DATA, else ~/.cache/rlgen/data)")
     g.add_argument("--download", action="store_true", default=S,
@@ -48,6 +48,11 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help="use official-looking files whose checksums do not match")
     g.add_argument("--limit-images", dest="limit_images", type=positive_int, default=S, metavar="N",
                    help="train on the first N images only")
+    g.add_argument("--train-split", dest="train_split", choices=("train", "train+valid"), default=S,
+                   help="the split to train on (default train; train+valid: the binarised MNIST's final models)")
+    g.add_argument("--eval-split", dest="eval_split", choices=("test", "valid"), default=S,
+                   help="the split evaluated after each epoch (default test; valid on the binarised MNIST, whose "
+                        "test split is for the final report)")
 
 
 @functools.cache
@@ -212,7 +217,8 @@ def dataset_tag(dataset: str) -> str:
 def load_training_data(cfg: dict[str, Any]):
     from rlgen.vision.datasets import load_dataset
 
-    data = load_dataset(cfg["dataset"], "train", cfg["data_dir"], download=bool(cfg.get("download")),
+    data = load_dataset(cfg["dataset"], cfg.get("train_split", "train"), cfg["data_dir"],
+                        download=bool(cfg.get("download")),
                         verify=bool(cfg.get("verify_checksums", True)), binarize=cfg.get("binarize"),
                         seed=cfg["seed"])
     if cfg.get("limit_images"):
@@ -321,15 +327,16 @@ def run(args: argparse.Namespace) -> None:
 
 
 def load_test_data(cfg: dict[str, Any]):
-    """The test split of the run's dataset (all of it: --limit-images applies to training only), or None with
-    ``evaluate: false``."""
+    """The evaluation split (``eval_split``: test, or valid) of the run's dataset (all of it: --limit-images applies
+    to training only), or None with ``evaluate: false``."""
     from rlgen.common.errors import UserError
     from rlgen.vision.datasets import load_dataset
 
     if not cfg.get("evaluate", True):
         return None
     try:
-        return load_dataset(cfg["dataset"], "test", cfg["data_dir"], download=bool(cfg.get("download")),
+        return load_dataset(cfg["dataset"], cfg.get("eval_split", "test"), cfg["data_dir"],
+                            download=bool(cfg.get("download")),
                             verify=bool(cfg.get("verify_checksums", True)), binarize=cfg.get("binarize"),
                             seed=cfg["seed"])
     except UserError as exc:
@@ -461,7 +468,10 @@ LIKELIHOOD_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
 
 
 def binarized(cfg: dict[str, Any]) -> bool:
-    return cfg.get("binarize") in ("static", "dynamic")
+    """Binary pixels (Bernoulli likelihoods, nats per image): binarised by rlgen or already binary."""
+    from rlgen.vision.datasets import BINARY_DATASETS
+
+    return cfg.get("binarize") in ("static", "dynamic") or cfg.get("dataset") in BINARY_DATASETS
 
 
 def build_vae(cfg: dict[str, Any], data, test):

@@ -14,6 +14,9 @@ Formats
       official ``cifar-10-python.tar.gz`` (extracted on first use). The batches are pickles written by the dataset's
       authors; they are read with :class:`RestrictedUnpickler`, which only allows plain containers and numpy arrays
       (any other global, e.g. ``os.system``, is refused), never with ``pickle.load``.
+    * The binarised MNIST of Larochelle & Murray (``binarized_mnist``): the official ``binarized_mnist_{train,valid,
+      test}.amat`` text files, or ``binarized_mnist.npz`` holding the same arrays (``train``, ``valid``, ``test``);
+      both are checked against the SHA-256s of the published files. No labels; pixels already 0/1.
     * ``.npz``: arrays ``x`` (and optionally ``y``), or ``x_train``/``y_train``/``x_test``/``y_test``. Images are
       ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` with 1 or 3 channels, ``uint8`` or floats in ``[0, 1]``.
 
@@ -125,9 +128,24 @@ CIFAR10 = Source(
     (3, 32, 32))
 
 SOURCES: dict[str, Source] = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST, "cifar10": CIFAR10}
+
+# The fixed binarisation of MNIST of Larochelle & Murray (2011): 50,000 / 10,000 / 10,000 images with no labels,
+# the "binarised MNIST" of the likelihood literature (PixelRNN's 79.20 nats). Published as text files of 784 digits
+# separated by single spaces and a newline per image; their SHA-256s:
+BINARIZED_MNIST = "binarized_mnist"
+BINARIZED_MNIST_URLS = ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",)
+BINARIZED_MNIST_FILES = {
+    "train": ("binarized_mnist_train.amat", 50000, "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
+    "valid": ("binarized_mnist_valid.amat", 10000, "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
+    "test": ("binarized_mnist_test.amat", 10000, "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
+}
+BINARIZED_MNIST_NPZ = "binarized_mnist.npz"  # arrays train, valid, test: uint8 0/1 (N, 28, 28), as the .amat files
+
 ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
-           "cifar_10": "cifar10"}
-DATASET_NAMES = tuple(SOURCES)
+           "cifar_10": "cifar10", "binarized-mnist": BINARIZED_MNIST, "binarised_mnist": BINARIZED_MNIST,
+           "binarised-mnist": BINARIZED_MNIST}
+DATASET_NAMES = (*SOURCES, BINARIZED_MNIST)
+BINARY_DATASETS = frozenset({BINARIZED_MNIST})  # pixels already 0 or 1: Bernoulli likelihoods, no binarisation
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -180,11 +198,11 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def canonical_name(name: str) -> str:
-    """``mnist``, ``fashion-mnist``, ``cifar10``, or the ``.npz`` path unchanged."""
+    """``mnist``, ``fashion-mnist``, ``cifar10``, ``binarized_mnist``, or the ``.npz`` path unchanged."""
     if name.lower().endswith(".npz"):
         return name
     key = ALIASES.get(name.lower(), name.lower())
-    if key not in SOURCES:
+    if key not in DATASET_NAMES:
         raise UserError(f"unknown dataset {name!r}; use one of {', '.join(DATASET_NAMES)} or a path to an .npz file")
     return key
 
@@ -225,41 +243,43 @@ def md5_of(path: str | os.PathLike | None = None, data: bytes | None = None) -> 
     return digest.hexdigest()
 
 
-def _check_md5(what: Path | str, actual: str, expected: str) -> None:
+def _check_md5(what: Path | str, actual: str, expected: str, algorithm: str = "MD5") -> None:
     if actual != expected:
-        raise UserError(f"checksum mismatch for {what}: MD5 {actual}, expected {expected} (the file is damaged or "
-                        "not the official one); delete it and fetch it again with --download, or pass "
+        raise UserError(f"checksum mismatch for {what}: {algorithm} {actual}, expected {expected} (the file is damaged "
+                        "or not the official one); delete it and fetch it again with --download, or pass "
                         "--no-verify-checksums to use it anyway")
 
 
-def _fetch_one(url: str, dest: Path, md5: str, timeout: float) -> None:
-    """Stream ``url`` into a temporary file beside ``dest``, check the MD5, then move it onto ``dest``."""
+def _fetch_one(url: str, dest: Path, md5: str, timeout: float, algorithm: str = "md5") -> None:
+    """Stream ``url`` into a temporary file beside ``dest``, check its digest (``algorithm``: md5 or sha256), then
+    move it onto ``dest``."""
     from tqdm import tqdm
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
 
         def write(tmp: str) -> None:
-            digest = hashlib.md5(usedforsecurity=False)
+            digest = hashlib.new(algorithm, usedforsecurity=False)
             with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, disable=None,
                                             desc=f"downloading {dest.name}", leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     f.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-            _check_md5(url, digest.hexdigest(), md5)  # raising here removes the temporary file
+            _check_md5(url, digest.hexdigest(), md5, algorithm.upper())  # raising here removes the temporary file
 
         atomic_write(dest, write)
 
 
-def fetch(urls: Sequence[str], dest: Path, md5: str, timeout: float = 60.0) -> Path:
-    """Download the first of ``urls`` that answers to ``dest``, check its MD5 and move it into place atomically.
+def fetch(urls: Sequence[str], dest: Path, md5: str, timeout: float = 60.0, algorithm: str = "md5") -> Path:
+    """Download the first of ``urls`` that answers to ``dest``, check its digest (MD5, or ``algorithm``) and move
+    it into place atomically.
 
     A checksum mismatch is a :class:`UserError` (nothing is left at ``dest``); so is every URL failing."""
     errors: list[str] = []
     for url in urls:
         try:
-            _fetch_one(url, dest, md5, timeout)
+            _fetch_one(url, dest, md5, timeout, algorithm)
         except (urllib.error.URLError, OSError, ValueError) as exc:  # HTTPError is a URLError
             errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
             continue
@@ -477,6 +497,103 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Binarised MNIST (Larochelle & Murray 2011)
+
+
+def amat_text(bits: np.ndarray) -> bytes:
+    """The ``.amat`` text of binary images ``(N, 28, 28)``: per image 784 digits separated by single spaces, then a
+    newline (what the published files hold byte for byte, so their SHA-256 checks arrays too)."""
+    flat = bits.reshape(len(bits), -1).astype(np.uint8)
+    text = np.empty((len(flat), 2 * flat.shape[1]), dtype=np.uint8)
+    text[:, 0::2] = flat + ord("0")
+    text[:, 1::2] = ord(" ")
+    text[:, -1] = ord("\n")
+    return text.tobytes()
+
+
+def parse_amat(raw: bytes, what: str) -> np.ndarray:
+    """Binary images ``uint8 (N, 28, 28)`` from ``.amat`` text (any whitespace between the 0/1 values)."""
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    if len(codes) % (2 * 784) == 0 and len(codes):  # the published layout: one vectorised pass
+        text = codes.reshape(-1, 2 * 784)
+        separators = text[:, 1::2]
+        if (separators[:, :-1] == ord(" ")).all() and (separators[:, -1] == ord("\n")).all() \
+                and np.isin(text[:, 0::2], (ord("0"), ord("1"))).all():
+            return (text[:, 0::2] - ord("0")).reshape(-1, 28, 28)
+    lines = raw.split(b"\n")
+    rows = [line.split() for line in lines if line.strip()]
+    if not rows or any(len(r) != 784 for r in rows):
+        raise UserError(f"{what} is not a binarised-MNIST .amat file: every line must hold 784 values")
+    values = np.array(rows, dtype=np.bytes_)
+    if not np.isin(values, (b"0", b"1")).all():
+        raise UserError(f"{what} is not a binarised-MNIST .amat file: values must be 0 or 1")
+    return (values == b"1").astype(np.uint8).reshape(-1, 28, 28)
+
+
+def _binarized_mnist_split(split: str, dirs: Sequence[Path], verify: bool) -> np.ndarray | None:
+    """One split from its ``.amat`` file or from ``binarized_mnist.npz`` (None when neither is in ``dirs``)."""
+    name, count, sha256 = BINARIZED_MNIST_FILES[split]
+    amat = next((d / name for d in dirs if (d / name).is_file()), None)
+    if amat is not None:
+        raw = amat.read_bytes()
+        if verify:
+            _check_md5(amat, hashlib.sha256(raw).hexdigest(), sha256, "SHA-256")
+        bits = parse_amat(raw, str(amat))
+        where = amat
+    else:
+        npz = next((d / BINARIZED_MNIST_NPZ for d in dirs if (d / BINARIZED_MNIST_NPZ).is_file()), None)
+        if npz is None:
+            return None
+        try:
+            with np.load(npz, allow_pickle=False) as arrays:
+                if split not in arrays.files:
+                    raise UserError(f"{npz} has no array {split!r}; it must hold train, valid and test")
+                bits = np.asarray(arrays[split])
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"{npz} is not a readable .npz file ({exc})") from exc
+        if bits.ndim != 3 or bits.shape[1:] != (28, 28) or not np.isin(bits, (0, 1)).all():
+            raise UserError(f"{npz}[{split}] must be 0/1 images shaped (N, 28, 28), got {bits.dtype} {bits.shape}")
+        if verify:  # the arrays must be the published files: the SHA-256 of their text
+            _check_md5(f"{npz}[{split}]", hashlib.sha256(amat_text(bits)).hexdigest(), sha256, "SHA-256 (of its .amat text)")
+        where = npz
+    if verify and len(bits) != count:
+        raise UserError(f"{where} holds {len(bits)} {split} images; the binarised MNIST has {count}")
+    return bits.astype(np.uint8)
+
+
+def load_binarized_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
+                         download_missing: bool = False, verify: bool = True) -> ImageDataset:
+    """The fixed binarised MNIST: ``split`` is ``train``, ``valid``, ``test`` or ``train+valid`` (the papers' final
+    models train on both). Read from the official ``binarized_mnist_<split>.amat`` files or from
+    ``binarized_mnist.npz`` (arrays ``train``, ``valid``, ``test``) in ``<data dir>/binarized_mnist/`` or the data
+    dir itself, checked against the published SHA-256s; images are stored as 0/255 like every binarised dataset."""
+    parts = split.split("+")
+    if not parts or any(p not in BINARIZED_MNIST_FILES for p in parts):
+        raise UserError(f"unknown split {split!r} of the binarised MNIST; use train, valid, test or train+valid")
+    root = data_root(data_dir)
+    dirs = [root / BINARIZED_MNIST, root]
+    images = []
+    for part in parts:
+        bits = _binarized_mnist_split(part, dirs, verify)
+        if bits is None and download_missing:
+            name, _, sha256 = BINARIZED_MNIST_FILES[part]
+            try:
+                dirs[0].mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create data directory {dirs[0]} ({exc.strerror or exc}); pass a writable "
+                                "--data-dir") from exc
+            fetch([base + name for base in BINARIZED_MNIST_URLS], dirs[0] / name, sha256, algorithm="sha256")
+            bits = _binarized_mnist_split(part, dirs, verify)
+        if bits is None:
+            name = BINARIZED_MNIST_FILES[part][0]
+            raise UserError(f"binarised MNIST {part} data not found: expected {name} or {BINARIZED_MNIST_NPZ} in "
+                            f"{' or '.join(str(d) for d in dirs)}; pass --download to fetch the .amat files from "
+                            f"{BINARIZED_MNIST_URLS[0]}, or point --data-dir (or {DATA_ENV}) at the folder holding them")
+        images.append(bits)
+    return ImageDataset(BINARIZED_MNIST, np.concatenate(images)[:, None] * np.uint8(255))
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # npz
 
 
@@ -542,13 +659,16 @@ def _check_split(split: str) -> None:
 
 def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | None = None, download: bool = False,
                  verify: bool = True, binarize: str | None = None, seed: int = 0) -> ImageDataset:
-    """Load ``name`` (``mnist``, ``fashion-mnist``, ``cifar10`` or a path to an ``.npz`` file).
+    """Load ``name`` (``mnist``, ``fashion-mnist``, ``cifar10``, ``binarized_mnist`` or a path to an ``.npz`` file):
+    ``split`` is ``train`` or ``test`` (the binarised MNIST also has ``valid`` and ``train+valid``).
 
     ``download``: fetch missing official files. ``verify``: check official checksums. ``binarize="static"``
     binarises once with ``seed``; ``"dynamic"`` is applied per batch by :class:`BatchLoader` (the dataset is
     returned unchanged)."""
     key = canonical_name(name)
-    if key.endswith(".npz"):
+    if key == BINARIZED_MNIST:
+        data = load_binarized_mnist(split, data_dir, download, verify)
+    elif key.endswith(".npz"):
         data = load_npz(key, split, data_dir)
     elif key == "cifar10":
         data = load_cifar10(split, data_dir, download, verify)
@@ -556,7 +676,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | 
         data = load_idx_dataset(key, split, data_dir, download, verify)
     if binarize not in (None, "none", *BINARIZE_CHOICES):
         raise UserError(f"unknown binarisation {binarize!r}; use one of {', '.join(BINARIZE_CHOICES)} or none")
-    if binarize == "static":
+    if binarize == "static" and key not in BINARY_DATASETS:
         data = static_binarize(data, seed)
     return data
 

@@ -34,7 +34,8 @@ class MinibatchDiscrimination(nn.Module):
 
     def closeness(self, features: torch.Tensor) -> torch.Tensor:
         """``o(x_i)_b`` without the bias, ``(N, num_kernels)``."""
-        m = torch.tensordot(features.flatten(1), self.weight, dims=([1], [0]))  # (N, B, C)
+        # fp32 (also under bf16 autocast): the closeness is exp(-L1 distance), which bf16 would coarsen
+        m = torch.tensordot(features.flatten(1).float(), self.weight, dims=([1], [0]))  # (N, B, C)
         l1 = (m[:, None] - m[None, :]).abs().sum(dim=-1)  # (N, N, B): all pairs at once
         n = features.shape[0]
         others = 1.0 - torch.eye(n, device=features.device, dtype=l1.dtype)
