@@ -2,10 +2,12 @@
 
 The baseline is the model's module as it was at ``--baseline`` (read with ``git show`` and loaded beside today's), with
 that commit's trainer settings: fp32 on the CPU (it had no CPU autocast) and PyTorch's default Adam (the per-tensor
-loop; today's trainer uses the fused one). Both train on the same random images in alternating rounds, so that load
+loop; today's trainer uses the fused one). Today's run uses bf16 autocast where the model's packaged default has
+``amp`` on (the GANs) and the CPU has native bf16. Both train on the same random images in alternating rounds, so that load
 from other processes falls on both alike; the table gives ms per step, images/s and the ratio.
 
     python benchmarks/step_speed.py --models ssgan infogan --baseline dd9ca86 --threads 1
+    python benchmarks/step_speed.py --models diagbilstm rowlstm --steps 5 --rounds 3
 
 The result is printed with the commit, CPU model and flags, thread count and date, and saved as JSON under
 ``benchmarks/results/step-speed/``. A seed gives the same numbers only on the same CPU type, and times vary with the
@@ -36,7 +38,9 @@ from rlgen.vision.trainer import Optimizers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "step-speed"
-MODULES = {"ssgan": "rlgen/vision/gan/ssgan.py", "infogan": "rlgen/vision/gan/infogan.py"}
+MODULES = {"ssgan": "rlgen/vision/gan/ssgan.py", "infogan": "rlgen/vision/gan/infogan.py",
+           "diagbilstm": "rlgen/vision/likelihood/pixelrnn.py", "rowlstm": "rlgen/vision/likelihood/pixelrnn.py"}
+AMP = {"ssgan": True, "infogan": True, "diagbilstm": False, "rowlstm": False}  # the packaged defaults
 
 
 def module_at(commit: str | None, path: str) -> ModuleType:
@@ -64,9 +68,12 @@ def build(model: str, module: ModuleType, images: torch.Tensor, labels: torch.Te
         m = module.SSGAN(options, images[:100], labels[:100], unlabelled_x=images)
         m.initialize(images[:500])
         lr, batch = 3e-3, 100
-    else:
+    elif model == "infogan":
         m = module.InfoGAN(module.InfoGANOptions())
         lr, batch = 2e-4, 128
+    else:  # the packaged MNIST PixelRNNs: h = 16, 7 layers, Bernoulli outputs
+        m = module.PixelRNN(module.PixelRNNOptions(variant=model, output="bernoulli"))
+        lr, batch = 1e-3, 64
     return m, lr, batch
 
 
@@ -83,7 +90,8 @@ def make_optimizers(m: torch.nn.Module, lr: float, fused: bool) -> Optimizers:
     return Optimizers(optimizers, torch.device("cpu"))
 
 
-def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int, amp: bool) -> Callable[[int], float]:
+def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int, amp: bool,
+          binary: bool = False) -> Callable[[int], float]:
     """A function that trains ``steps`` steps and returns the seconds they took."""
     cpu = torch.device("cpu")
     generator = torch.Generator().manual_seed(0)
@@ -93,8 +101,9 @@ def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int,
         start = time.perf_counter()
         for _ in range(steps):
             idx = torch.randint(0, len(images), (batch,), generator=generator)
+            x = images[idx].float() / 255.0
             with autocast(cpu, amp):
-                m.training_step(Batch(images[idx].float() / 255.0), opt)
+                m.training_step(Batch(x.round() if binary else x), opt)
         return time.perf_counter() - start
 
     return run
@@ -111,7 +120,7 @@ def cpu_flags() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODULES), default=sorted(MODULES))
+    parser.add_argument("--models", nargs="+", choices=sorted(MODULES), default=["ssgan", "infogan"])
     parser.add_argument("--baseline", default="dd9ca86", help="commit whose code is the baseline (default dd9ca86)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--steps", type=int, default=30, help="steps per round (default 30)")
@@ -132,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         variants = {}
         for label, commit, today in (("baseline", args.baseline, False), ("today", None, True)):
             m, lr, batch = build(model, module_at(commit, MODULES[model]), images, labels)
-            variants[label] = (timer(m, make_optimizers(m, lr, fused=today), images, batch, amp=today), batch)
+            amp = today and AMP[model]
+            run = timer(m, make_optimizers(m, lr, fused=today), images, batch, amp=amp, binary=model in ("diagbilstm",
+                                                                                                       "rowlstm"))
+            variants[label] = (run, batch)
         for run, _ in variants.values():
             run(3)  # warm-up
         seconds: dict[str, list[float]] = {k: [] for k in variants}
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": model, "batch": variants["today"][1],
                **{f"{k}_ms_per_step": round(1000 * v, 2) for k, v in per_step.items()},
                **{f"{k}_images_per_s": round(variants[k][1] / v, 1) for k, v in per_step.items()},
-               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16}
+               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16 and AMP[model]}
         rows.append(row)
         print(f"{model}: baseline {row['baseline_ms_per_step']} ms/step, today {row['today_ms_per_step']} ms/step: "
               f"{row['speedup']}x", flush=True)

@@ -40,6 +40,7 @@ from rlgen.common.errors import UserError
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
 from rlgen.vision.likelihood.masked import MaskedConv2d, contiguous_groups, tiled_groups
 from rlgen.vision.likelihood.pixelcnn import check_pixel_options, output_layers
+from rlgen.vision.likelihood.recurrence import conv1d_kernel, lstm_recurrence
 
 VARIANTS = ("rowlstm", "diagbilstm")
 
@@ -92,20 +93,14 @@ class RowLSTMLayer(nn.Module):
 
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
         """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
-        n, width = x.shape[0], x.shape[3]
+        n, _, rows, width = x.shape
         gates_in = self.input_to_state(x)  # the whole map in one convolution
-        weight = self.state_to_state.weight
-        state = x.new_zeros(n, self.h, width)
-        cell = x.new_zeros(n, 1, self.h, width)
-        out = []
-        # unbind, not gates_in[:, :, i] in the loop: each indexing's backward would write a zero tensor the size of
-        # the whole map (quadratic in the rows); unbind's backward is one stack.
-        for row_gates in gates_in.unbind(2):
-            gates = F.conv1d(state, weight, padding=1).add_(row_gates)
-            state, cell = lstm_update(gates.view(n, 1, 4 * self.h, width), cell)
-            state = state.view(n, self.h, width)
-            out.append(state)
-        return torch.stack(out, dim=2)
+        # rows are the steps, with a zero in front of each row (lstm_recurrence's layout): (H, 1 direction, 4h, N,
+        # 1 + W); the 1x3 state-to-state kernel sees the previous row at j - 1, j and j + 1 (left = 1)
+        inputs = x.new_zeros(rows, 1, 4 * self.h, n, width + 1)
+        inputs[:, 0, :, :, 1:] = gates_in.permute(2, 1, 0, 3)
+        states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 1), left=1)
+        return states[:, 0, :, :, 1:].permute(2, 1, 0, 3)  # (N, h, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.output(self.recurrence(x))
@@ -128,22 +123,25 @@ class DiagonalBiLSTMLayer(nn.Module):
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
         n, _, rows, width = x.shape
         h = self.h
-        gates_in = self.input_to_state(x)
-        # Right-to-left = left-to-right on the flipped map; stack both directions' gates on the channel axis.
-        gates_in = torch.cat([gates_in[:, :4 * h], gates_in[:, 4 * h:].flip(3)], dim=1)
-        gates_in = skew(gates_in)  # (N, 8h, H, W + H - 1)
-        weight = self.state_to_state.weight
-        state = x.new_zeros(n, 2 * h, rows)
-        cell = x.new_zeros(n, 2, h, rows)
-        out = []
-        for column_gates in gates_in.unbind(3):  # unbind keeps the backward linear (see RowLSTMLayer.recurrence)
-            # state[i - 1] (the pixel above) and state[i] (the pixel to the left) from the previous column.
-            gates = F.conv1d(state, weight, padding=1, groups=2)[:, :, :rows] + column_gates
-            # (N, direction, [o, f, i, g], H): one update serves both directions.
-            state, cell = lstm_update(gates.view(n, 2, 4 * h, rows), cell)
-            state = state.view(n, 2 * h, rows)
-            out.append(state)
-        states = unskew(torch.stack(out, dim=3), width)  # (N, 2h, H, W)
+        # Right-to-left = left-to-right on the flipped map. Both directions' input maps are skewed (each diagonal
+        # becomes a column) and laid out step-major with a zero in front of each column, (W + H - 1, 2 directions,
+        # 2h, N, 1 + H) (lstm_recurrence's layout). The 1x1 input-to-state convolution commutes with flip and skew:
+        # the recurrence applies it step by step, with its bias only where the skewed map holds a pixel (the
+        # padding of the skew stays zero, as when the gates themselves are skewed).
+        both = skew(torch.cat([x, x.flip(3)], dim=1))  # (N, 2 * 2h, H, W + H - 1)
+        steps = both.shape[3]
+        inputs = x.new_zeros(steps, 2, 2 * h, n, rows + 1)
+        inputs[..., 1:] = both.view(n, 2, 2 * h, rows, steps).permute(4, 1, 2, 0, 3)
+        inside = x.new_zeros(steps, rows + 1)
+        inside[:, 1:] = skew(x.new_ones(1, 1, rows, width))[0, 0].t()
+        conv = self.input_to_state
+        # The 2x1 state-to-state kernel sees the pixel above (s[i - 1]) and the pixel to the left (s[i]) in the
+        # previous column: left = 1.
+        states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 2), left=1,
+                                 in_weight=conv.masked_weight().view(2, 4 * h, 2 * h), bias=conv.bias,
+                                 bias_mask=inside)  # (steps, 2, h, N, 1 + H)
+        states = states[..., 1:].permute(3, 1, 2, 4, 0).reshape(n, 2 * h, rows, steps)
+        states = unskew(states, width)  # (N, 2h, H, W)
         left, right = states[:, :h], states[:, h:].flip(3)
         return left + self.shift_down(right)
 
