@@ -65,9 +65,19 @@ def test_console_script_is_the_same_cli():
     (["ppo", "--env", "CartPole-v1", "--resume", "/no/such/run"], ["/no/such/run"]),
     (["ppo", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),  # no --env to fall back on
     (["vae", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),
+    # issue #24's bad numbers: NaN, infinities, zero learning rates and absurd budgets are refused by the parser
+    (["gan", "--lr", "nan"], ["--lr", "finite"]),
+    (["vae", "--lr", "0"], ["--lr", "> 0"]),
+    (["infogan", "--g-lr", "inf"], ["--g-lr", "finite"]),
+    (["vime", "--env", "CartPole-v1", "--eta", "nan"], ["--eta", "finite"]),
+    (["vime", "--env", "CartPole-v1", "--eta", "inf"], ["--eta", "finite"]),
+    (["expert", "--env", "CartPole-v1", "--stop-return", "nan"], ["--stop-return", "finite"]),
+    (["ppo", "--env", "CartPole-v1", "--steps", "99999999999999999999"], ["--steps", "up to"]),
+    (["pixelcnn", "--max-minutes", "-1"], ["--max-minutes", "> 0"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
-    fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime") else argv, *words)
+    fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime", "expert") else argv, *words)
+    assert not any(tmp_path.iterdir())  # nothing half-made
 
 
 def test_unbuilt_command_says_so(capsys):

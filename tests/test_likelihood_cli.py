@@ -226,7 +226,8 @@ def test_bad_options_are_clean_errors(tmp_path, data, capsys):
 
     fails(["pixelrnn", "--variant", "gru"], "--variant")
     fails(["vae", "--iaf-steps", "-1"], "--iaf-steps")
-    fails(["pixelcnn", "--max-minutes", "0"], "--max-minutes", "must be > 0")
+    fails(["pixelcnn", "--max-minutes", "0"], "--max-minutes", "must be a finite number > 0")
+    fails(["pixelcnn", "--max-minutes", "-1"], "--max-minutes", "must be a finite number > 0")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "rgb.npz", x=rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
     fails(["pixelcnn", "--dataset", str(tmp_path / "rgb.npz"), "--hidden", "4", "--no-evaluate", "--out",

@@ -20,7 +20,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rlgen.cli.options import S, add_common_options, nonnegative_float, open_run, positive_int, resolve_config
+from rlgen.cli.options import (
+    S,
+    add_common_options,
+    finite_float,
+    nonnegative_float,
+    open_run,
+    positive_int,
+    resolve_config,
+)
 
 log = logging.getLogger("rlgen")
 
@@ -34,7 +42,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--algo", choices=EXPERT_ALGOS, default=S,
                             help="SB3 algorithm (default per env: ppo on CartPole, sac on Pendulum and MuJoCo)")
         parser.add_argument("--n-envs", dest="n_envs", type=positive_int, default=S, help="envs stepped together")
-        parser.add_argument("--stop-return", dest="stop_return", type=float, default=S, metavar="R",
+        parser.add_argument("--stop-return", dest="stop_return", type=finite_float, default=S, metavar="R",
                             help="stop training once the deterministic return reaches R, checked every "
                                  "stop_check_every steps (default per env: 4500 on HalfCheetah-v5, 3500 on "
                                  "Walker2d-v5 and Ant-v5, else off)")
@@ -57,7 +65,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--subsample", type=positive_int, default=S, metavar="K",
                             help="keep every K-th (s, a) pair of each trajectory from a random offset "
                                  "(default 20 on MuJoCo, as in the paper; 1 with GAIL's rlgen preset)")
-        parser.add_argument("--expert-return", dest="expert_return", type=float, default=S,
+        parser.add_argument("--expert-return", dest="expert_return", type=finite_float, default=S,
                             help="expert return for the normalised return (default: the mean return of all the demos' "
                                  "episodes, also those --trajectories leaves out)")
         if command == "gail":

@@ -17,13 +17,16 @@ from rlgen.common.run_dir import RunDir, saved_run_config
 S = argparse.SUPPRESS
 
 
+MAX_COUNT = 10**12  # budgets, sizes and counts beyond this are typos (1e12 env steps is years of CPU)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    if not 0 < value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be a positive integer up to {MAX_COUNT:.0e}, got {value}")
     return value
 
 
@@ -38,9 +41,20 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (NaN and infinities are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 

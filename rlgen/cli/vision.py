@@ -68,7 +68,7 @@ def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     g = parser.add_argument_group("training")
     g.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S,
                    help=f"default {defaults['batch_size']}")
-    g.add_argument("--lr", type=nonnegative_float, default=S, help=f"Adam learning rate (default {defaults['lr']:g})")
+    g.add_argument("--lr", type=positive_float, default=S, help=f"Adam learning rate (default {defaults['lr']:g})")
     g.add_argument("--beta1", type=probability, default=S, help=f"Adam beta1 (default {defaults['beta1']:g})")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=S,
                    help="no bf16 mixed precision (used on CUDA and on CPUs with native bf16: AVX-512 BF16 or AMX; default "
@@ -167,7 +167,7 @@ def add_infogan_options(parser: argparse.ArgumentParser) -> None:
                    help="weight of the mutual-information term of the categorical codes (default 1)")
     g.add_argument("--info-weight-continuous", dest="info_weight_continuous", type=nonnegative_float, default=S,
                    metavar="LAMBDA", help="the same for the continuous codes (default 1)")
-    g.add_argument("--g-lr", dest="g_lr", type=nonnegative_float, default=S,
+    g.add_argument("--g-lr", dest="g_lr", type=positive_float, default=S,
                    help="generator learning rate (default 1e-3; --lr is the discriminator's, default 2e-4)")
     g.add_argument("--ngf", type=positive_int, default=S, help="generator up-convolution width (default 64)")
     g.add_argument("--ndf", type=positive_int, default=S, help="discriminator convolution width (default 64)")
