@@ -26,7 +26,8 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.4"],
+        # Ray too, so that the tested install runs the Ray backend's loopback-cluster test (tests/test_bench.py)
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.4", "ray[default]>=2.9"],
         "ray": ["ray[default]>=2.9"],
     },
     entry_points={"console_scripts": ["rlgen=rlgen.cli:main"]},
