@@ -46,7 +46,9 @@ from rlgen.common.errors import UserError
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision-gan"
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench-vision-gan"  # git-ignored: checkpoints are large
-TARGETS = {"ssgan": ("test_error", 0.015), "infogan": ("categorical_error", 0.05)}
+# Issue #21's targets on the complete MNIST; issue #5 asked for 1.5% on the 22,699 images of mnist_partial.npz.
+TARGETS = {"ssgan": ("test_error", 0.010), "infogan": ("categorical_error", 0.05)}
+PARTIAL_TARGETS = {"ssgan": ("test_error", 0.015)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "run": str(run)})
     return {"benchmark": "ssgan", "title": f"semi-supervised {args.dataset}, {args.labels} labels", "rows": rows,
-            **target("ssgan", rows)}
+            **target("ssgan", rows, args.dataset)}
 
 
 def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})
     return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
-            **target("infogan", rows)}
+            **target("infogan", rows, args.dataset)}
 
 
 def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -185,8 +187,8 @@ def with_earlier_rows(rows: list[dict[str, Any]], earlier: dict[str, Any]) -> li
     return sorted(rows + kept, key=lambda r: r["seed"])
 
 
-def target(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    key, limit = TARGETS[name]
+def target(name: str, rows: list[dict[str, Any]], dataset: str = "mnist") -> dict[str, Any]:
+    key, limit = (PARTIAL_TARGETS if "partial" in dataset else TARGETS).get(name, TARGETS[name])
     values = [r[key] for r in rows if r.get(key) is not None]
     if not values:
         return {"target": f"{key} <= {limit}", "target_met": None}
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             result = BENCHMARKS[name](args, extra)
             if earlier is not None:
                 result["rows"] = with_earlier_rows(result["rows"], earlier)
-                result.update(target(name, result["rows"]))
+                result.update(target(name, result["rows"], args.dataset))
         except UserError as exc:
             print(f"vision_gan {name}: error: {exc}", file=sys.stderr)
             return 2
