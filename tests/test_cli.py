@@ -56,6 +56,16 @@ def test_console_script_is_the_same_cli():
     assert a.returncode == 0 and a.stdout == rlgen("--help").stdout
 
 
+def test_resuming_another_commands_run_says_so(capsys, tmp_path):
+    run = tmp_path / "gan-mnist-s0-20261206-000000"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "gan", "dataset": "mnist", "seed": 0}))
+    for argv in (["ppo", "--resume", str(run)], ["vime", "--env", "CartPole-v1", "--resume", str(run)],
+                 ["pixelcnn", "--resume", str(run)]):
+        fails_cleanly(capsys, argv, "is a run of 'rlgen gan'", f"rlgen gan --resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]  # nothing written
+
+
 @pytest.mark.parametrize("argv,words", [
     (["nonsense"], ["invalid choice", "nonsense"]),
     (["ppo", "--env", "NoSuchEnv-v9", "--steps", "10"], ["NoSuchEnv-v9"]),

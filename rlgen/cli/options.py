@@ -104,6 +104,8 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
     known = dict(defaults)
     check_known_keys(file_cfg, known, f"config file {args.config}" if "config" in vars(args) else "config")
     task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
+    if resume not in (None, "latest"):
+        _check_same_command(Path(resume), defaults.get("command"))
     if task is None and resume not in (None, "latest"):  # `--resume RUN_DIR` alone: the run names its own task
         task = _task_of_run(Path(resume), task_key)
         if task is not None:
@@ -125,6 +127,16 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
         if key in cfg and (not isinstance(cfg[key], int) or cfg[key] <= 0):
             raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}; fix --{key} or the config file")
     return cfg
+
+
+def _check_same_command(path: Path, command: str | None) -> None:
+    """``rlgen X --resume RUN`` where RUN was made by another command fails here, saying which."""
+    if command is None or not (path / "config.json").is_file():
+        return  # not a run directory: open_run says so
+    made_by = saved_run_config(path).get("command")
+    if made_by is not None and made_by != command:
+        raise UserError(f"--resume {path} is a run of 'rlgen {made_by}', not of 'rlgen {command}'; resume it with "
+                        f"'rlgen {made_by} --resume {path}'")
 
 
 def _task_of_run(path: Path, task_key: str) -> Any:
