@@ -66,6 +66,21 @@ def test_resuming_another_commands_run_says_so(capsys, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]  # nothing written
 
 
+@pytest.mark.parametrize("text,words", [
+    ("algo_kwargs: {ppo: {foo: 1}}", ["foo", "unknown", "PPO takes"]),
+    ("algo_kwargs: {ppo: {n_steps: many}}", ["n_steps", "an integer", "'many'"]),
+    ("algo_kwargs: {ppo: {gamma: .nan}}", ["gamma", "finite"]),
+    ("algo_kwargs: {ppo: {normalize_advantage: 1}}", ["normalize_advantage", "true or false"]),
+])
+def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path, text, words):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text + "\n")
+    out = tmp_path / "runs"
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(config), "--out", str(out)], *words)
+    fails_cleanly(capsys, ["expert", "--env", "CartPole-v1", "--config", str(config), "--out", str(out)], *words)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv,words", [
     (["nonsense"], ["invalid choice", "nonsense"]),
     (["ppo", "--env", "NoSuchEnv-v9", "--steps", "10"], ["NoSuchEnv-v9"]),

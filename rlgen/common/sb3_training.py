@@ -46,6 +46,46 @@ ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c
 OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 
 
+# Constructor arguments that rlgen itself passes (or that a config must not set).
+_RESERVED_KWARGS = frozenset({"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "tensorboard_log",
+                              "_init_setup_model", "replay_buffer_class", "replay_buffer_kwargs",
+                              "rollout_buffer_class", "rollout_buffer_kwargs", "action_noise"})
+
+
+def check_algo_kwargs(algo: str, kwargs: Any) -> None:
+    """Reject ``algo_kwargs`` that the SB3 class does not take, or whose value is not of its default's type (a
+    number where the default is a number, an integer where it is an integer, a bool where it is a bool), before a
+    run directory is made: a typo in a config file is one line, not a traceback from the constructor."""
+    import inspect
+    import math
+
+    cls = ALGORITHMS.get(algo) or OFF_POLICY_ALGORITHMS.get(algo)
+    if cls is None:
+        raise UserError(f"unknown algo {algo!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
+    if not isinstance(kwargs, dict):
+        raise UserError(f"algo_kwargs for {algo} must be a mapping of {cls.__name__} options, got {kwargs!r}")
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in _RESERVED_KWARGS}
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise UserError(f"algo_kwargs for {algo} has unknown option(s) {', '.join(unknown)}; {cls.__name__} takes "
+                        f"{', '.join(sorted(params))}")
+    for key, value in kwargs.items():
+        default = params[key].default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            expected = "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            expected = "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            expected = "a finite number"
+        else:
+            continue  # None or another type by default: SB3 checks it
+        if not ok:
+            raise UserError(f"algo_kwargs for {algo}: {key} must be {expected}, got {value!r}; fix the config file")
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` that also works in subprocesses: importing this module imports rlgen, which registers
     the ``rlgen/...`` envs."""
