@@ -207,6 +207,8 @@ def test_binarized_mnist_trains_in_nats_evaluates_on_valid_and_can_train_on_trai
         config = json.loads((run / "config.json").read_text())
         assert config["eval_split"] == "valid" and config["binarize"] == "none"
         assert "nats/image" in err
+        # waits report progress in a pipe too: the epoch's evaluation and the pixel-by-pixel sampling
+        assert "evaluating: 1/1 batches (100%)" in err and "sampling 4 images: 28/28 rows (100%)" in err
         summary = json.loads((run / "summary.json").read_text())
         assert summary["steps"] == (2 if split == "train" else 3)  # 16 or 24 images in batches of 8
         assert summary["test_loss"] == pytest.approx(summary["test_nats"])  # a Bernoulli NLL in nats, not bits/dim

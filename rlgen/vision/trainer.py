@@ -45,6 +45,7 @@ from rlgen.common.device import autocast
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
+from rlgen.common.progress import progress
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, BatchLoader, ImageDataset
 from rlgen.vision.images import make_grid, save_image_grid
@@ -320,7 +321,7 @@ class Trainer:
         sizes: dict[str, list[int]] = {}  # a metric may come only with some batches (e.g. once per pass)
         try:
             with torch.no_grad(), autocast(self.device, self.cfg.amp):
-                for batch in self.eval_loader.epoch(0):
+                for batch in progress(self.eval_loader.epoch(0), len(self.eval_loader), "evaluating", "batches"):
                     for k, v in self.model.evaluation_step(batch).items():
                         history.setdefault(k, []).append(v)
                         sizes.setdefault(k, []).append(len(batch))

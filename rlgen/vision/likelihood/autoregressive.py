@@ -8,6 +8,7 @@ from abc import abstractmethod
 
 import torch
 
+from rlgen.common.progress import progress
 from rlgen.vision.datasets import Batch
 from rlgen.vision.likelihood.outputs import LN2, PixelHead
 from rlgen.vision.trainer import LikelihoodModel, Metrics
@@ -61,7 +62,7 @@ class AutoregressivePixelModel(LikelihoodModel):
         device = next(self.parameters()).device
         start = time.perf_counter()
         x = torch.zeros(n, c, h, w, device=device)
-        for i in range(h):
+        for i in progress(range(h), h, f"sampling {n} images", "rows"):
             for j in range(w):
                 for ch in range(c):
                     out = self(x[:, :, :i + 1])[:, :, i, j]
