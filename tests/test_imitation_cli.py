@@ -119,6 +119,9 @@ def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, mon
                             "--out", str(demos)])
     assert f"demos: {demos}" in out and demos.is_file()
     assert len(list((tmp_path / "runs").glob("rollouts-CartPole-v1-s0-*/summary.json"))) == 1
+    rollouts_dir = next((tmp_path / "runs").glob("rollouts-CartPole-v1-s0-*"))
+    out = succeeds(capsys, ["rollouts", "--resume", str(rollouts_dir)])  # its own policy, env and demos file
+    assert f"demos: {demos}" in out
     with np.load(demos, allow_pickle=False) as raw:
         assert len(raw["episode_starts"]) == 3 and str(raw["env_id"]) == "CartPole-v1"
 

@@ -295,6 +295,10 @@ def run_rollouts(args: argparse.Namespace) -> None:
     from rlgen.imitation.evaluation import load_policy
 
     cfg = resolve(args)
+    if not cfg.get("policy") and vars(args).get("resume") not in (None, "latest"):
+        from rlgen.common.run_dir import saved_run_config
+
+        cfg["policy"] = saved_run_config(Path(args.resume)).get("policy")  # a resumed run's own policy
     if not cfg.get("policy"):
         raise UserError("no --policy given; pass the model.zip or run directory of an 'rlgen expert' run")
     cfg["policy"] = str(Path(cfg["policy"]).expanduser().resolve())
