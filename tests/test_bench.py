@@ -369,9 +369,11 @@ def test_stopped_bench_leaves_its_running_job_checkpointed_where_it_was(tmp_path
 def test_ray_option_without_ray_is_a_one_line_error(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     suite = write_suite(tmp_path / "s.yaml", [{"command": "trpo", "env": ["CartPole-v1"], "args": TINY_TRPO}])
-    code = main(["bench", str(suite), "--out", str(tmp_path), "--ray", "auto"])
+    out = tmp_path / "results"
+    code = main(["bench", str(suite), "--out", str(out), "--ray", "auto"])
     err = capsys.readouterr().err
     assert code == 2 and "rlgen[ray]" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())  # no empty suite folder left behind
 
 
 # ---------------------------------------------------------------------------------------------------- Ray

@@ -242,6 +242,9 @@ def run(args: argparse.Namespace) -> None:
         return
     for warning in suite.warnings:
         log.warning("warning: %s", warning)
+    backend = None
+    if opts["ray"] and not opts["report_only"]:  # no Ray, or no cluster: one line before the suite folder exists
+        backend = RayBackend(str(opts["ray"]))
     ensure_writable_dir(suite_dir)
     commit = provenance.git_commit()
     command = _command_line(args)
@@ -252,11 +255,8 @@ def run(args: argparse.Namespace) -> None:
             last_run = json.loads(saved_path.read_text()).get("last_run") or {}
         except (OSError, json.JSONDecodeError):
             last_run = {}
-    backend = None
     if not opts["report_only"]:
-        if opts["ray"]:
-            backend = RayBackend(str(opts["ray"]))
-        else:
+        if backend is None:
             backend = LocalBackend(int(opts["jobs"] or provenance.cores()))
         last_run = {"command": command, "backend": backend.description, "date": provenance.utc_now()}
     if backend is not None or not saved_path.is_file():  # a report leaves the record of how the jobs ran alone
