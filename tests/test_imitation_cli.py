@@ -98,6 +98,11 @@ def test_bad_policies_are_one_line_errors(capsys, tmp_path, cartpole_model):
     fails_cleanly(capsys, ["rollouts", "--env", "Pendulum-v1", "--policy", str(cartpole_model), *out],
                   "Pendulum-v1", "policy")
     fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(tmp_path), *out], "model.zip")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fails_cleanly(capsys, ["rollouts", "--env", "CartPole-v1", "--policy", str(cartpole_model), "--out",
+                           str(blocker / "demos.npz")], "cannot write", str(blocker))
+    assert not (tmp_path / "runs").exists()  # nothing half-made
 
 
 def test_quick_pipeline_writes_run_directories_and_resumes(capsys, tmp_path, monkeypatch):

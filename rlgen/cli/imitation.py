@@ -305,6 +305,9 @@ def run_rollouts(args: argparse.Namespace) -> None:
     if str(cfg["out"]).endswith(".npz"):
         cfg["demos_file"] = str(Path(cfg["out"]).expanduser().resolve())
         cfg["out"] = "runs"
+        from rlgen.common.run_dir import ensure_writable_dir
+
+        ensure_writable_dir(Path(cfg["demos_file"]).parent)  # before the run directory is made
     policy = load_policy(cfg["policy"], cfg["env"], device=str(resolve_device(cfg["device"])))  # fail early
     run_dir, cfg, _ = _start(args, cfg)
     demos_path = Path(cfg["demos_file"]) if cfg.get("demos_file") else run_dir.path / "demos.npz"
