@@ -186,7 +186,7 @@ def test_8bit_data_is_measured_in_bits_per_dim(tmp_path, capsys):
         summary = json.loads((run / "summary.json").read_text())
         assert summary["binarize"] == "none" and 6 < summary["test_bits_per_dim"] < 10  # ~8 for uniform noise
         assert summary["test_loss"] == pytest.approx(summary["test_bits_per_dim"])
-        assert "bits/dim" in err
+        assert "bits/dim" in err and "8-bit pixels (--binarize none)" in err
         assert matplotlib.image.imread(run / "samples" / "epoch_0001.png").shape == (2 * 10 + 2, 2 * 10 + 2, 3)
 
 
@@ -206,7 +206,8 @@ def test_binarized_mnist_trains_in_nats_evaluates_on_valid_and_can_train_on_trai
         run = run_dir(out, "pixelcnn-binarized_mnist-s0-*")
         config = json.loads((run / "config.json").read_text())
         assert config["eval_split"] == "valid" and config["binarize"] == "none"
-        assert "nats/image" in err
+        assert "nats/image" in err and "Bernoulli likelihood, in nats per image" in err
+        assert "train loss" in err and "eval loss" in err  # the two losses told apart on the console
         # waits report progress in a pipe too: the epoch's evaluation and the pixel-by-pixel sampling
         assert "evaluating: 1/1 batches (100%)" in err and "sampling 4 images: 28/28 rows (100%)" in err
         summary = json.loads((run / "summary.json").read_text())

@@ -97,12 +97,16 @@ class ConsoleSummary(KVWriter):
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
         parts = [f"step {step}"]
         extra = sorted(k for k in key_values if k.startswith(self.prefixes) and k not in self.keys)
-        for key in [*self.keys, *extra]:
+        keys = [*self.keys, *extra]
+        short = [key.split("/")[-1] for key in keys]
+        for key, name in zip(keys, short):
+            if short.count(name) > 1:  # e.g. train/loss and eval/loss: say which is which
+                name = key.replace("/", " ")
             value = _scalar(key_values.get(key))
             if isinstance(value, float) and math.isfinite(value):
-                parts.append(f"{key.split('/')[-1]} {value:.4g}")
+                parts.append(f"{name} {value:.4g}")
             elif value is not None:
-                parts.append(f"{key.split('/')[-1]} {value}")
+                parts.append(f"{name} {value}")
         if len(parts) > 1:
             tqdm.write("rlgen: " + " | ".join(parts), file=sys.stderr)
 
