@@ -34,7 +34,7 @@ from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.common.device import amp_dtype, autocast
 from rlgen.common.memory import keep_freed_memory
 from rlgen.vision.datasets import Batch
-from rlgen.vision.trainer import Optimizers
+from rlgen.vision.trainer import Optimizers, make_optimizers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "step-speed"
@@ -77,17 +77,8 @@ def build(model: str, module: ModuleType, images: torch.Tensor, labels: torch.Te
     return m, lr, batch
 
 
-def make_optimizers(m: torch.nn.Module, lr: float, fused: bool) -> Optimizers:
-    optimizers = {}
-    for name, group in m.optimizer_groups().items():
-        settings = {"lr": lr, "betas": (0.5, 0.999)}
-        if isinstance(group, dict):
-            settings.update({k: v for k, v in group.items() if k != "params"})
-            params = list(group["params"])
-        else:
-            params = list(group)
-        optimizers[name] = torch.optim.Adam(params, fused=fused, **settings)
-    return Optimizers(optimizers, torch.device("cpu"))
+def optimizers_for(m: torch.nn.Module, lr: float, fused: bool) -> Optimizers:
+    return Optimizers(make_optimizers(m, lr, (0.5, 0.999), fused=fused), torch.device("cpu"))
 
 
 def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int, amp: bool,
@@ -142,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, commit, today in (("baseline", args.baseline, False), ("today", None, True)):
             m, lr, batch = build(model, module_at(commit, MODULES[model]), images, labels)
             amp = today and AMP[model]
-            run = timer(m, make_optimizers(m, lr, fused=today), images, batch, amp=amp, binary=model in ("diagbilstm",
+            run = timer(m, optimizers_for(m, lr, fused=today), images, batch, amp=amp, binary=model in ("diagbilstm",
                                                                                                        "rowlstm"))
             variants[label] = (run, batch)
         for run, _ in variants.values():

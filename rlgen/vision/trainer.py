@@ -156,6 +156,22 @@ class TrainerConfig:
         return cls(**{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg})
 
 
+def make_optimizers(model: GenerativeModel, lr: float, betas: tuple[float, float],
+                    fused: bool = True) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per group of ``model.optimizer_groups()``, with the group's overrides. ``fused``: one kernel for the
+    whole update (on a CPU core, 5x faster than PyTorch's default per-tensor loop)."""
+    out = {}
+    for name, group in model.optimizer_groups().items():
+        settings: dict[str, Any] = {"lr": lr, "betas": betas}
+        if isinstance(group, Mapping):
+            settings.update({k: v for k, v in group.items() if k != "params"})
+            params = list(group["params"])
+        else:
+            params = list(group)
+        out[name] = torch.optim.Adam(params, fused=fused, **settings)
+    return out
+
+
 def _mean_metrics(history: dict[str, list[torch.Tensor | float]],
                   sizes: dict[str, list[int]] | None = None) -> dict[str, float]:
     """Mean of each metric over a window; one device-to-host copy per metric. With ``sizes`` (per metric, the
@@ -205,17 +221,7 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------------------------
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        out = {}
-        for name, group in self.model.optimizer_groups().items():
-            settings: dict[str, Any] = {"lr": self.cfg.lr, "betas": (self.cfg.beta1, self.cfg.beta2)}
-            if isinstance(group, Mapping):
-                settings.update({k: v for k, v in group.items() if k != "params"})
-                params = list(group["params"])
-            else:
-                params = list(group)
-            # fused: one kernel for the whole update (on a CPU core, 5x faster than the default per-tensor loop)
-            out[name] = torch.optim.Adam(params, fused=True, **settings)
-        return out
+        return make_optimizers(self.model, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
 
     @property
     def ckpt_dir(self) -> Path:
