@@ -66,7 +66,9 @@ def row_of(run: Path) -> dict[str, Any]:
             if row.get("eval/mean_reward"):
                 curve[int(float(row["time/total_timesteps"]))] = round(normalise(float(row["eval/mean_reward"])), 3)
     sessions = json.loads((run / "provenance.json").read_text()).get("sessions", [{}])
-    return {"env": summary["env"], "seed": summary["seed"], "preset": config.get("preset", "paper"),
+    eta = float((config.get("vime") or {}).get("eta", 0.0))
+    env = summary["env"] + (f" +VIME {eta:g}" if eta else "")  # GAIL with VIME's bonus is a cell of its own
+    return {"env": env, "seed": summary["seed"], "preset": config.get("preset", "paper"), "vime_eta": eta,
             "run_commit": sessions[0].get("commit"), "run_started": sessions[0].get("started"),
             "algo": summary["algo"], "trajectories": summary["trajectories"], "expert_pairs": summary["expert_pairs"],
             "steps": summary["steps"], "normalised_at": curve, "final_normalised": round(summary["normalised_return"], 3),
