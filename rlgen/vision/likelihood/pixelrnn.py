@@ -61,17 +61,6 @@ def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     return flat.reshape(n, c, h, skewed_width + 1)[..., :width]
 
 
-def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step for ``D`` independent LSTMs: ``gates`` ``(N, D, 4h, L)`` laid out ``[o, f, i, g]``, ``cell``
-    ``(N, D, h, L)``; returns the new state and cell. One sigmoid covers o, f and i, one tanh g (fewer, larger
-    kernels: the recurrence is launch-bound)."""
-    h = cell.shape[2]
-    sig = torch.sigmoid(gates[:, :, :3 * h])
-    o, f, i = sig[:, :, :h], sig[:, :, h:2 * h], sig[:, :, 2 * h:]
-    cell = torch.addcmul(f * cell, i, torch.tanh(gates[:, :, 3 * h:]))
-    return o * torch.tanh(cell), cell
-
-
 def _gate_bias(conv: MaskedConv2d, h: int, directions: int = 1) -> None:
     """Forget-gate bias 1 (a common LSTM initialisation; the paper does not say)."""
     with torch.no_grad():

@@ -8,10 +8,11 @@ step a whole line of ``L`` positions in each of ``N`` images, for ``D`` independ
 
 Under autograd every step records a dozen small nodes, slicing the gates or a convolution's output costs a
 zero-filled gradient per step, and oneDNN's convolutions are slow at these sizes; a 7-layer Diagonal BiLSTM on 64
-MNIST images took 4 s a step. Here the tensors are laid out ``(D, channels, N * L)``, so that the k-tap kernel is
-one batched matrix product with the k shifted copies of the state, the forward keeps each step's gate activations
-and cells, and backpropagation through time runs by hand: per step a few element-wise ops and two batched matrix
-products (the state's gradient and the kernel's, accumulated).
+MNIST images took 4 s a step. Here each step's lines are one padded row of ``(D, channels, N (L + 1))`` positions,
+so that each of the k taps of the kernel is one batched matrix product with a contiguous slice of the previous
+state; the forward keeps each step's gate activations and cells, and backpropagation through time runs by hand:
+per step a few element-wise ops and, per tap, two batched matrix products (the state's gradient, and the kernel's,
+accumulated).
 """
 
 from __future__ import annotations
