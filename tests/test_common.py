@@ -203,3 +203,32 @@ def test_a_second_stop_signal_cannot_cut_the_interrupt_checkpoint_short():
         assert calls == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_linear_lr_schedule_falls_to_zero_over_the_whole_run_across_a_resume(tmp_path, capsys):
+    """``lr_schedule: linear`` anneals learning_rate to 0 at ``steps``; a resumed run goes on along the same line."""
+    from rlgen.cli import main
+    from tests.cli_helpers import fails_cleanly
+
+    cfg = tmp_path / "linear.yaml"
+    cfg.write_text("lr_schedule: linear\nn_envs: 2\neval_episodes: 1\n"
+                   "algo_kwargs: {ppo: {n_steps: 64, batch_size: 64, learning_rate: 0.001}}\n")
+    base = ["ppo", "--env", "CartPole-v1", "--config", str(cfg), "--out", str(tmp_path)]
+    assert main([*base, "--steps", "512"]) == 0
+    run = next(tmp_path.glob("ppo-CartPole-v1-s0-*"))
+    assert main(["ppo", "--resume", str(run), "--steps", "1024"]) == 0
+    with open(run / "progress.csv") as f:
+        rows = [(int(r["step"]), float(r["train/learning_rate"])) for r in csv.DictReader(f)
+                if r.get("train/learning_rate")]
+    # SB3 logs an update's rate in the next rollout's row (row s: the update on the rollout that ended at s - 128):
+    # 1e-3 * (1 - (s - 128) / steps), where steps was 512 before the resume and 1024 after it (a longer budget
+    # stretches the rest of the line). The first row of each process has no update yet.
+    assert [s for s, _ in rows] == [256, 384, 512, 768, 896, 1024]
+    for step, lr in rows:
+        total = 512 if step <= 512 else 1024
+        assert lr == pytest.approx(1e-3 * (1 - (step - 128) / total)), (step, lr)
+
+    cfg.write_text("lr_schedule: cosine\n")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(cfg), "--out", str(tmp_path / "bad")],
+                  "lr_schedule", "linear")
+    assert not (tmp_path / "bad").exists()

@@ -122,9 +122,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     cfg["env"] = resolve_env_id(cfg["env"])
     if "algo_kwargs" in cfg:
         cfg["algo_kwargs"] = dict(cfg["algo_kwargs"].get(cfg["algo"], {}) or {})
-        from rlgen.common.sb3_training import check_algo_kwargs
+        from rlgen.common.sb3_training import check_algo_kwargs, check_lr_schedule
 
         check_algo_kwargs(cfg["algo"], cfg["algo_kwargs"])  # before a run directory is made
+        check_lr_schedule(cfg)
     if args.command == "expert":
         kwargs = cfg.get("policy_kwargs") or {}
         keyed = bool(kwargs) and set(kwargs) <= set(EXPERT_ALGOS)

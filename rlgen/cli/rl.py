@@ -48,9 +48,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     cfg["env_name"] = short_name(cfg["env"])
     cfg["env"] = resolve_env_id(cfg["env"])
     algo_kwargs = dict(cfg["algo_kwargs"].get(cfg["algo"], {}))
-    from rlgen.common.sb3_training import check_algo_kwargs
+    from rlgen.common.sb3_training import check_algo_kwargs, check_lr_schedule
 
     check_algo_kwargs(cfg["algo"], algo_kwargs)  # before a run directory is made
+    check_lr_schedule(cfg)
     if "batch_size" in algo_kwargs and "n_steps" in algo_kwargs:
         # A minibatch cannot exceed the rollout (e.g. after --n-envs lowered it).
         algo_kwargs["batch_size"] = min(algo_kwargs["batch_size"], algo_kwargs["n_steps"] * cfg["n_envs"])

@@ -24,6 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from tqdm import tqdm
 
@@ -84,6 +85,32 @@ def check_algo_kwargs(algo: str, kwargs: Any) -> None:
             continue  # None or another type by default: SB3 checks it
         if not ok:
             raise UserError(f"algo_kwargs for {algo}: {key} must be {expected}, got {value!r}; fix the config file")
+
+
+LR_SCHEDULES = ("constant", "linear")
+
+
+def check_lr_schedule(cfg: dict[str, Any]) -> None:
+    """``lr_schedule`` (on-policy algorithms): ``constant``, or ``linear`` from ``learning_rate`` at the first step
+    to 0 at ``steps`` (CleanRL's ``anneal_lr``), which settles the policy late in training."""
+    schedule = cfg.get("lr_schedule", "constant")
+    if schedule not in LR_SCHEDULES:
+        raise UserError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}; fix the config file")
+    if schedule != "constant" and cfg["algo"] not in ALGORITHMS:
+        raise UserError(f"lr_schedule {schedule} needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not "
+                        f"{cfg['algo']}; set lr_schedule: constant")
+
+
+def _algo_kwargs(algo_cls: type[BaseAlgorithm], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``algo_kwargs`` with ``lr_schedule`` applied. SB3 calls the schedule with the share of ``total_timesteps``
+    still to go, which a resumed run (``reset_num_timesteps=False``) computes over the whole run as well."""
+    import inspect
+
+    kwargs = dict(cfg.get("algo_kwargs", {}))
+    if cfg.get("lr_schedule", "constant") == "linear":
+        start = kwargs.get("learning_rate", inspect.signature(algo_cls.__init__).parameters["learning_rate"].default)
+        kwargs["learning_rate"] = LinearSchedule(float(start), 0.0, 1.0)
+    return kwargs
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
@@ -191,7 +218,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
 
     Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
-    ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``policy_kwargs``, ``obs_norm`` (the
+    ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``lr_schedule`` (see
+    :func:`check_lr_schedule`), ``policy_kwargs``, ``obs_norm`` (the
     policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
     the running std of the discounted return, on-policy only), ``episode_info`` (keys of the env's ``info`` logged
     at episode ends), ``checkpoint_every``, ``eval_episodes``, ``eval_every`` (see :func:`periodic_evaluation`), ``stop_return`` and
@@ -237,7 +265,7 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         if cfg.get("obs_norm"):
             policy_kwargs = {**(policy_kwargs or {}), "features_extractor_class": RunningObsNormExtractor}
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0, policy_kwargs=policy_kwargs,
-                         **cfg.get("algo_kwargs", {}))
+                         **_algo_kwargs(algo_cls, cfg))
     reward_source = make_reward_source(model) if make_reward_source is not None else None
     if reward_source is not None and extras is not None:
         reward_source.load_state_dict(extras["reward_source"])
