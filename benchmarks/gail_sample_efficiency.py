@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.cli import main as rlgen_main
+from rlgen.common.provenance import device_description, git_commit, utc_now
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERTS = ROOT / "benchmarks" / "results" / "gail" / "experts"

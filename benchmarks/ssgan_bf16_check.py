@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from rlgen.bench.provenance import device_description, git_commit, utc_now
-from rlgen.cli.vision import build_ssgan, load_test_data, load_training_data
 from rlgen.common.checkpoint import load_json, load_torch
+from rlgen.common.provenance import device_description, git_commit, utc_now
+from rlgen.vision.gan.ssgan import SSGAN
+from rlgen.vision.train import load_test_data, load_training_data
 
 RESULT = Path(__file__).resolve().parent / "results" / "vision-gan" / "ssgan-bf16-check.json"
 
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     run = Path(argv[0])
     cfg = load_json(run / "config.json", what="run config")
     data, test = load_training_data(cfg), load_test_data(cfg)
-    model = build_ssgan(cfg, data, test)
+    model = SSGAN.from_config(cfg, data, test)
     latest = load_json(run / "checkpoints" / "latest.json", what="checkpoint index")
     model.load_state_dict(load_torch(run / "checkpoints" / latest["file"])["model"])
     x, y = torch.from_numpy(test.images).float() / 255, torch.from_numpy(test.labels)

@@ -30,9 +30,9 @@ from types import ModuleType
 
 import torch
 
-from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.common.device import amp_dtype, autocast
 from rlgen.common.memory import keep_freed_memory
+from rlgen.common.provenance import device_description, git_commit, utc_now
 from rlgen.vision.datasets import Batch
 from rlgen.vision.trainer import Optimizers, make_optimizers
 

@@ -26,7 +26,7 @@ import torch
 
 from rlgen.agents.vime.bnn import BayesianDynamicsModel
 from rlgen.agents.vime.replay_pool import ReplayPool
-from rlgen.bench.provenance import device_description, git_commit, utc_now
+from rlgen.common.provenance import device_description, git_commit, utc_now
 from rlgen.common.sb3_training import make_vec_env_for
 from rlgen.envs import resolve_env_id
 

@@ -25,9 +25,9 @@ from sb3_contrib import TRPO
 from stable_baselines3 import PPO
 
 from rlgen.agents.vime import VIME
-from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.common.config import deep_merge, packaged_config
 from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
+from rlgen.common.provenance import device_description, git_commit, utc_now
 from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback
 from rlgen.common.sb3_training import make_vec_env_for, policy_kwargs_from_config
 from rlgen.envs import resolve_env_id

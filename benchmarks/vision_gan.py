@@ -40,9 +40,9 @@ from typing import Any
 
 import torch
 
-from rlgen.bench.provenance import device_description, git_commit, utc_now
 from rlgen.cli import main as rlgen_main
 from rlgen.common.errors import UserError
+from rlgen.common.provenance import device_description, git_commit, utc_now
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision-gan"
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench-vision-gan"  # git-ignored: checkpoints are large

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -48,29 +49,28 @@ import torch
 
 from rlgen.cli import main as rlgen_main
 from rlgen.common.checkpoint import load_json, load_torch
-from rlgen.common.config import deep_merge, packaged_config
+from rlgen.common.config import packaged_config
 from rlgen.common.run_dir import saved_run_config
 from rlgen.vision.datasets import BatchLoader, ImageDataset, load_dataset
-from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions, PixelRNN, PixelRNNOptions, VAEOptions, make_vae
 from rlgen.vision.likelihood.outputs import LN2
 from rlgen.vision.likelihood.reference import reference_log_likelihood, to_reference
 
 REPO = Path(__file__).resolve().parents[1]
 
 # name -> (command, flags)
-MODELS: dict[str, tuple[str, list[str]]] = {
-    "pixelcnn": ("pixelcnn", []),
-    "rowlstm": ("pixelrnn", ["--variant", "rowlstm"]),
-    "diagbilstm": ("pixelrnn", ["--variant", "diagbilstm"]),
-    "vae": ("vae", []),
-    "vae-iaf": ("vae", ["--iaf-steps", "2"]),
-    "vae-bidirectional": ("vae", ["--bidirectional", "--iaf-steps", "1", "--free-bits", "0.1"]),
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {  # name -> (command, its options beyond the defaults)
+    "pixelcnn": ("pixelcnn", {}),
+    "rowlstm": ("pixelrnn", {"variant": "rowlstm"}),
+    "diagbilstm": ("pixelrnn", {"variant": "diagbilstm"}),
+    "vae": ("vae", {}),
+    "vae-iaf": ("vae", {"iaf_steps": 2}),
+    "vae-bidirectional": ("vae", {"bidirectional": True, "iaf_steps": 1, "free_bits": 0.1}),
 }
 # A much smaller model of each kind, for smoke runs of this script.
-TINY: dict[str, list[str]] = {
-    "pixelcnn": ["--hidden", "8", "--layers", "2", "--output-hidden", "16"],
-    "pixelrnn": ["--hidden", "4", "--layers", "1", "--output-hidden", "8"],
-    "vae": ["--hidden", "16", "--z-dim", "8", "--iaf-hidden", "32", "--context-dim", "16"],
+TINY: dict[str, dict[str, Any]] = {
+    "pixelcnn": {"hidden": 8, "layers": 2, "output_hidden": 16},
+    "pixelrnn": {"hidden": 4, "layers": 1, "output_hidden": 8},
+    "vae": {"hidden": 16, "z_dim": 8, "iaf_hidden": 32, "context_dim": 16},
 }
 TARGETS_NATS = {"pixelcnn": 81.3, "diagbilstm": 80.5, "vae-iaf": 81.0}  # binarised MNIST, full test set
 TEST_SET = 10_000
@@ -112,17 +112,12 @@ def sync(device: torch.device) -> None:
 
 def default_model(name: str, tiny: bool, shape: tuple[int, int, int] = (1, 28, 28)) -> torch.nn.Module:
     """The model ``name`` at the command's default size (vision.yaml plus the model's flags), Bernoulli output."""
-    from rlgen.cli import build_parser
-    from rlgen.cli.options import flags_of
+    from rlgen.vision.models import model_class
 
-    command, flags = MODELS[name]
-    typed = flags_of(build_parser().parse_args([command, *flags, *(TINY[command] if tiny else [])]))
-    cfg = deep_merge(packaged_config("vision.yaml")[command]["defaults"], typed)
-    if command == "pixelcnn":
-        return PixelCNN(PixelCNNOptions.from_config(cfg, shape, "bernoulli"))
-    if command == "pixelrnn":
-        return PixelRNN(PixelRNNOptions.from_config(cfg, shape, "bernoulli"))
-    return make_vae(VAEOptions.from_config(cfg, shape, "bernoulli"))
+    command, options = MODELS[name]
+    cfg = {**packaged_config("vision.yaml")[command]["defaults"], **options, **(TINY[command] if tiny else {}),
+           "binarize": "static", "command": command}  # binary pixels: Bernoulli output
+    return model_class(command).from_config(cfg, SimpleNamespace(image_shape=shape), None)
 
 
 def trainer_step(model: torch.nn.Module, x: torch.Tensor, device: torch.device):
@@ -268,12 +263,22 @@ def model_name(cfg: dict[str, Any]) -> str:
     return str(cfg["command"])
 
 
+def as_flags(options: dict[str, Any]) -> list[str]:
+    """``{"iaf_steps": 2, "bidirectional": True}`` -> ``["--iaf-steps", "2", "--bidirectional"]``."""
+    flags: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
 def train(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace, out: Path) -> Path | None:
     """Train ``name`` with ``rlgen <command>``; its run directory, or None when training failed."""
-    command, flags = MODELS[name]
+    command, options = MODELS[name]
+    flags = as_flags({**options, **(TINY[command] if args.tiny else {})})
     argv = [command, "--dataset", dataset, "--data-dir", data_dir, "--binarize", binarize, "--epochs",
             str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--device", args.device, "--no-evaluate",
-            "--n-samples", str(args.sample_n), *flags, *(TINY[command] if args.tiny else [])]
+            "--n-samples", str(args.sample_n), *flags]
     if args.limit_images:
         argv += ["--limit-images", str(args.limit_images)]
     if args.batch_size:
@@ -293,15 +298,17 @@ def evaluate_run(run: Path, args: argparse.Namespace) -> dict[str, Any]:
     cfg = saved_run_config(run)
     latest = load_json(run / "checkpoints" / "latest.json")
     summary = load_json(run / "summary.json") if (run / "summary.json").is_file() else {}  # none while training
-    from rlgen.cli.vision import EVALUATED_COMMANDS, binarized, load_test_data
+    from rlgen.vision.likelihood.outputs import binary_pixels
+    from rlgen.vision.models import model_class
+    from rlgen.vision.train import load_test_data
 
     command, name, binarize = cfg["command"], model_name(cfg), cfg.get("binarize") or "none"
-    binary = binarized(cfg)  # binarised by rlgen, or already binary (the binarised MNIST)
+    binary = binary_pixels(cfg)  # binarised by rlgen, or already binary (the binarised MNIST)
     # The test split, whichever split the run evaluated while training (the binarised MNIST's: valid).
     test = load_test_data({**cfg, "evaluate": True, "eval_split": "test"})
     if args.eval_images and args.eval_images < len(test):
         test = test.take(args.eval_images)
-    model = EVALUATED_COMMANDS[command][0](cfg, test, None)
+    model = model_class(command).from_config(cfg, test, None)
     device = torch.device(args.device)
     model.load_state_dict(load_torch(run / "checkpoints" / latest["file"], map_location=device)["model"])
     # An interrupted run's checkpoint may lie within an epoch: steps / steps_per_epoch says how far (older

@@ -296,15 +296,9 @@ def test_failing_job_is_reported_and_retried(tmp_path):
     assert "## Failed jobs" in md and "NoSuchEnv-v0" in md
 
 
-def test_unbuilt_or_unknown_command_fails_with_the_clis_one_line_message(tmp_path):
+def test_unknown_command_fails_with_the_clis_one_line_message(tmp_path):
     result = run_job("job", ["nosuchcommand", "--env", "X", "--seed", "0"], tmp_path / "runs")
     assert result.returncode == 2 and not result.finished and "invalid choice" in result.error
-    unbuilt = [c.name for c in COMMANDS if c.module is None]
-    if not unbuilt:
-        pytest.skip("every command is built, so none can fail as not built yet")
-    result = run_job("job2", [unbuilt[0], "--dataset", "mnist", "--seed", "0"], tmp_path / "runs")
-    assert result.returncode == 2 and not result.finished
-    assert "not built yet" in result.error and result.error.startswith(f"rlgen {unbuilt[0]}: error:")
 
 
 @pytest.mark.slow
@@ -596,7 +590,7 @@ def test_two_bench_processes_on_one_suite_keep_each_others_records(tmp_path):
 def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path):
     import subprocess
 
-    from rlgen.bench.provenance import git_commit
+    from rlgen.common.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -616,7 +610,7 @@ def test_commit_is_dirty_for_code_changes_but_not_for_results_files(tmp_path):
 
 
 def test_commit_of_a_copy_without_git_comes_from_rlgen_commit(tmp_path, monkeypatch):
-    from rlgen.bench.provenance import git_commit
+    from rlgen.common.provenance import git_commit
 
     monkeypatch.delenv("RLGEN_COMMIT", raising=False)
     assert git_commit(tmp_path) == "unknown (not a git checkout)"

@@ -17,15 +17,11 @@ from rlgen.cli import COMMANDS, main
 from tests.cli_helpers import ENV, fails_cleanly, rlgen, succeeds
 
 
-def test_help_lists_every_command_and_marks_unbuilt_ones(capsys):
+def test_help_lists_every_command_with_the_shared_options(capsys):
     out = rlgen("--help")  # once through a real subprocess
     assert out.returncode == 0
     for command in COMMANDS:
         assert command.name in out.stdout
-        assert ("not built yet" in out.stdout.split(command.name, 1)[1][:80]) == (command.module is None)
-    for command in COMMANDS:
-        if command.module is None:
-            continue
         with pytest.raises(SystemExit) as exit_info:
             main([command.name, "--help"])
         assert exit_info.value.code == 0
@@ -103,13 +99,6 @@ def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path,
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime", "expert") else argv, *words)
     assert not any(tmp_path.iterdir())  # nothing half-made
-
-
-def test_unbuilt_command_says_so(capsys):
-    unbuilt = [c.name for c in COMMANDS if c.module is None]
-    if not unbuilt:
-        pytest.skip("every command is built")
-    fails_cleanly(capsys, [unbuilt[0]], "not built yet", "issue #")
 
 
 def test_corrupt_and_misspelt_config_files(capsys, tmp_path):

@@ -232,3 +232,62 @@ def test_linear_lr_schedule_falls_to_zero_over_the_whole_run_across_a_resume(tmp
     fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(cfg), "--out", str(tmp_path / "bad")],
                   "lr_schedule", "linear")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    """Removed when it logged nothing; marked failed.json (logs kept) when it did; a bare --resume skips both."""
+    from rlgen.cli import main
+    from rlgen.common import sb3_training
+
+    def fail_at_start(*args, **kwargs):
+        raise UserError("boom before anything")
+
+    base = ["ppo", "--env", "CartPole-v1", "--steps", "64", "--out", str(tmp_path)]
+    monkeypatch.setattr(sb3_training, "make_logger", fail_at_start)
+    assert main(base) == 2
+    assert not list(tmp_path.glob("ppo-*"))  # removed
+
+    def fail_on_the_second_rollout(self):
+        if self.model.num_timesteps > 0:
+            raise RuntimeError("boom after training")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(sb3_training.ProgressAndCheckpoint, "_on_rollout_start", fail_on_the_second_rollout)
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("checkpoint_every: 0\nn_envs: 2\nalgo_kwargs: {ppo: {n_steps: 64, batch_size: 64}}\n")
+    with pytest.raises(RuntimeError):  # a bug's traceback still propagates
+        main([*base, "--steps", "512", "--config", str(cfg)])
+    monkeypatch.undo()
+    (run,) = tmp_path.glob("ppo-*")
+    assert (run / "progress.csv").is_file() and "boom after training" in (run / "failed.json").read_text()
+    capsys.readouterr()
+    from tests.cli_helpers import fails_cleanly
+
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--resume", "--out", str(tmp_path)], "found no earlier run")
+
+
+def test_checkpoint_folder_keeps_the_newest_and_falls_back_past_a_deleted_one(tmp_path):
+    from rlgen.common.checkpoint import CheckpointFolder
+
+    folder = CheckpointFolder(tmp_path, ("a_*.bin", "b_*.bin"), keep=2)
+    assert folder.latest() is None
+
+    def save(step: int) -> dict:
+        return folder.save({"a": (f"a_{step}.bin", lambda tmp: open(tmp, "w").write("a")),
+                            "b": (f"b_{step}.bin", lambda tmp: open(tmp, "w").write("b"))}, step=step)
+
+    for step in (1, 2, 3):
+        save(step)
+    (tmp_path / "a_9.bin").write_text("left by a save cut short")
+    save(4)
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["a_3.bin", "a_4.bin", "b_3.bin", "b_4.bin"]
+    assert folder.latest() == {"step": 4, "a": "a_4.bin", "b": "b_4.bin"}
+    (tmp_path / "b_4.bin").unlink()  # a damaged newest checkpoint, deleted: the one before is in force
+    assert folder.latest() == {"step": 3, "a": "a_3.bin", "b": "b_3.bin"}
+
+    def broken(tmp: str) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):  # an interrupted save leaves the index as it was
+        folder.save({"a": ("a_5.bin", broken)}, step=5)
+    assert folder.latest()["step"] == 3

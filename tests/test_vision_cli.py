@@ -255,7 +255,9 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(interrupted, run, data, cfg, "cpu").fit()
     latest = json.loads((run.path / "checkpoints" / "latest.json").read_text())
-    assert latest == {"epoch": 1, "step": 6, "file": "epoch_1_step_6.pt", "steps_per_epoch": 4}
+    assert latest == {"epoch": 1, "step": 6, "file": "epoch_1_step_6.pt", "steps_per_epoch": 4,
+                      "kept": [{"epoch": 1, "step": 4, "file": "epoch_1.pt", "steps_per_epoch": 4},
+                               {"epoch": 1, "step": 6, "file": "epoch_1_step_6.pt", "steps_per_epoch": 4}]}
     assert (run.path / "checkpoints" / "epoch_1.pt").is_file()  # the last whole epoch's checkpoint stays
     resumed = PixelBernoulli((1, 28, 28))
     summary = Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, cfg, "cpu").fit()

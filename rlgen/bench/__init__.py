@@ -7,5 +7,5 @@
 * :mod:`rlgen.bench.collect`: reading finished jobs' run directories into per-seed records;
 * :mod:`rlgen.bench.aggregate`: statistics over seeds (mean, std, bootstrap CIs, IQM, normalised scores);
 * :mod:`rlgen.bench.report`: ``results.csv``, ``RESULTS.md`` and learning-curve PNGs;
-* :mod:`rlgen.bench.provenance`: the commit, device and date a table was made with.
+* :mod:`rlgen.common.provenance`: the commit, device and date a table was made with.
 """

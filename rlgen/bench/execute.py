@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rlgen.bench.provenance import device_description, hostname
+from rlgen.common.provenance import device_description, hostname
 
 STDERR_TAIL_LINES = 20
 
@@ -91,13 +91,6 @@ def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join([line for line in kept if line.strip()][-lines:])[-4000:]
 
 
-def command_is_built(name: str) -> bool:
-    """False for a command this rlgen lists but has not built yet (``rlgen --help`` marks it)."""
-    from rlgen.cli import COMMANDS
-
-    return not any(c.name == name and c.module is None for c in COMMANDS)
-
-
 def job_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The parent's environment, one intra-op thread per job (jobs run in parallel, one per core)."""
     env = dict(os.environ)
@@ -123,8 +116,6 @@ def run_job(job_id: str, argv: Sequence[str], runs_root: Path, timeout: float | 
     args = [a.replace("{runs}", str(runs_root)) for a in argv] + ["--out", str(job_dir)]
     if resume is not None:
         args += ["--resume", str(resume)]
-    if argv and not command_is_built(argv[0]):
-        args = [argv[0]]  # so the CLI says "not built yet" instead of rejecting the options it does not know
     cmd = [sys.executable, "-m", "rlgen.run", *args]
     started = time.time()
     header = f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {hostname()}: {shlex.join(cmd)}\n"

@@ -60,7 +60,7 @@ class Backend:
 
 
 def _crashed(job_id: str, exc: BaseException) -> AttemptResult:
-    from rlgen.bench.provenance import device_description, hostname
+    from rlgen.common.provenance import device_description, hostname
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return AttemptResult(job_id=job_id, returncode=None, wall_s=0.0, finished=False, run_dir=None,

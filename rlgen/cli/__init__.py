@@ -25,33 +25,25 @@ class Parser(argparse.ArgumentParser):
 class Command:
     name: str
     help: str
-    module: str | None  # module with add_arguments(parser) and run(args); None while it is not built
-    issue: int
+    module: str  # module with add_arguments(command, parser) and run(args)
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("vime", "VIME: on-policy RL (PPO/TRPO) with a BNN information-gain bonus", "rlgen.cli.rl", 3),
-    Command("ppo", "PPO on an env (the VIME baseline)", "rlgen.cli.rl", 3),
-    Command("trpo", "TRPO on an env (the VIME baseline)", "rlgen.cli.rl", 3),
-    Command("expert", "train an expert policy for imitation", "rlgen.cli.imitation", 4),
-    Command("rollouts", "record an expert's trajectories to an npz file", "rlgen.cli.imitation", 4),
-    Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", "rlgen.cli.imitation", 4),
-    Command("bc", "behaviour cloning on demonstrations", "rlgen.cli.imitation", 4),
-    Command("gan", "DCGAN with the Improved-GAN techniques", "rlgen.cli.vision", 5),
-    Command("ssgan", "semi-supervised GAN", "rlgen.cli.vision", 5),
-    Command("infogan", "InfoGAN", "rlgen.cli.vision", 5),
-    Command("vae", "VAE with inverse autoregressive flow (and the bidirectional ResNet VAE)", "rlgen.cli.vision", 6),
-    Command("pixelcnn", "PixelCNN", "rlgen.cli.vision", 6),
-    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", "rlgen.cli.vision", 6),
-    Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.cli.bench", 7),
+    Command("vime", "VIME: on-policy RL (PPO/TRPO) with a BNN information-gain bonus", "rlgen.cli.rl"),
+    Command("ppo", "PPO on an env (the VIME baseline)", "rlgen.cli.rl"),
+    Command("trpo", "TRPO on an env (the VIME baseline)", "rlgen.cli.rl"),
+    Command("expert", "train an expert policy for imitation", "rlgen.cli.imitation"),
+    Command("rollouts", "record an expert's trajectories to an npz file", "rlgen.cli.imitation"),
+    Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", "rlgen.cli.imitation"),
+    Command("bc", "behaviour cloning on demonstrations", "rlgen.cli.imitation"),
+    Command("gan", "DCGAN with the Improved-GAN techniques", "rlgen.cli.vision"),
+    Command("ssgan", "semi-supervised GAN", "rlgen.cli.vision"),
+    Command("infogan", "InfoGAN", "rlgen.cli.vision"),
+    Command("vae", "VAE with inverse autoregressive flow (and the bidirectional ResNet VAE)", "rlgen.cli.vision"),
+    Command("pixelcnn", "PixelCNN", "rlgen.cli.vision"),
+    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", "rlgen.cli.vision"),
+    Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.cli.bench"),
 )
-
-
-def _not_built(command: Command):
-    def run(args: argparse.Namespace) -> None:
-        raise UserError(f"'{command.name}' is not built yet (tracked in issue #{command.issue}); "
-                        f"working commands: {', '.join(c.name for c in COMMANDS if c.module)}")
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rlgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True, parser_class=Parser)
     for command in COMMANDS:
-        if command.module is None:
-            p = sub.add_parser(command.name, help=f"[not built yet, issue #{command.issue}] {command.help}",
-                               description=f"{command.help}. Not built yet (issue #{command.issue}).")
-            p.set_defaults(handler=_not_built(command))
-            continue
         module = importlib.import_module(command.module)
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         module.add_arguments(command.name, p)
@@ -78,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from rlgen.common.logger import setup_logging
     from rlgen.common.memory import keep_freed_memory
+    from rlgen.common.run_dir import discard_unstarted_runs
 
     setup_logging()
     keep_freed_memory()  # large per-step tensors stop costing a page fault per 4 KiB (rlgen.common.memory)
@@ -86,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGTERM (a scheduler or `kill` stopping the run) is Ctrl-C: runs checkpoint where they are and exit 130.
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        args.handler(args)
+        with discard_unstarted_runs():
+            args.handler(args)
     except UserError as exc:
         print(f"rlgen {args.command}: error: {exc}", file=sys.stderr)
         return UserError.exit_code

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rlgen.common.config import check_known_keys, deep_merge, load_config_file
-from rlgen.common.device import DEVICE_CHOICES, resolve_device
+from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
-from rlgen.common.run_dir import RunDir, saved_run_config
+from rlgen.common.run_dir import RESUME_OPTIONS, Resume, saved_run_config
 
 # Options default to SUPPRESS so that only flags the user typed override the config file.
 S = argparse.SUPPRESS
@@ -142,30 +142,8 @@ def _task_of_run(path: Path, task_key: str) -> Any:
     return saved.get(f"{task_key}_name") or saved.get(task_key)
 
 
-BUDGET_OPTIONS = ("steps", "epochs", "stop_return")
-# What a flag may change when a run is resumed: its budget, the wall-clock budget of the resuming process, and where
-# it runs (checkpoints load on any device, so a run started on a GPU can go on where there is none).
-RESUME_OPTIONS = (*BUDGET_OPTIONS, "max_minutes", "device")
-
-
-def open_run(args: argparse.Namespace, cfg: dict[str, Any], tag: str) -> RunDir:
-    """A new run directory for ``cfg``, or the earlier run that ``--resume`` names (its saved config wins,
-    except a new budget, ``--steps``/``--epochs``/``--stop-return``, which extends the run, a new ``--max-minutes``
-    and a new ``--device``; keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this
-    machine lacks (``cfg`` holds any ``--device`` flag) fails before a run directory is made or a run's config is
-    rewritten."""
-    resolve_device(cfg["device"])
-    out = cfg.get("out", "runs")
-    if "resume" in vars(args):
-        run = RunDir.open_for_resume(args.resume, out, cfg["command"], tag, cfg["seed"])
-        run.config = deep_merge(cfg, run.config)
-        for key in RESUME_OPTIONS:
-            if key in vars(args):
-                run.config[key] = getattr(args, key)
-        run.save_config()
-        return run
-    return RunDir.create(out, cfg["command"], tag, cfg["seed"], cfg)
-
-
-def describe_run(run: RunDir) -> str:
-    return str(Path(run.path))
+def resume_request(args: argparse.Namespace) -> Resume | None:
+    """``--resume`` and the flags given with it that change a resumed run, or None for a new run."""
+    if "resume" not in vars(args):
+        return None
+    return Resume(args.resume, {key: getattr(args, key) for key in RESUME_OPTIONS if key in vars(args)})

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
-from rlgen.cli.options import S, add_common_options, nonnegative_float, open_run, positive_int, resolve_config
-
-log = logging.getLogger("rlgen")
+from rlgen.cli.options import S, add_common_options, nonnegative_float, positive_int, resolve_config, resume_request
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -60,28 +57,6 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rlgen.common.device import resolve_device, set_torch_threads
-    from rlgen.common.sb3_training import train_sb3
-    from rlgen.common.seeding import set_seed
+    from rlgen.agents.rl import train_rl
 
-    cfg = resolve(args)
-    run_dir = open_run(args, cfg, tag=cfg["env_name"])
-    cfg = run_dir.config
-    log.info("run directory: %s", run_dir.path)
-    set_seed(cfg["seed"])
-    set_torch_threads(cfg.get("torch_threads", 1))
-    device = str(resolve_device(cfg["device"]))
-
-    make_reward_source = None
-    if cfg["command"] == "vime":
-        from rlgen.agents.vime import VIME
-
-        def make_reward_source(model):
-            return VIME(model, seed=cfg["seed"], **cfg["vime"])
-
-    summary = train_sb3(run_dir, make_reward_source, device=device)
-    log.info("done: %d steps in %.0f s (%.0f steps/s); eval return %.3g; reached sparse reward: %s",
-             summary["steps"], summary["wall_clock_s"], summary["env_steps_per_s"] or 0,
-             summary["eval_return_mean"] if summary["eval_return_mean"] is not None else float("nan"),
-             summary["reached_reward"])
-    print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, model.zip, summary.json)")
+    train_rl(resolve(args), resume_request(args))

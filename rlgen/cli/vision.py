@@ -1,9 +1,8 @@
-"""``rlgen gan``: DCGAN with the Improved-GAN techniques on MNIST, Fashion-MNIST, CIFAR-10 or an ``.npz`` file.
+"""``rlgen gan|ssgan|infogan|vae|pixelcnn|pixelrnn``: the image models' flags, resolved into a run configuration
+that :func:`rlgen.vision.train.train` runs.
 
-The data and trainer options (:func:`add_data_options`, :func:`add_trainer_options`) and :func:`train_image_model`
-are shared with the other image-model commands: a new command adds its model's flags and a ``build_model``.
-Commands whose model is evaluated on the test split after every epoch (``ssgan``, ``infogan``, ...) are listed in
-``EVALUATED_COMMANDS``, the others in ``BUILDERS``.
+The data and trainer options (:func:`add_data_options`, :func:`add_trainer_options`) are shared; each model adds
+its own (:data:`MODEL_OPTIONS`). The model itself is :data:`rlgen.vision.models.MODELS`'s entry for the command.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from rlgen.cli.options import (
     add_common_options,
     nonnegative_float,
     nonnegative_int,
-    open_run,
     positive_float,
     positive_int,
     resolve_config,
+    resume_request,
 )
 
 log = logging.getLogger("rlgen")
@@ -179,14 +178,7 @@ def add_infogan_options(parser: argparse.ArgumentParser) -> None:
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     add_trainer_options(parser, command_defaults(command))
-    if command == "gan":
-        add_gan_options(parser)
-    if command == "ssgan":
-        add_ssgan_options(parser)
-    if command == "infogan":
-        add_infogan_options(parser)
-    if command in LIKELIHOOD_OPTIONS:
-        LIKELIHOOD_OPTIONS[command](parser)
+    MODEL_OPTIONS[command](parser)
     add_common_options(parser, budget="epochs", device="auto")
 
 
@@ -210,196 +202,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
-def dataset_tag(dataset: str) -> str:
-    return Path(dataset).stem if dataset.endswith(".npz") else dataset
-
-
-def load_training_data(cfg: dict[str, Any]):
-    from rlgen.vision.datasets import load_dataset
-
-    data = load_dataset(cfg["dataset"], cfg.get("train_split", "train"), cfg["data_dir"],
-                        download=bool(cfg.get("download")),
-                        verify=bool(cfg.get("verify_checksums", True)), binarize=cfg.get("binarize"),
-                        seed=cfg["seed"])
-    if cfg.get("limit_images"):
-        data = data.take(int(cfg["limit_images"]))
-    return data
-
-
-def train_image_model(args: argparse.Namespace, build_model: Callable[[dict[str, Any], Any, Any], Any],
-                      finish: Callable[[Any, Any, dict[str, Any]], dict[str, Any]] | None = None,
-                      evaluate: bool = False) -> None:
-    """Resolve the configuration, load the data, open (or resume) the run and train ``build_model(cfg, train,
-    test)``. With ``evaluate``, ``test`` is the test split (None with the config's ``evaluate: false``), on which
-    the trainer evaluates the model after every epoch (``eval/...`` in progress.csv); without, it is None.
-    ``finish(model, run_dir, cfg)`` runs after training and returns figures added to ``summary.json``."""
-    from rlgen.common.checkpoint import atomic_write_json
-    from rlgen.common.device import resolve_device
-    from rlgen.common.seeding import set_seed
-    from rlgen.vision.trainer import Trainer, TrainerConfig
-
-    def load_data(cfg: dict[str, Any]):
-        return load_training_data(cfg), load_test_data(cfg) if evaluate else None
-
-    cfg = resolve(args)
-    if "resume" in vars(args):
-        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
-        cfg = run_dir.config
-        data, test = load_data(cfg)
-    else:  # load first: missing data should not leave an empty run directory behind
-        data, test = load_data(cfg)
-        run_dir = open_run(args, cfg, tag=dataset_tag(cfg["dataset"]))
-    device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
-    log.info("run directory: %s", run_dir.path)
-    log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
-             f", {len(test)} test images" if test is not None else "", device)
-    set_seed(cfg["seed"])
-    model = build_model(cfg, data, test)
-    summary = Trainer(model, run_dir, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
-    if finish is not None:
-        summary.update(finish(model, run_dir, cfg))
-        atomic_write_json(run_dir.path / "summary.json", summary)
-    report_done(summary, run_dir)
-
-
-def report_done(summary: dict[str, Any], run_dir) -> None:
-    """The closing lines of a training command: budget, wall clock, speed (unknown when a resumed run had nothing
-    left to train) and where the results are."""
-    speed = f" ({summary['images_per_s']} images/s)" if summary.get("images_per_s") else ""
-    log.info("done: %d epochs, %d steps in %.0f s%s", summary["epochs"], summary["steps"], summary["wall_clock_s"],
-             speed)
-    print(f"results: {run_dir.path} (config.json, progress.csv, tb/, checkpoints/, samples/, summary.json)")
-
-
-def build_gan(cfg: dict[str, Any], data, test):
-    from rlgen.vision.gan import DCGAN, GANOptions
-
-    return DCGAN(GANOptions.from_config(cfg, data.image_shape))
-
-
-def score_gan_samples(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
-    """With ``score_samples > 0``: the Frechet distance between the classifier features of that many samples and
-    of the test images, and the Inception-score analogue of the samples (:mod:`rlgen.vision.metrics`)."""
-    import numpy as np
-    import torch
-
-    from rlgen.common.device import resolve_device
-    from rlgen.vision.classifier import cached_classifier, default_classifier_path
-    from rlgen.vision.datasets import load_dataset
-    from rlgen.vision.metrics import generative_scores
-
-    n = int(cfg.get("score_samples") or 0)
-    if n == 0:
-        return {}
-    device = resolve_device(cfg["device"])
-    # Unlimited data for the classifier: --limit-images shrinks the GAN's training set, not the yardstick.
-    load = {"data_dir": cfg["data_dir"], "download": bool(cfg.get("download")),
-            "verify": bool(cfg.get("verify_checksums", True))}
-    train, test = load_dataset(cfg["dataset"], "train", **load), load_dataset(cfg["dataset"], "test", **load)
-    path = cfg.get("metrics_classifier") or default_classifier_path(train)
-    classifier, info = cached_classifier(path, train, test, epochs=int(cfg.get("classifier_epochs", 5)),
-                                         device=device)
-    model.eval()
-    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg["seed"])
-        samples = torch.cat([model.sample(min(1000, n - i)).float().clamp(0, 1).cpu() for i in range(0, n, 1000)])
-    # As many training images as samples, drawn by the seed: their distance to the test images is the floor.
-    real = train.images[np.random.default_rng(cfg["seed"]).permutation(len(train))[:n]]
-    scores = generative_scores(classifier, samples, test, splits=10, device=device, real_samples=real)
-    log.info("%d samples: Frechet distance %.3f (%d training images: %.3f), Inception-score analogue %.3f "
-             "(test images: %.3f)", n, scores["fid"], len(real), scores["fid_real"], scores["inception_score"],
-             scores["inception_score_real"])
-    return {**scores, "metrics_classifier": str(path), "metrics_classifier_test_error": info.get("test_error")}
-
-
-BUILDERS = {"gan": (build_gan, score_gan_samples)}
-
-
 def run(args: argparse.Namespace) -> None:
-    if args.command in EVALUATED_COMMANDS:
-        train_image_model(args, *EVALUATED_COMMANDS[args.command], evaluate=True)
-    else:
-        train_image_model(args, *BUILDERS[args.command])
+    from rlgen.vision.train import train
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# ssgan and infogan: models built from the training data and evaluated on the test split
-
-
-def load_test_data(cfg: dict[str, Any]):
-    """The evaluation split (``eval_split``: test, or valid) of the run's dataset (all of it: --limit-images applies
-    to training only), or None with ``evaluate: false``."""
-    from rlgen.common.errors import UserError
-    from rlgen.vision.datasets import load_dataset
-
-    if not cfg.get("evaluate", True):
-        return None
-    try:
-        return load_dataset(cfg["dataset"], cfg.get("eval_split", "test"), cfg["data_dir"],
-                            download=bool(cfg.get("download")),
-                            verify=bool(cfg.get("verify_checksums", True)), binarize=cfg.get("binarize"),
-                            seed=cfg["seed"])
-    except UserError as exc:
-        raise UserError(f"{exc}; or pass --no-evaluate to train without the test split") from exc
-
-
-def build_ssgan(cfg: dict[str, Any], data, test):
-    import numpy as np
-    import torch
-
-    from rlgen.common.errors import UserError
-    from rlgen.vision.gan.ssgan import SSGAN, SSGANOptions, class_balanced_subset
-
-    if data.labels is None:
-        raise UserError(f"ssgan needs labelled training data; {cfg['dataset']} has no labels (an .npz needs y or "
-                        "y_train)")
-    seed = cfg["seed"] if cfg.get("labels_seed") is None else int(cfg["labels_seed"])
-    classes = int(data.num_classes)
-    chosen = class_balanced_subset(data.labels, int(cfg["labels"]), seed, classes)
-    options = SSGANOptions.from_config(cfg, data.image_shape, classes, len(data) // int(cfg["batch_size"]))
-    eval_size = len(test) if test is not None and test.labels is not None else None
-    # The whole training set also feeds the generator's own stream of real batches (the original's trainx_unl2).
-    model = SSGAN(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size,
-                  unlabelled_x=torch.from_numpy(data.images))
-    if cfg.get("init_size"):
-        pick = np.random.default_rng(seed).permutation(len(data))[:int(cfg["init_size"])]
-        model.initialize(torch.from_numpy(data.images[pick]))
-    log.info("labelled subset: %d images (%d per class), drawn with seed %d", len(chosen), len(chosen) // classes,
-             seed)
-    return model
-
-
-def finish_ssgan(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
-    result = {"labels": int(cfg["labels"]), **model.last_evaluation}
-    if "test_error" in model.last_evaluation:
-        ema = model.last_evaluation.get("test_error_ema")
-        log.info("test error %.2f%%%s on %d test images with %d labels", 100 * model.last_evaluation["test_error"],
-                 f" (moving average of the weights: {100 * ema:.2f}%)" if ema is not None else "",
-                 model.last_evaluation["test_images"], cfg["labels"])
-    return result
-
-
-def build_infogan(cfg: dict[str, Any], data, test):
-    from rlgen.vision.gan.infogan import InfoGAN, InfoGANOptions
-
-    eval_size = len(test) if test is not None and test.labels is not None else None
-    return InfoGAN(InfoGANOptions.from_config(cfg, data.image_shape), eval_size)
-
-
-def finish_infogan(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
-    paths = model.save_traversals(run_dir.path / "samples")
-    log.info("latent traversals: %s", ", ".join(str(p) for p in paths))
-    if "categorical_error" in model.last_evaluation:
-        log.info("categorical code: %.2f%% error on %d test images (best one-to-one matching of codes to labels)",
-                 100 * model.last_evaluation["categorical_error"], model.last_evaluation["test_images"])
-    return {"traversals": [p.name for p in paths], **model.last_evaluation}
-
-
-EVALUATED_COMMANDS = {"ssgan": (build_ssgan, finish_ssgan), "infogan": (build_infogan, finish_infogan)}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# vae, pixelcnn and pixelrnn (issue #6): likelihood models, evaluated on the test split after every epoch
+    train(resolve(args), resume_request(args))
 
 
 def add_binarize_option(parser: argparse._ActionsContainer) -> None:
@@ -460,76 +266,11 @@ def add_pixel_options(parser: argparse.ArgumentParser, command: str) -> None:
     add_evaluation_option(parser)
 
 
-LIKELIHOOD_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+MODEL_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "gan": add_gan_options,
+    "ssgan": add_ssgan_options,
+    "infogan": add_infogan_options,
     "vae": add_vae_options,
     "pixelcnn": lambda parser: add_pixel_options(parser, "pixelcnn"),
     "pixelrnn": lambda parser: add_pixel_options(parser, "pixelrnn"),
 }
-
-
-def binarized(cfg: dict[str, Any]) -> bool:
-    """Binary pixels (Bernoulli likelihoods, nats per image): binarised by rlgen or already binary."""
-    from rlgen.vision.datasets import BINARY_DATASETS
-
-    return cfg.get("binarize") in ("static", "dynamic") or cfg.get("dataset") in BINARY_DATASETS
-
-
-def likelihood_output(cfg: dict[str, Any], eight_bit: str) -> str:
-    """The pixel likelihood of a run, said once: Bernoulli (nats per image) for binary pixels, else ``eight_bit``
-    (bits per dimension) -- so that an .npz of MNIST, which the per-dataset defaults do not recognise, does not
-    train 8-bit unannounced."""
-    if binarized(cfg):
-        log.info("binary pixels: Bernoulli likelihood, in nats per image")
-        return "bernoulli"
-    log.info("8-bit pixels (--binarize none): %s likelihood, in bits per dimension; --binarize dynamic for the "
-             "binarised-MNIST protocol (nats per image)", "discretised logistic" if eight_bit == "logistic" else
-             "256-way softmax")
-    return eight_bit
-
-
-def build_vae(cfg: dict[str, Any], data, test):
-    from rlgen.vision.likelihood import VAEOptions, make_vae
-
-    return make_vae(VAEOptions.from_config(cfg, data.image_shape, likelihood_output(cfg, "logistic")))
-
-
-def build_pixelcnn(cfg: dict[str, Any], data, test):
-    from rlgen.vision.likelihood import PixelCNN, PixelCNNOptions
-
-    return PixelCNN(PixelCNNOptions.from_config(cfg, data.image_shape, likelihood_output(cfg, "softmax")))
-
-
-def build_pixelrnn(cfg: dict[str, Any], data, test):
-    from rlgen.vision.likelihood import PixelRNN, PixelRNNOptions
-
-    return PixelRNN(PixelRNNOptions.from_config(cfg, data.image_shape, likelihood_output(cfg, "softmax")))
-
-
-def finish_likelihood(model, run_dir, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The last epoch's test figures (from progress.csv) and the time to sample the last grid, for summary.json."""
-    import csv
-
-    result: dict[str, Any] = {"binarize": cfg.get("binarize")}
-    if getattr(model, "last_sample_seconds", None) is not None:
-        result["sample_seconds"] = round(model.last_sample_seconds, 3)
-        result["sample_images"] = int(cfg["n_samples"])
-    progress = run_dir.path / "progress.csv"
-    rows = []
-    if progress.is_file():
-        with open(progress, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("eval/loss")]
-    if rows:
-        last = {k[len("eval/"):]: float(v) for k, v in rows[-1].items() if k.startswith("eval/") and v}
-        result.update({f"test_{k}": v for k, v in last.items()})
-        unit = "nats/image" if binarized(cfg) else "bits/dim"
-        figures = [f"loss {last['loss']:.4g} {unit}"]
-        if "nll_iw_nats" in last:
-            iw = (f"{last['nll_iw_nats']:.2f} nats/image" if binarized(cfg)
-                  else f"{last['nll_iw_bits_per_dim']:.4f} bits/dim")
-            figures.append(f"-log p(x) from {cfg.get('iw_samples')} importance samples {iw}")
-        log.info("test split after epoch %d: %s", int(cfg["epochs"]), "; ".join(figures))
-    return result
-
-
-EVALUATED_COMMANDS.update({"vae": (build_vae, finish_likelihood), "pixelcnn": (build_pixelcnn, finish_likelihood),
-                           "pixelrnn": (build_pixelrnn, finish_likelihood)})

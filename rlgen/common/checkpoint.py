@@ -73,3 +73,61 @@ def load_json(path: str | os.PathLike, what: str = "file") -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); "
                         "fix or remove it") from exc
+
+
+class CheckpointFolder:
+    """A run's ``checkpoints/`` folder, the one scheme every trainer uses (SB3 runs, the image trainer, BC).
+
+    A checkpoint is one or more files, each written atomically, and a record naming them (one key per file, besides
+    numbers such as ``step``). The record is written last, into ``latest.json``: a checkpoint exists only once it
+    is there, so an interrupted save leaves the previous one in force. ``latest.json`` holds the newest record's
+    keys and, under ``kept``, the records of the newest ``keep`` checkpoints, whose files stay; every other file
+    matching ``patterns`` goes (older checkpoints', and any left by a save cut short). :meth:`latest` is the newest
+    record whose files are all there, so deleting a damaged checkpoint resumes from the one before. (An index
+    written before ``kept`` existed is its own single record.)"""
+
+    INDEX = "latest.json"
+
+    def __init__(self, path: str | os.PathLike, patterns: tuple[str, ...], keep: int = 1):
+        self.path = Path(path)
+        self.patterns = patterns
+        self.keep = max(1, int(keep))
+
+    @staticmethod
+    def _files(record: dict[str, Any]) -> list[str]:
+        return [value for value in record.values() if isinstance(value, str)]  # the rest are numbers
+
+    def _records(self) -> list[dict[str, Any]]:
+        index_path = self.path / self.INDEX
+        if not index_path.is_file():
+            return []
+        index = load_json(index_path, what="checkpoint index")
+        return index.get("kept") or [{k: v for k, v in index.items() if k != "kept"}]
+
+    def latest(self) -> dict[str, Any] | None:
+        """The newest checkpoint whose files are all present (else the newest, whose loading then says what is
+        missing), or None when there is none."""
+        records = self._records()
+        for record in reversed(records):
+            if all((self.path / name).is_file() for name in self._files(record)):
+                return record
+        return records[-1] if records else None
+
+    def file(self, record: dict[str, Any], key: str) -> Path:
+        return self.path / record[key]
+
+    def save(self, files: dict[str, tuple[str, Callable[[str], None]]], **numbers: Any) -> dict[str, Any]:
+        """Write ``files`` (``key -> (file name, write(tmp_path))``), then the record ``{**numbers, key: file
+        name}``; prune. Returns the record."""
+        for name, write in files.values():
+            atomic_write(self.path / name, write)
+        record = {**numbers, **{key: name for key, (name, _) in files.items()}}
+        older = [r for r in self._records() if r != record and all((self.path / n).is_file() for n in self._files(r))]
+        kept = [*older[-(self.keep - 1):], record] if self.keep > 1 else [record]
+        atomic_write_json(self.path / self.INDEX, {**record, "kept": kept})
+        keep = {name for r in kept for name in self._files(r)}
+        for pattern in self.patterns:
+            for path in self.path.glob(pattern):
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+        return record

@@ -23,16 +23,17 @@ def supports(buffer: object) -> bool:
     return type(buffer) is ReplayBuffer and not buffer.optimize_memory_usage
 
 
-def save_replay_buffer(buffer: ReplayBuffer, path: Path) -> Path:
-    """Write the filled rows of ``buffer`` to ``path`` atomically."""
+def write_replay_buffer(buffer: ReplayBuffer, path: str | Path) -> None:
+    """Write the filled rows of ``buffer`` to ``path`` (see :func:`save_replay_buffer` for an atomic write)."""
     filled = buffer.buffer_size if buffer.full else buffer.pos
     arrays = {name: getattr(buffer, name)[:filled] for name in FIELDS}
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+        np.savez(f, pos=np.int64(buffer.pos), full=np.bool_(buffer.full), **arrays)
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
-            np.savez(f, pos=np.int64(buffer.pos), full=np.bool_(buffer.full), **arrays)
 
-    return atomic_write(path, write)
+def save_replay_buffer(buffer: ReplayBuffer, path: Path) -> Path:
+    """Write the filled rows of ``buffer`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: write_replay_buffer(buffer, tmp))
 
 
 def load_replay_buffer(buffer: ReplayBuffer, path: Path) -> None:

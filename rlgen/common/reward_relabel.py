@@ -58,6 +58,9 @@ class TransitionBatch:
 class RewardSource(ABC):
     """Something that learns from rollouts and says what reward each transition should get."""
 
+    #: metrics (keys of :meth:`relabel`'s dict) printed on the console at each log line
+    console_keys: tuple[str, ...] = ()
+
     @abstractmethod
     def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
         """Return the reward to train on for every transition of ``batch`` (shape ``batch.shape``) and scalar

@@ -41,7 +41,7 @@ class RewardSum(RewardSource):
 
     @property
     def console_keys(self) -> tuple[str, ...]:
-        return tuple(key for _, source in self.sources.values() for key in getattr(source, "console_keys", ()))
+        return tuple(key for _, source in self.sources.values() for key in source.console_keys)
 
     def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
         total = np.zeros(batch.shape, dtype=np.float64)

@@ -7,10 +7,13 @@ time of each session that started or resumed the run), ``progress.csv`` and Tens
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,35 @@ def saved_run_config(path: Path) -> dict[str, Any]:
     return deep_merge(OPTIONS_ADDED_LATER.get(config.get("command"), {}), config)
 
 
+_CREATED: list[Path] = []  # run directories made by this process, inside discard_unstarted_runs blocks
+
+
+@contextlib.contextmanager
+def discard_unstarted_runs() -> Iterator[None]:
+    """If the block fails (any exception but an interrupt, which checkpoints and resumes), each run directory made
+    in it without a checkpoint or summary is removed when it logged nothing yet, and otherwise marked ``failed``
+    (its logs kept for a post-mortem): either way ``--resume`` never picks it."""
+    start = len(_CREATED)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        for path in _CREATED[start:]:
+            if (path / "checkpoints" / "latest.json").is_file() or (path / "summary.json").is_file():
+                continue
+            if (path / "progress.csv").is_file():
+                atomic_write_json(path / FAILED, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        del _CREATED[start:]
+
+
+FAILED = "failed.json"  # marks a run that failed before its first checkpoint
+
+
 @dataclass
 class RunDir:
     """A run's directory and its resolved configuration."""
@@ -79,6 +111,7 @@ class RunDir:
             path = root / f"{base}-{n}"
         path.mkdir()
         (path / "checkpoints").mkdir()
+        _CREATED.append(path)
         run = cls(path=path, config=dict(config))
         run.save_config()
         run.record_session()
@@ -90,7 +123,8 @@ class RunDir:
         env/dataset and seed under ``out``."""
         if resume == "latest":
             pattern = f"{_slug(command)}-{_slug(tag)}-s{seed}-*"
-            candidates = sorted((p for p in Path(out).glob(pattern) if (p / "config.json").is_file()),
+            candidates = sorted((p for p in Path(out).glob(pattern)
+                                 if (p / "config.json").is_file() and not (p / FAILED).is_file()),
                                 key=lambda p: p.stat().st_mtime)
             if not candidates:
                 raise UserError(f"--resume found no earlier run matching {Path(out) / pattern}; "
@@ -104,6 +138,7 @@ class RunDir:
                             f"resume it with 'rlgen {config.get('command')} --resume {path}'")
         ensure_writable_dir(path)
         (path / "checkpoints").mkdir(exist_ok=True)
+        (path / FAILED).unlink(missing_ok=True)  # named explicitly (or not failed): it goes on
         run = cls(path=path, config=config, resumed=True)
         run.record_session()
         return run
@@ -114,7 +149,7 @@ class RunDir:
     def record_session(self) -> None:
         """Append this session (the code's commit, the command line, host, device, UTC start) to
         ``provenance.json``: a run resumed across commits says which code made which part of it."""
-        from rlgen.bench.provenance import command_line, device_description, git_commit, hostname, utc_now
+        from rlgen.common.provenance import command_line, device_description, git_commit, hostname, utc_now
 
         path = self.path / "provenance.json"
         sessions = load_json(path, what="run provenance").get("sessions", []) if path.is_file() else []
@@ -122,3 +157,39 @@ class RunDir:
                          "command": command_line(), "host": hostname(),
                          "device": device_description()})
         atomic_write_json(path, {"sessions": sessions})
+
+
+BUDGET_OPTIONS = ("steps", "epochs", "stop_return")
+#: What may change when a run is resumed: its budget, the wall-clock budget of the resuming process, and where it
+#: runs (checkpoints load on any device, so a run started on a GPU can go on where there is none).
+RESUME_OPTIONS = (*BUDGET_OPTIONS, "max_minutes", "device")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What ``--resume`` asks for: the run (its directory, or ``latest`` for the newest run of the same command,
+    task and seed under ``out``) and the options given with it that change a resumed run (:data:`RESUME_OPTIONS`;
+    the run's saved config wins for every other option)."""
+
+    run: str = "latest"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> RunDir:
+    """A new run directory for ``cfg``, or the earlier run that ``resume`` names (its saved config wins, except the
+    ``resume.overrides``; keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this
+    machine lacks fails before a run directory is made or a run's config is rewritten."""
+    from rlgen.common.device import resolve_device
+
+    resolve_device(cfg["device"])
+    out = cfg.get("out", "runs")
+    if resume is None:
+        return RunDir.create(out, cfg["command"], tag, cfg["seed"], cfg)
+    unknown = sorted(set(resume.overrides) - set(RESUME_OPTIONS))
+    if unknown:
+        raise ValueError(f"a resumed run cannot change {', '.join(unknown)}")
+    run = RunDir.open_for_resume(resume.run, out, cfg["command"], tag, cfg["seed"])
+    run.config = deep_merge(cfg, run.config)
+    run.config.update(resume.overrides)
+    run.save_config()
+    return run

@@ -16,6 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -28,12 +29,12 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from tqdm import tqdm
 
-from rlgen.common.checkpoint import atomic_torch_save, atomic_write, atomic_write_json, load_json, load_torch
+from rlgen.common.checkpoint import CheckpointFolder, atomic_write, atomic_write_json, load_torch
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
 from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
-from rlgen.common.replay_buffer_io import load_replay_buffer, save_replay_buffer
+from rlgen.common.replay_buffer_io import load_replay_buffer, write_replay_buffer
 from rlgen.common.replay_buffer_io import supports as supports_replay_buffer
 from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource
 from rlgen.common.run_dir import RunDir
@@ -212,10 +213,12 @@ class ProgressAndCheckpoint(BaseCallback):
 
 
 def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], RewardSource] | None = None,
-                    device: str = "cpu") -> dict[str, Any]:
+              device: str = "cpu", report: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train (or resume) the SB3 run described by ``run.config``; return and save its summary.
 
-    ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout.
+    ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout;
+    ``report(summary)`` returns the command's own figures (e.g. the normalised return), added to the summary
+    before ``summary.json`` is written.
 
     Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``lr_schedule`` (see
@@ -240,13 +243,14 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     episode_info = tuple(cfg.get("episode_info") or ())
     venv = make_vec_env_for(cfg["env"], cfg["n_envs"], cfg["seed"], cfg.get("subprocess_envs", False), episode_info)
     ckpt_dir = run.checkpoints
+    checkpoints = CheckpointFolder(ckpt_dir, ("model_*.zip", "extras_*.pt", "replay_*.npz"))
     tracker = ExtrinsicRewardTracker()
     resume_step: int | None = None
     elapsed_before = 0.0
 
     extras: dict[str, Any] | None = None
-    if run.resumed and (ckpt_dir / "latest.json").is_file():
-        latest = load_json(ckpt_dir / "latest.json", what="checkpoint index")
+    latest = checkpoints.latest() if run.resumed else None
+    if latest is not None:
         model = _load_model(algo_cls, ckpt_dir / latest["model"], venv, device)
         extras = load_torch(ckpt_dir / latest["extras"])
         tracker.load(extras["tracker"])
@@ -272,7 +276,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     return_scale = ReturnScale(model.gamma, model.n_envs) if cfg.get("reward_norm") else None
     if return_scale is not None and extras is not None and extras.get("return_scale"):
         return_scale.load_state_dict(extras["return_scale"])
-    model.set_logger(make_logger(run.path, ("rollout/ep_rew_mean", *_console_keys(reward_source)), resume_step))
+    console = ("rollout/ep_rew_mean", *(reward_source.console_keys if reward_source else ()))
+    model.set_logger(make_logger(run.path, console, resume_step))
     stopper = stop_at_return(cfg, model.n_envs)
     if stopper is not None and extras is not None and extras.get("stop_check_best") is not None:
         stopper.best_mean_reward = float(extras["stop_check_best"])
@@ -281,24 +286,15 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
 
     def save_checkpoint() -> None:
         step = int(model.num_timesteps)
-        index = {"step": step, "model": f"model_{step}.zip", "extras": f"extras_{step}.pt"}
-        atomic_write(ckpt_dir / index["model"], lambda tmp: model.save(tmp))
-        atomic_torch_save({"reward_source": reward_source.state_dict() if reward_source else {},
-                           "return_scale": return_scale.state_dict() if return_scale else {},
-                           "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time,
-                           "stop_check_best": None if stopper is None else _finite_or_none(stopper.best_mean_reward)},
-                          ckpt_dir / index["extras"])
+        extras = {"reward_source": reward_source.state_dict() if reward_source else {},
+                  "return_scale": return_scale.state_dict() if return_scale else {},
+                  "tracker": tracker.state(), "elapsed": elapsed_before + time.time() - start_time,
+                  "stop_check_best": None if stopper is None else _finite_or_none(stopper.best_mean_reward)}
+        files = {"model": (f"model_{step}.zip", lambda tmp: model.save(tmp)),
+                 "extras": (f"extras_{step}.pt", lambda tmp: torch.save(extras, tmp))}
         if isinstance(model, OffPolicyAlgorithm) and supports_replay_buffer(model.replay_buffer):
-            index["replay"] = f"replay_{step}.npz"
-            save_replay_buffer(model.replay_buffer, ckpt_dir / index["replay"])
-        # The index is written last: a checkpoint exists only once all of its files are complete. Then every other
-        # checkpoint file goes, the previous checkpoint's and any left by a save that was cut short.
-        atomic_write_json(ckpt_dir / "latest.json", index)
-        keep = set(index.values())
-        for pattern in ("model_*.zip", "extras_*.pt", "replay_*.npz"):
-            for path in ckpt_dir.glob(pattern):
-                if path.name not in keep:
-                    path.unlink(missing_ok=True)
+            files["replay"] = (f"replay_{step}.npz", lambda tmp: write_replay_buffer(model.replay_buffer, tmp))
+        checkpoints.save(files, step=step)
 
     total = int(cfg["steps"])
     remaining = total - int(model.num_timesteps)
@@ -338,6 +334,8 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     if stopper is not None:
         summary.update(stop_return=float(cfg["stop_return"]), stopped_early=bool(model.num_timesteps < total),
                        stop_check_best_return=_finite_or_none(stopper.best_mean_reward))
+    if report is not None:
+        summary.update(report(summary))
     atomic_write_json(run.path / "summary.json", summary)
     venv.close()
     return summary
@@ -426,10 +424,6 @@ def _import_object(path: str) -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise UserError(f"cannot import {path!r} named in policy_kwargs; write it as 'package.module:Name'") from exc
-
-
-def _console_keys(source: RewardSource | None) -> tuple[str, ...]:
-    return tuple(getattr(source, "console_keys", ()))
 
 
 def _summarise(model: BaseAlgorithm, cfg: dict[str, Any], tracker: ExtrinsicRewardTracker, wall: float) -> dict[str, Any]:

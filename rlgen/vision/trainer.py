@@ -9,17 +9,20 @@ A model subclasses :class:`GenerativeModel` and implements
   grids across epochs use the same noise);
 * optionally ``optimizer_groups()`` (default: one Adam over all parameters, named ``"model"``),
   ``evaluation_step(batch) -> metrics`` (run on the test split each epoch when the trainer is given one) and
-  ``console_keys`` (metrics printed to the console).
+  ``console_keys`` (metrics printed to the console);
+* to be trained from the command line (:mod:`rlgen.vision.train`): ``from_config(cfg, data, test)``, which builds
+  the model of a resolved run configuration, ``evaluated`` (whether it wants the evaluation split) and
+  ``report(run, evaluation)``, its final figures for ``summary.json``.
 
 :class:`LikelihoodModel` is the shortcut for models with one loss (VAE, PixelCNN): implement ``loss(batch)``.
 
 The trainer runs epochs of Adam updates on the device with mixed precision where it helps
 (:mod:`rlgen.common.device`), logs through :func:`rlgen.common.logger.make_logger` (``progress.csv`` +
 TensorBoard), writes PNG sample grids to ``samples/``, and writes a checkpoint after every epoch atomically with
-``torch.save`` (and one mid-epoch when interrupted: Ctrl-C, or SIGTERM through the CLI); checkpoints hold only
-tensors/numbers/dicts and load with ``weights_only=True``. Resuming restores model, optimisers, RNG state and the
-step counter, and skips the batches of the current epoch already trained on, so a resumed CPU run matches an
-uninterrupted one (for an interrupt inside a training step, up to that one step, which may be half done or
+``torch.save`` (and one mid-epoch when interrupted: Ctrl-C, or SIGTERM through the CLI), in the shared scheme of
+:class:`~rlgen.common.checkpoint.CheckpointFolder`; checkpoints hold only tensors/numbers/dicts and load with
+``weights_only=True``. Resuming restores model, optimisers, RNG state and the step counter, and skips the batches
+of the current epoch already trained on, so a resumed CPU run matches an uninterrupted one (for an interrupt inside a training step, up to that one step, which may be half done or
 repeated).
 """
 
@@ -28,19 +31,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from rlgen.common.checkpoint import atomic_torch_save, atomic_write_json, load_json, load_torch
+from rlgen.common.checkpoint import CheckpointFolder, atomic_write_json, load_json, load_torch
 from rlgen.common.device import autocast
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
@@ -94,6 +96,20 @@ class GenerativeModel(nn.Module, ABC):
 
     #: metric names (without the ``train/`` prefix) printed on the console at each log line
     console_keys: tuple[str, ...] = ()
+    #: evaluated on the evaluation split after every epoch (``evaluate: false`` in a run's config turns it off)
+    evaluated: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> GenerativeModel:
+        """The model of a resolved run configuration, given the training data and the evaluation split (None when
+        the model is not evaluated)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a run configuration")
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        """Final figures for ``summary.json`` (logged as they are made). ``evaluation`` is the trainer's last
+        evaluation in this process: empty when it trained nothing, and the figures of the run's earlier
+        summary stay."""
+        return {}
 
     def optimizer_groups(self) -> dict[str, Iterable[nn.Parameter] | dict[str, Any]]:
         """Named parameter groups, each optimised by its own Adam. A value is the parameters, or a dict with
@@ -213,6 +229,7 @@ class Trainer:
             self.eval_loader = BatchLoader(eval_data, config.batch_size, self.device, shuffle=False, drop_last=False,
                                            binarize=config.binarize, seed=config.seed + 1)
         self.opt = Optimizers(self._make_optimizers(), self.device)
+        self.checkpoints = CheckpointFolder(run.checkpoints, ("epoch_*.pt",), keep=config.keep_checkpoints)
         self.epoch = 0  # epochs completed
         self.step = 0  # training steps completed
         self.elapsed = 0.0  # training seconds before this process (from the checkpoint)
@@ -227,23 +244,13 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run.checkpoints
 
-    def _checkpoints(self) -> list[tuple[tuple[int, int], Path]]:
-        """``epoch_<n>.pt`` (after ``n`` epochs) and ``epoch_<n>_step_<s>.pt`` (interrupted at step ``s``, within
-        epoch ``n + 1``), oldest first."""
-        found = []
-        for path in self.ckpt_dir.glob("epoch_*.pt"):
-            m = re.fullmatch(r"epoch_(\d+)(?:_step_(\d+))?\.pt", path.name)
-            if m:
-                found.append(((int(m.group(1)), int(m.group(2) or 0)), path))
-        return sorted(found)
-
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/epoch_<n>.pt`` (``n`` epochs completed) atomically, then ``latest.json``; keep the
-        newest ``keep_checkpoints``. An interrupted run saves ``epoch_<n>_step_<s>.pt`` beside them instead (the
-        next epoch's checkpoint replaces it); ``latest.json`` always names the newest, with ``steps_per_epoch`` so
-        that readers can tell how far into an epoch it is."""
+        """Write ``checkpoints/epoch_<n>.pt`` (``n`` epochs completed) and ``latest.json`` (with ``epoch``, ``step``
+        and ``steps_per_epoch``, so that readers can tell how far into an epoch it is), keeping the newest
+        ``keep_checkpoints`` (:class:`~rlgen.common.checkpoint.CheckpointFolder`). An interrupted run saves
+        ``epoch_<n>_step_<s>.pt`` instead."""
         steps_per_epoch = len(self.loader)
         mid_epoch = self.step != self.epoch * steps_per_epoch
         state = {
@@ -253,15 +260,9 @@ class Trainer:
                     **({"cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {})},
         }
         name = f"epoch_{self.epoch}_step_{self.step}.pt" if mid_epoch else f"epoch_{self.epoch}.pt"
-        path = atomic_torch_save(state, self.ckpt_dir / name)
-        atomic_write_json(self.ckpt_dir / "latest.json", {"epoch": self.epoch, "step": self.step, "file": path.name,
-                                                          "steps_per_epoch": steps_per_epoch})
-        found = self._checkpoints()
-        stale = [p for (_, step), p in found if step and p != path]  # older interrupted ones, or all after an epoch
-        whole = [p for (_, step), p in found if not step]
-        for old in stale + whole[:-max(1, self.cfg.keep_checkpoints)]:
-            old.unlink(missing_ok=True)
-        return path
+        self.checkpoints.save({"file": (name, lambda tmp: torch.save(state, tmp))}, epoch=self.epoch,
+                              step=self.step, steps_per_epoch=steps_per_epoch)
+        return self.ckpt_dir / name
 
     def load_checkpoint(self, path: Path) -> None:
         state = load_torch(path, map_location=self.device)
@@ -278,10 +279,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest checkpoint of a resumed run; False when there is none (the run starts over)."""
-        found = self._checkpoints()
-        if not found:
+        latest = self.checkpoints.latest()
+        if latest is None:
             return False
-        self.load_checkpoint(found[-1][1])
+        self.load_checkpoint(self.checkpoints.file(latest, "file"))
         log.info("resuming %s after epoch %d (step %d)", self.run.path, self.epoch, self.step)
         return True
 
@@ -345,6 +346,7 @@ class Trainer:
         self._start = time.time()
         steps_per_epoch = len(self.loader)
         images_this_run = 0
+        evaluation: dict[str, float] = {}
         self.model.train()
         try:
             while self.epoch < self.cfg.epochs:
@@ -375,7 +377,8 @@ class Trainer:
                 finished = self.epoch + 1
                 if history:
                     self._log(history, window_images / max(time.time() - window_start, 1e-9), dump=False)
-                for k, v in self.evaluate().items():
+                evaluation = self.evaluate()
+                for k, v in evaluation.items():
                     self.logger.record(f"eval/{k}", v)
                 self.logger.record("time/epoch", finished)
                 self.logger.record("time/epoch_seconds", time.time() - epoch_start)
@@ -399,11 +402,14 @@ class Trainer:
         wall = self._since_start()
         images_per_s = round(images_this_run / wall, 1) if wall > 0 and images_this_run else None
         summary_path = self.run.path / "summary.json"
-        if images_per_s is None and summary_path.is_file():  # resumed with nothing left to train: keep the figure
-            images_per_s = load_json(summary_path, what="run summary").get("images_per_s")
-        summary = {"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
-                   "images_per_s": images_per_s, "finished": self.epoch >= self.cfg.epochs,
-                   "device": str(self.device), "checkpoint": self._checkpoints()[-1][1].name if self._checkpoints() else None}
+        summary: dict[str, Any] = {}
+        if not images_this_run and summary_path.is_file():  # resumed with nothing left to train: keep its figures
+            summary = load_json(summary_path, what="run summary")
+        summary.update({"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
+                        "images_per_s": summary.get("images_per_s") if images_per_s is None else images_per_s,
+                        "finished": self.epoch >= self.cfg.epochs, "device": str(self.device),
+                        "checkpoint": (self.checkpoints.latest() or {}).get("file")})
+        summary.update(self.model.report(self.run, evaluation))
         atomic_write_json(summary_path, summary)
         return summary
 

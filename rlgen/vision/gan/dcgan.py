@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
-from rlgen.vision.datasets import Batch
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.feature_matching import feature_matching_loss
 from rlgen.vision.gan.historical_averaging import HistoricalAverage
 from rlgen.vision.gan.labels import discriminator_targets
@@ -182,6 +183,16 @@ class DCGAN(GenerativeModel):
     batch, with the techniques of :class:`GANOptions`."""
 
     console_keys = ("d_loss", "g_loss", "d_real", "d_fake")
+    evaluated = False  # scored once, after training, by its samples (score_samples)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> DCGAN:
+        return cls(GANOptions.from_config(cfg, data.image_shape))
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        from rlgen.vision.sample_scores import score_samples
+
+        return score_samples(self, run.config)
 
     def __init__(self, options: GANOptions):
         super().__init__()

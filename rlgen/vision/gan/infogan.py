@@ -44,6 +44,7 @@ each optimiser step); the expectation is the same and it saves a generator pass.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -57,11 +58,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
-from rlgen.vision.datasets import Batch
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.dcgan import bce, dcgan_init, frozen
 from rlgen.vision.images import save_image_grid
 from rlgen.vision.metrics import confusion_matrix, matched_accuracy
 from rlgen.vision.trainer import GenerativeModel, Optimizers
+
+log = logging.getLogger("rlgen")
 
 SIZES = (28, 32)
 LOG_2PI = math.log(2 * math.pi)
@@ -235,6 +239,20 @@ class InfoGAN(GenerativeModel):
     the evaluation set, so that the unsupervised accuracy is computed once over the whole pass."""
 
     console_keys = ("d_loss", "g_loss", "mi_cat", "mi_cont", "code_accuracy")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> InfoGAN:
+        eval_size = len(test) if test is not None and test.labels is not None else None
+        return cls(InfoGANOptions.from_config(cfg, data.image_shape), eval_size)
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        """The latent traversal PNGs and the last evaluation's categorical-code error."""
+        paths = self.save_traversals(run.path / "samples")
+        log.info("latent traversals: %s", ", ".join(str(p) for p in paths))
+        if "categorical_error" in self.last_evaluation:
+            log.info("categorical code: %.2f%% error on %d test images (best one-to-one matching of codes to "
+                     "labels)", 100 * self.last_evaluation["categorical_error"], self.last_evaluation["test_images"])
+        return {"traversals": [p.name for p in paths], **self.last_evaluation}
 
     def __init__(self, options: InfoGANOptions, eval_size: int | None = None):
         super().__init__()

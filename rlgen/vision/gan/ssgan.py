@@ -48,6 +48,7 @@ weight-normalised layer (Glorot-initialised direction, learnt scale, eps 1e-6 as
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -59,13 +60,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
-from rlgen.vision.datasets import Batch
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.dcgan import frozen
 from rlgen.vision.gan.feature_matching import feature_matching_loss
 from rlgen.vision.trainer import GenerativeModel, Optimizers
 
 # ----------------------------------------------------------------------------------------------------------------
 # Layers
+
+
+log = logging.getLogger("rlgen")
 
 
 class GaussianNoise(nn.Module):
@@ -303,6 +308,38 @@ class SSGAN(GenerativeModel):
     target from its own shuffled stream, as the original's ``trainx_unl2``."""
 
     console_keys = ("loss_lab", "loss_unl", "loss_gen", "train_error")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> SSGAN:
+        """The labelled subset is ``labels`` images, as many of each class, drawn with ``labels_seed`` (default:
+        the run's seed), which also draws the ``init_size`` images of the data-dependent initialisation."""
+        if data.labels is None:
+            raise UserError(f"ssgan needs labelled training data; {cfg['dataset']} has no labels (an .npz needs y "
+                            "or y_train)")
+        seed = cfg["seed"] if cfg.get("labels_seed") is None else int(cfg["labels_seed"])
+        classes = int(data.num_classes)
+        chosen = class_balanced_subset(data.labels, int(cfg["labels"]), seed, classes)
+        options = SSGANOptions.from_config(cfg, data.image_shape, classes, len(data) // int(cfg["batch_size"]))
+        eval_size = len(test) if test is not None and test.labels is not None else None
+        # The whole training set also feeds the generator's own stream of real batches (the original's trainx_unl2).
+        model = cls(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size,
+                    unlabelled_x=torch.from_numpy(data.images))
+        if cfg.get("init_size"):
+            pick = np.random.default_rng(seed).permutation(len(data))[:int(cfg["init_size"])]
+            model.initialize(torch.from_numpy(data.images[pick]))
+        log.info("labelled subset: %d images (%d per class), drawn with seed %d", len(chosen),
+                 len(chosen) // classes, seed)
+        return model
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        """The labelled-subset size and the last evaluation's test error (and that of the averaged weights)."""
+        result = {"labels": int(run.config["labels"]), **self.last_evaluation}
+        if "test_error" in self.last_evaluation:
+            ema = self.last_evaluation.get("test_error_ema")
+            log.info("test error %.2f%%%s on %d test images with %d labels", 100 * self.last_evaluation["test_error"],
+                     f" (moving average of the weights: {100 * ema:.2f}%)" if ema is not None else "",
+                     self.last_evaluation["test_images"], result["labels"])
+        return result
 
     def __init__(self, options: SSGANOptions, labelled_x: torch.Tensor, labelled_y: torch.Tensor,
                  eval_size: int | None = None, unlabelled_x: torch.Tensor | None = None):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from rlgen.common.progress import progress
+from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch
-from rlgen.vision.likelihood.outputs import LN2, PixelHead
+from rlgen.vision.likelihood.outputs import LN2, PixelHead, likelihood_report
 from rlgen.vision.trainer import LikelihoodModel, Metrics
 
 log = logging.getLogger("rlgen")
@@ -35,6 +38,9 @@ class AutoregressivePixelModel(LikelihoodModel):
         self.binary = output == "bernoulli"
         self.dims = image_shape[0] * image_shape[1] * image_shape[2]
         self.last_sample_seconds: float | None = None
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        return likelihood_report(self, run.config, evaluation)
 
     @abstractmethod
     def network(self, x: torch.Tensor) -> torch.Tensor:

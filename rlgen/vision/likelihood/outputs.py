@@ -11,10 +11,15 @@ Every ``*_nll`` returns one value per image, in nats, computed in float32 whatev
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger("rlgen")
 
 LN2 = math.log(2.0)
 LEVELS = 256
@@ -112,3 +117,43 @@ class PixelHead:
             return torch.bernoulli(torch.sigmoid(out[:, c].float()))
         probs = torch.softmax(out[:, c * LEVELS:(c + 1) * LEVELS].float(), dim=1)
         return torch.multinomial(probs, 1).squeeze(1).float() / (LEVELS - 1)
+
+
+# ------------------------------------------------------------------------------------------- run configuration
+def binary_pixels(cfg: Mapping[str, Any]) -> bool:
+    """Binary pixels (Bernoulli likelihoods, nats per image): binarised by rlgen or already binary."""
+    from rlgen.vision.datasets import BINARY_DATASETS
+
+    return cfg.get("binarize") in ("static", "dynamic") or cfg.get("dataset") in BINARY_DATASETS
+
+
+def pixel_likelihood(cfg: Mapping[str, Any], eight_bit: str) -> str:
+    """The output distribution of a run, said once: Bernoulli (nats per image) for binary pixels, else
+    ``eight_bit`` (bits per dimension) -- so that an .npz of MNIST, which the per-dataset defaults do not
+    recognise, does not train 8-bit unannounced."""
+    if binary_pixels(cfg):
+        log.info("binary pixels: Bernoulli likelihood, in nats per image")
+        return "bernoulli"
+    log.info("8-bit pixels (--binarize none): %s likelihood, in bits per dimension; --binarize dynamic for the "
+             "binarised-MNIST protocol (nats per image)", "discretised logistic" if eight_bit == "logistic" else
+             "256-way softmax")
+    return eight_bit
+
+
+def likelihood_report(model: Any, cfg: Mapping[str, Any], evaluation: Mapping[str, float]) -> dict[str, Any]:
+    """A likelihood model's figures for ``summary.json``: the last evaluation as ``test_<metric>`` (logged in the
+    run's unit) and the time the last sample grid took."""
+    result: dict[str, Any] = {"binarize": cfg.get("binarize")}
+    if getattr(model, "last_sample_seconds", None) is not None:
+        result["sample_seconds"] = round(model.last_sample_seconds, 3)
+        result["sample_images"] = cfg.get("n_samples")
+    if evaluation:
+        result.update({f"test_{k}": float(v) for k, v in evaluation.items()})
+        unit = "nats/image" if binary_pixels(cfg) else "bits/dim"
+        figures = [f"loss {evaluation['loss']:.4g} {unit}"]
+        if "nll_iw_nats" in evaluation:
+            iw = (f"{evaluation['nll_iw_nats']:.2f} nats/image" if binary_pixels(cfg)
+                  else f"{evaluation['nll_iw_bits_per_dim']:.4f} bits/dim")
+            figures.append(f"-log p(x) from {cfg.get('iw_samples')} importance samples {iw}")
+        log.info("%s split after the last epoch: %s", cfg.get("eval_split", "test"), "; ".join(figures))
+    return result

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.vision.datasets import ImageDataset
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
 from rlgen.vision.likelihood.masked import MaskedConv2d
+from rlgen.vision.likelihood.outputs import pixel_likelihood
 
 
 @dataclass
@@ -73,6 +75,10 @@ def output_layers(in_channels: int, hidden: int, out_channels: int, groups: int)
 
 class PixelCNN(AutoregressivePixelModel):
     """PixelCNN; ``loss(batch)`` is the exact negative log-likelihood (nats/image or bits/dim)."""
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelCNN:
+        return cls(PixelCNNOptions.from_config(cfg, data.image_shape, pixel_likelihood(cfg, "softmax")))
 
     def __init__(self, options: PixelCNNOptions):
         options.check()

@@ -37,8 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.vision.datasets import ImageDataset
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
 from rlgen.vision.likelihood.masked import MaskedConv2d, contiguous_groups, tiled_groups
+from rlgen.vision.likelihood.outputs import pixel_likelihood
 from rlgen.vision.likelihood.pixelcnn import check_pixel_options, output_layers
 from rlgen.vision.likelihood.recurrence import conv1d_kernel, lstm_recurrence
 
@@ -170,6 +172,10 @@ class PixelRNNOptions:
 
 class PixelRNN(AutoregressivePixelModel):
     """Row LSTM or Diagonal BiLSTM PixelRNN; ``loss(batch)`` is the exact negative log-likelihood."""
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelRNN:
+        return cls(PixelRNNOptions.from_config(cfg, data.image_shape, pixel_likelihood(cfg, "softmax")))
 
     def __init__(self, options: PixelRNNOptions):
         options.check()

@@ -29,9 +29,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
-from rlgen.vision.datasets import Batch
+from rlgen.common.run_dir import RunDir
+from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.likelihood.iaf import IAF
-from rlgen.vision.likelihood.outputs import LN2, bernoulli_nll, discretized_logistic_nll
+from rlgen.vision.likelihood.outputs import (
+    LN2,
+    bernoulli_nll,
+    discretized_logistic_nll,
+    likelihood_report,
+    pixel_likelihood,
+)
 from rlgen.vision.trainer import LikelihoodModel, Metrics
 
 log = logging.getLogger("rlgen")
@@ -100,6 +107,17 @@ class VAEBase(LikelihoodModel):
     :meth:`encode_decode` and :meth:`decode_prior`."""
 
     console_keys = ("loss", "kl")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> VAEBase:
+        """The VAE of a run configuration: :class:`~rlgen.vision.likelihood.ladder.BidirectionalVAE` with
+        ``bidirectional``, else :class:`ConvVAE`."""
+        from rlgen.vision.likelihood import make_vae
+
+        return make_vae(VAEOptions.from_config(cfg, data.image_shape, pixel_likelihood(cfg, "logistic")))
+
+    def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
+        return likelihood_report(self, run.config, evaluation)
 
     def __init__(self, options: VAEOptions):
         super().__init__()
