@@ -39,8 +39,10 @@ from rlgen.vision.trainer import Optimizers, make_optimizers
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "step-speed"
 MODULES = {"ssgan": "rlgen/vision/gan/ssgan.py", "infogan": "rlgen/vision/gan/infogan.py",
-           "diagbilstm": "rlgen/vision/likelihood/pixelrnn.py", "rowlstm": "rlgen/vision/likelihood/pixelrnn.py"}
-AMP = {"ssgan": True, "infogan": True, "diagbilstm": False, "rowlstm": False}  # the packaged defaults
+           "diagbilstm": "rlgen/vision/likelihood/pixelrnn.py", "rowlstm": "rlgen/vision/likelihood/pixelrnn.py",
+           "pixelcnn": "rlgen/vision/likelihood/pixelcnn.py"}
+AMP = {"ssgan": True, "infogan": True, "diagbilstm": False, "rowlstm": False, "pixelcnn": True}  # packaged defaults
+BINARY = ("diagbilstm", "rowlstm", "pixelcnn")  # Bernoulli outputs: binary pixels
 
 
 def module_at(commit: str | None, path: str) -> ModuleType:
@@ -71,6 +73,9 @@ def build(model: str, module: ModuleType, images: torch.Tensor, labels: torch.Te
     elif model == "infogan":
         m = module.InfoGAN(module.InfoGANOptions())
         lr, batch = 2e-4, 128
+    elif model == "pixelcnn":  # the packaged MNIST PixelCNN: h = 32, 12 residual blocks, Bernoulli outputs
+        m = module.PixelCNN(module.PixelCNNOptions(output="bernoulli"))
+        lr, batch = 1e-3, 64
     else:  # the packaged MNIST PixelRNNs: h = 16, 7 layers, Bernoulli outputs
         m = module.PixelRNN(module.PixelRNNOptions(variant=model, output="bernoulli"))
         lr, batch = 1e-3, 64
@@ -133,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, commit, today in (("baseline", args.baseline, False), ("today", None, True)):
             m, lr, batch = build(model, module_at(commit, MODULES[model]), images, labels)
             amp = today and AMP[model]
-            run = timer(m, optimizers_for(m, lr, fused=today), images, batch, amp=amp, binary=model in ("diagbilstm",
-                                                                                                       "rowlstm"))
+            run = timer(m, optimizers_for(m, lr, fused=today), images, batch, amp=amp, binary=model in BINARY)
             variants[label] = (run, batch)
         for run, _ in variants.values():
             run(3)  # warm-up

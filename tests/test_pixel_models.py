@@ -295,3 +295,17 @@ def test_short_training_lowers_the_test_nll(tmp_path, build):
     Trainer(model, run, train, cfg, "cpu", eval_data=test).fit()
     after = test_nll()
     assert after < before - 10, (before, after)  # nats per 100-pixel image
+
+
+def test_under_bf16_autocast_the_logits_stay_fp32_and_the_nll_barely_moves():
+    """The body runs in bf16, the output layers in fp32 (so the NLL summed over 784 pixels is not blurred)."""
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNOptions(hidden=16, layers=4, output_hidden=32)).eval()
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.2))
+    with torch.no_grad():
+        fp32 = model.nll(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+            bf16 = model.nll(x)
+    assert logits.dtype == torch.float32 and bf16.dtype == torch.float32
+    assert (bf16 - fp32).abs().max().item() < 0.5  # nats per image, of about 550 (an untrained model)

@@ -46,6 +46,13 @@ class AutoregressivePixelModel(LikelihoodModel):
     def network(self, x: torch.Tensor) -> torch.Tensor:
         """The causal network on inputs scaled to [-1, 1]."""
 
+    @staticmethod
+    def logits_in_fp32(output_net: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+        """``output_net(features)`` outside any autocast: under bf16 the network's body runs in bf16, but the
+        logits, whose rounding would blur a likelihood summed over 784 pixels, come from fp32 output layers."""
+        with torch.autocast(features.device.type, enabled=False):
+            return output_net(features.to(torch.promote_types(features.dtype, torch.float32)))  # (fp64 stays)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw output map ``(N, out_channels, H, W)`` for images ``x`` in [0, 1]."""
         return self.network(x * 2.0 - 1.0)

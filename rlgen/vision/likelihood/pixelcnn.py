@@ -90,4 +90,4 @@ class PixelCNN(AutoregressivePixelModel):
         self.output_net = output_layers(2 * h, options.output_hidden, self.head.out_channels, c)
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_net(self.blocks(self.input_conv(x)))
+        return self.logits_in_fp32(self.output_net, self.blocks(self.input_conv(x)))

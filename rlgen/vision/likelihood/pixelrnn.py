@@ -192,9 +192,9 @@ class PixelRNN(AutoregressivePixelModel):
     def network(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_conv(x)
         if self.skips is None:
-            return self.output_net(self.layers(x))
+            return self.logits_in_fp32(self.output_net, self.layers(x))
         total = None
         for layer, skip in zip(self.layers, self.skips):
             x = layer(x)
             total = skip(x) if total is None else total + skip(x)
-        return self.output_net(total)
+        return self.logits_in_fp32(self.output_net, total)
