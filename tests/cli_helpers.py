@@ -38,3 +38,16 @@ def succeeds(capsys, argv: list[str]) -> str:
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     return captured.out
+
+
+def tensorboard_steps(folder: Path, tag: str) -> list[int]:
+    """The steps of ``tag``'s scalars over every event file in ``folder``, in the order written."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    steps = []
+    for path in sorted(folder.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        for record in RawEventFileLoader(str(path)).Load():
+            event = Event.FromString(record)
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return steps

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rlgen.cli import COMMANDS, main
-from tests.cli_helpers import ENV, fails_cleanly, rlgen, succeeds
+from tests.cli_helpers import ENV, fails_cleanly, rlgen, succeeds, tensorboard_steps
 
 
 def test_help_lists_every_command_with_the_shared_options(capsys):
@@ -170,6 +170,8 @@ def test_run_directory_and_interrupted_run_resumes(tmp_path):
     steps = _steps(run_dir / "progress.csv")
     assert steps == sorted(set(steps)), "a step was logged twice after resuming"
     assert steps[0] < ckpt_step < steps[-1]
+    tb_steps = tensorboard_steps(run_dir / "tb", "rollout/ep_rew_mean")
+    assert tb_steps == sorted(set(tb_steps)) and tb_steps[-1] > ckpt_step, "TensorBoard shows a step twice"
     first, second = json.loads((run_dir / "provenance.json").read_text())["sessions"]
     assert (first["resumed"], second["resumed"]) == (False, True) and "--resume" in second["command"]
     assert first["commit"] and first["device"] and first["started"].endswith("UTC")
@@ -198,10 +200,11 @@ def test_terminated_run_checkpoints_where_it_stopped(tmp_path):
     assert proc.returncode == 130 and "interrupted; continue the run with --resume" in err, err
     run_dir = progress[0].parent
     step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
-    assert step >= max(_steps(progress[0])) >= 600
-    out = rlgen("ppo", "--resume", str(run_dir), "--steps", str(step + 200))
+    # The steps up to the start of the rollout it was collecting: rollouts stay aligned (2 envs x 100 steps).
+    assert step >= max(_steps(progress[0])) >= 600 and step % 200 == 0
+    out = rlgen("ppo", "--resume", str(run_dir), "--steps", str(step + 400))
     assert out.returncode == 0, out.stderr
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] >= step + 200
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == step + 400  # exactly the budget
 
 
 def test_resume_rejects_corrupt_checkpoint(capsys, tmp_path):

@@ -291,3 +291,22 @@ def test_checkpoint_folder_keeps_the_newest_and_falls_back_past_a_deleted_one(tm
     with pytest.raises(OSError):  # an interrupted save leaves the index as it was
         folder.save({"a": ("a_5.bin", broken)}, step=5)
     assert folder.latest()["step"] == 3
+
+
+def test_resuming_drops_the_tensorboard_events_past_the_checkpoint(tmp_path):
+    """Events logged after the checkpoint a run resumes from go, from TensorBoard as from progress.csv."""
+    from tests.cli_helpers import tensorboard_steps
+
+    logger = make_logger(tmp_path)
+    for step in range(1, 6):
+        logger.record("train/x", float(step))
+        logger.dump(step)
+    logger.close()  # (a killed run may have flushed these or not: the resume must not care)
+    logger = make_logger(tmp_path, resume_step=3)
+    for step in (4, 5, 6):
+        logger.record("train/x", float(step))
+        logger.dump(step)
+    logger.close()
+    assert tensorboard_steps(tmp_path / "tb", "train/x") == [1, 2, 3, 4, 5, 6]
+    with open(tmp_path / "progress.csv") as f:
+        assert [int(row["step"]) for row in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]

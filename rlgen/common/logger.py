@@ -17,6 +17,8 @@ from typing import Any
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from tqdm import tqdm
 
+from rlgen.common.checkpoint import atomic_write
+
 log = logging.getLogger("rlgen")
 
 
@@ -114,15 +116,39 @@ class ConsoleSummary(KVWriter):
         pass
 
 
+def truncate_event_files(folder: Path, step: int) -> None:
+    """Drop the events past ``step`` from the TensorBoard event files in ``folder`` (each rewritten atomically), so
+    that a run killed after its last checkpoint does not show the steps it redoes twice."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())
+        kept = [r for r in records if Event.FromString(r).step <= step]
+        if len(kept) == len(records):
+            continue
+
+        def write(tmp: str, kept: list[bytes] = kept) -> None:
+            with open(tmp, "wb") as f:
+                writer = RecordWriter(f)
+                for record in kept:
+                    writer.write(record)
+
+        atomic_write(path, write)
+
+
 def make_logger(run_path: str | Path, console_keys: Sequence[str] = (), resume_step: int | None = None) -> Logger:
     """A logger writing ``progress.csv`` and TensorBoard events under ``run_path``.
 
-    ``resume_step``: the step of the checkpoint a run resumes from; CSV rows logged after it are dropped.
+    ``resume_step``: the step of the checkpoint a run resumes from; CSV rows and TensorBoard events logged after it
+    are dropped (the resumed run logs those steps again).
     """
     run_path = Path(run_path)
     csv_out = AppendingCSVOutputFormat(run_path / "progress.csv")
     if resume_step is not None:
         csv_out.truncate_after(resume_step)
+        truncate_event_files(run_path / "tb", resume_step)
     formats: list[KVWriter] = [csv_out, TensorBoardOutputFormat(str(run_path / "tb"))]
     if console_keys:
         formats.append(ConsoleSummary(console_keys))

@@ -191,6 +191,7 @@ class ProgressAndCheckpoint(BaseCallback):
         super().__init__()
         self.save, self.every, self.total, self.start = save, every, total, start
         self._last_save = start
+        self.rollout_start = start  # the step the rollout in progress started at
         self._bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
@@ -203,6 +204,7 @@ class ProgressAndCheckpoint(BaseCallback):
         return True
 
     def _on_rollout_start(self) -> None:
+        self.rollout_start = self.num_timesteps
         if self.every > 0 and self.num_timesteps - self._last_save >= self.every:
             self.save()
             self._last_save = self.num_timesteps
@@ -305,8 +307,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         callbacks.append(ObsNormCallback())
     if reward_source is not None or return_scale is not None:
         callbacks.append(RewardRelabelCallback(reward_source or EnvReward(), return_scale))
-    callbacks.append(ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
-                                           int(model.num_timesteps)))
+    progress = ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
+                                     int(model.num_timesteps))
+    callbacks.append(progress)
     if stopper is not None:
         callbacks.append(stopper)
     evaluator = periodic_evaluation(cfg, model.n_envs)
@@ -317,8 +320,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
                         reset_num_timesteps=resume_step is None)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: resume from here, not from the last periodic checkpoint
-            with signals_held():   # (the rollout in progress is all that is lost); a second signal must not cut
-                save_checkpoint()  # this checkpoint short
+            # The rollout in progress is all that is lost: the checkpoint counts the steps up to its start, so that
+            # the resumed run's rollouts line up with an uninterrupted run's and end at `steps`, not past it.
+            model.num_timesteps = progress.rollout_start
+            with signals_held():   # a second signal must not cut this checkpoint short
+                save_checkpoint()
             raise
         if _reached_stop_return(stopper, cfg) and model.num_timesteps < total:
             log.info("deterministic return %.1f reached stop_return %s at step %d: training stops",
