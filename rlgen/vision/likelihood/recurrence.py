@@ -85,7 +85,7 @@ class _LSTMRecurrence(torch.autograd.Function):
         grad_in_weight = None if in_weight is None else torch.zeros_like(in_weight)
         grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h, width)
         in_weight_t = None if in_weight is None else in_weight.transpose(1, 2).contiguous()
-        da = grad_states.new_empty(4, d, h, m)  # gate-major: each gate's block is contiguous for out=
+        da = grad_states.new_empty(d, 4, h, m)  # the gates' gradients in the layout of the gates themselves
         taps = weight.view(d, 4 * h, k, h).unbind(2)
         taps_t = [w.transpose(1, 2).contiguous() for w in taps]
         grad_taps = [torch.zeros_like(w) for w in taps]
@@ -98,19 +98,19 @@ class _LSTMRecurrence(torch.autograd.Function):
             ds = grad_states[t] + carry[:, :, 1:m + 1]
             ds[:, :, ::width] = 0  # the pads' state is the constant 0
             dc = torch.addcmul(carry_cell, ds * o, 1 - tanh_c * tanh_c)
-            torch.mul(ds * tanh_c, o * (1 - o), out=da[0])
+            torch.mul(ds * tanh_c, o * (1 - o), out=da[:, 0])
             if t > 0:
-                torch.mul(dc * saved[t - 1][2], f * (1 - f), out=da[1])
+                torch.mul(dc * saved[t - 1][2], f * (1 - f), out=da[:, 1])
             else:
-                da[1].zero_()
-            torch.mul(dc * g, i * (1 - i), out=da[2])
-            torch.mul(dc * i, 1 - g * g, out=da[3])
+                da[:, 1].zero_()
+            torch.mul(dc * g, i * (1 - i), out=da[:, 2])
+            torch.mul(dc * i, 1 - g * g, out=da[:, 3])
             carry_cell = dc * f
-            flat_da = da.transpose(0, 1).reshape(d, 4 * h, m)
+            flat_da = da.view(d, 4 * h, m)
             if in_weight is None:
                 grad_inputs[t] = flat_da
             else:
-                grad_inputs[t] = torch.bmm(in_weight_t, flat_da)
+                torch.bmm(in_weight_t, flat_da, out=grad_inputs[t])
                 grad_in_weight.baddbmm_(flat_da, flat_in[t].transpose(1, 2))
             if grad_bias is not None:  # summed over the lines here, over the positions (masked) at the end
                 grad_bias += flat_da.view(d, 4 * h, n, width).sum(dim=2) * bias_mask[t]
