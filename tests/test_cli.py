@@ -101,6 +101,25 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     assert not any(tmp_path.iterdir())  # nothing half-made
 
 
+@pytest.mark.parametrize("argv,text,words", [
+    (["gan", "--dataset", "mnist"], "lr: .nan", ["lr", "finite"]),
+    (["vae", "--dataset", "mnist"], "lr: 0", ["lr", "> 0"]),
+    (["ssgan", "--dataset", "mnist"], "labels: -100", ["labels", "positive"]),
+    (["ssgan", "--dataset", "mnist"], "d_hidden: 1000", ["d_hidden", "a list"]),
+    (["pixelrnn", "--dataset", "mnist"], "variant: lstm", ["variant", "one of"]),
+    (["pixelcnn", "--dataset", "mnist"], "amp: 1", ["amp", "true or false"]),
+    (["ppo", "--env", "CartPole-v1"], "n_envs: 2.5", ["n_envs", "integer"]),
+    (["gail", "--env", "CartPole-v1"], "vime_eta: .inf", ["vime_eta", "unknown"]),  # a flag's name, not a key
+    (["bench", "smoke"], "retries: -1", ["retries", ">= 0"]),
+])
+def test_a_config_files_values_are_checked_as_the_flags_are(capsys, tmp_path, argv, text, words):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text + "\n")
+    out = tmp_path / "runs"
+    fails_cleanly(capsys, [*argv, "--config", str(config), "--out", str(out)], *words)
+    assert not out.exists()
+
+
 def test_corrupt_and_misspelt_config_files(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1, 2\n")

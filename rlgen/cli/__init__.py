@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(command.module)
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         module.add_arguments(command.name, p)
-        p.set_defaults(handler=module.run)
+        p.set_defaults(handler=module.run, parser=p)  # (the parser checks --config files' values too)
     return parser
 
 

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from rlgen.bench.run_suite import DEFAULTS
-from rlgen.cli.options import S, nonnegative_float, nonnegative_int, positive_int
+from rlgen.cli.options import S, check_file_values, nonnegative_float, nonnegative_int, positive_int
 from rlgen.common.device import DEVICE_CHOICES
 
 
@@ -72,10 +72,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     from rlgen.common.config import check_known_keys, load_config_file
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "suite", "list")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "parser", "suite", "list")}
     file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
-    check_known_keys(file_cfg, {k: None for k in DEFAULTS if k not in ("dry_run", "report_only", "resume")},
-                     f"config file {vars(args).get('config')}")
+    source = f"config file {vars(args).get('config')}"
+    check_known_keys(file_cfg, {k: None for k in DEFAULTS if k not in ("dry_run", "report_only", "resume")}, source)
+    check_file_values(file_cfg, args.parser, source)
     return {**DEFAULTS, **file_cfg, **flags}
 
 
@@ -86,7 +87,7 @@ def _command_line(args: argparse.Namespace) -> str:
         return command_line(sys.argv[1:])
     argv = ["bench"] + ([args.suite] if args.suite else [])
     for key, value in vars(args).items():
-        if key in ("command", "handler", "suite", "list"):
+        if key in ("command", "handler", "parser", "suite", "list"):
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]

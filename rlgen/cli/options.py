@@ -85,7 +85,42 @@ def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps", d
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
     """The options the user actually typed (dashes become underscores), without the CLI's own fields."""
-    return {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+    return {k: v for k, v in vars(args).items() if k not in ("command", "handler", "parser")}
+
+
+def check_file_values(values: Mapping[str, Any], parser: argparse.ArgumentParser, source: str) -> None:
+    """Check a config file's values with the type, choices and arity of the flag that sets the same key, so that a
+    value a flag would refuse (NaN, a zero learning rate, a count in words) is refused in a file too, before any
+    run directory exists. Keys without a flag (``algo_kwargs``, ``discriminator``, ...) are checked where they
+    are used."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}  # argparse has no public list of them
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None or value is None:
+            continue
+        try:
+            _check_flag_value(action, value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise UserError(f"{source}: {key}: {exc}; fix the file") from None
+
+
+def _check_flag_value(action: argparse.Action, value: Any) -> None:
+    if action.type is None and action.choices is None and action.nargs != 0:
+        return  # a free-form value (a path, a name, bench's seeds): checked where it is used
+    if action.nargs == 0:  # a switch: store_true/false/const, --x/--no-x
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return
+    many = action.nargs in ("*", "+") or isinstance(action.nargs, int)
+    if isinstance(value, list) != many:
+        raise ValueError(f"expected {'a list' if many else 'one value'}, got {value!r}")
+    for item in value if many else [value]:
+        if isinstance(item, bool) and action.type not in (None, str):
+            raise ValueError(f"expected a number, got {item!r}")
+        if action.type is not None:
+            action.type(str(item))
+        if action.choices is not None and item not in action.choices:
+            raise ValueError(f"expected one of {', '.join(map(str, action.choices))}, got {item!r}")
 
 
 def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
@@ -99,7 +134,10 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any],
     file_cfg = load_config_file(flags.pop("config")) if "config" in flags else {}
     resume = flags.pop("resume", None)
     known = dict(defaults)
-    check_known_keys(file_cfg, known, f"config file {args.config}" if "config" in vars(args) else "config")
+    source = f"config file {args.config}" if "config" in vars(args) else "config"
+    check_known_keys(file_cfg, known, source)
+    if "parser" in vars(args):
+        check_file_values(file_cfg, args.parser, source)
     task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
     if resume not in (None, "latest"):
         _check_same_command(Path(resume), defaults.get("command"))

@@ -191,7 +191,8 @@ class ProgressAndCheckpoint(BaseCallback):
         super().__init__()
         self.save, self.every, self.total, self.start = save, every, total, start
         self._last_save = start
-        self.rollout_start = start  # the step the rollout in progress started at
+        self.rollout_start = start  # the step the rollout being collected started at
+        self.collecting = False
         self._bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
@@ -204,10 +205,13 @@ class ProgressAndCheckpoint(BaseCallback):
         return True
 
     def _on_rollout_start(self) -> None:
-        self.rollout_start = self.num_timesteps
+        self.rollout_start, self.collecting = self.num_timesteps, True
         if self.every > 0 and self.num_timesteps - self._last_save >= self.every:
             self.save()
             self._last_save = self.num_timesteps
+
+    def _on_rollout_end(self) -> None:
+        self.collecting = False
 
     def _on_training_end(self) -> None:
         if self._bar is not None:
@@ -320,9 +324,10 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
                         reset_num_timesteps=resume_step is None)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: resume from here, not from the last periodic checkpoint
-            # The rollout in progress is all that is lost: the checkpoint counts the steps up to its start, so that
-            # the resumed run's rollouts line up with an uninterrupted run's and end at `steps`, not past it.
-            model.num_timesteps = progress.rollout_start
+            # A rollout being collected is all that is lost: the checkpoint counts the steps up to its start, so
+            # that the resumed run's rollouts line up with an uninterrupted run's and end at `steps`, not past it.
+            if progress.collecting:
+                model.num_timesteps = progress.rollout_start
             with signals_held():   # a second signal must not cut this checkpoint short
                 save_checkpoint()
             raise
