@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlgen import __version__
+from rlgen.cli.options import quote_defaults
 from rlgen.common.errors import UserError
 
 
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(command.module)
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         module.add_arguments(command.name, p)
+        if hasattr(module, "packaged_defaults"):
+            quote_defaults(p, *module.packaged_defaults(command.name))
         p.set_defaults(handler=module.run, parser=p)  # (the parser checks --config files' values too)
     return parser
 

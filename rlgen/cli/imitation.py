@@ -48,7 +48,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     elif command == "rollouts":
         parser.add_argument("--policy", default=S, metavar="PATH",
                             help="the policy to record: a model zip or an rlgen expert/gail/bc run directory")
-        parser.add_argument("--episodes", type=positive_int, default=S, help="whole episodes to record (default 25)")
+        parser.add_argument("--episodes", type=positive_int, default=S, help="whole episodes to record")
         parser.add_argument("--stochastic", dest="deterministic", action="store_const", const=False, default=S,
                             help="sample the policy's actions (default: its deterministic actions)")
         add_common_options(parser, budget="steps")
@@ -86,8 +86,20 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
             add_common_options(parser, budget="steps")
         else:
             parser.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S,
-                                help="expert pairs per gradient step (default 128)")
+                                help="expert pairs per gradient step")
             add_common_options(parser, budget="epochs")
+
+
+def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The defaults the help texts quote (the command's section of imitation.yaml with its default preset), the
+    section and its file."""
+    from rlgen.common.config import deep_merge, packaged_config
+
+    section = packaged_config("imitation.yaml")[command]
+    defaults = section["defaults"]
+    if "presets" in section:
+        defaults = deep_merge(defaults, section["presets"][defaults["preset"]])
+    return defaults, section, "rlgen/configs/imitation.yaml"
 
 
 def _set_help(parser: argparse.ArgumentParser, option: str, text: str) -> None:

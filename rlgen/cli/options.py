@@ -69,18 +69,39 @@ def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps", d
     """--seed, --device (its help quoting the command family's default ``device``), the budget (--steps or
     --epochs), --out, --resume, --config."""
     g = parser.add_argument_group("run options")
-    g.add_argument("--seed", type=int, default=S, help="random seed (default 0); fixes a CPU run")
+    g.add_argument("--seed", type=int, default=S, help="random seed; fixes a run on a given CPU type")
     g.add_argument("--device", choices=DEVICE_CHOICES, default=S,
                    help=f"auto picks CUDA when present (default {device})")
     if budget == "steps":
         g.add_argument("--steps", type=positive_int, default=S, help="training budget in env steps")
     else:
         g.add_argument("--epochs", type=positive_int, default=S, help="training budget in epochs")
-    g.add_argument("--out", default=S, metavar="DIR", help="parent directory of run directories (default runs)")
+    g.add_argument("--out", default=S, metavar="DIR", help="parent directory of run directories")
     g.add_argument("--resume", nargs="?", const="latest", default=S, metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint: its directory, or nothing for "
                         "the newest run of the same command, env/dataset and seed under --out")
     g.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of options; flags override it")
+
+
+def quote_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, Any], section: Mapping[str, Any],
+                   where: str) -> None:
+    """Append each flag's packaged default (``where``, the one place it is written) to its help text, unless the
+    text already speaks of its default; a value that a task entry (or a preset) of ``section`` changes says so."""
+    varies = {key for entry in [*section.get("tasks", {}).values(), *section.get("presets", {}).values()]
+              for key in entry}
+    for action in parser._actions:  # argparse has no public list of them
+        if not action.option_strings or action.dest not in defaults or not action.help or "default" in action.help:
+            continue
+        value = defaults[action.dest]
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+            if isinstance(action, argparse._StoreFalseAction):  # --no-x says what x is by default
+                text = f"{action.option_strings[0].removeprefix('--no-')} {text}"
+        elif isinstance(value, list):
+            text = " ".join(map(str, value)) or "none"
+        else:
+            text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        action.help = f"{action.help} (default {text}{f', some tasks their own: {where}' if action.dest in varies else ''})"
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:

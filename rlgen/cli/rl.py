@@ -12,11 +12,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default=S, help="env: a short rlgen name (SparseHalfCheetah, SparseMountainCar, "
                         "SparseCartpoleSwingup, SparseDoublePendulum, SwimmerGather) or any gymnasium id")
     if command == "vime":
-        parser.add_argument("--algo", choices=("ppo", "trpo"), default=S, help="policy optimiser (default trpo)")
+        parser.add_argument("--algo", choices=("ppo", "trpo"), default=S, help="policy optimiser")
         parser.add_argument("--eta", type=nonnegative_float, default=S,
                             help="weight of the normalised information gain in the reward (default 1e-4)")
     parser.add_argument("--n-envs", dest="n_envs", type=positive_int, default=S,
-                        help="envs stepped together, one batched policy call for all (default 10)")
+                        help="envs stepped together, one batched policy call for all")
     parser.add_argument("--obs-norm", dest="obs_norm", action=argparse.BooleanOptionalAction, default=S,
                         help="the policy standardises observations with running statistics of its rollouts "
                         "(default: on for the MuJoCo tasks, off for the classic ones)")
@@ -24,6 +24,14 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help="divide rewards by the running std of the discounted return, so the critic learns "
                         "returns of unit scale (default: see rlgen/configs/rl.yaml)")
     add_common_options(parser, budget="steps")
+
+
+def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The defaults the help texts quote, the section holding them (the same for vime, ppo and trpo) and its file."""
+    from rlgen.common.config import packaged_config
+
+    section = packaged_config("rl.yaml")
+    return section["defaults"], section, "rlgen/configs/rl.yaml"
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:

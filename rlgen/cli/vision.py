@@ -8,7 +8,6 @@ its own (:data:`MODEL_OPTIONS`). The model itself is :data:`rlgen.vision.models.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -48,36 +47,36 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--limit-images", dest="limit_images", type=positive_int, default=S, metavar="N",
                    help="train on the first N images only")
     g.add_argument("--train-split", dest="train_split", choices=("train", "train+valid"), default=S,
-                   help="the split to train on (default train; train+valid: the binarised MNIST's final models)")
+                   help="the split to train on (train+valid: the binarised MNIST's final models)")
     g.add_argument("--eval-split", dest="eval_split", choices=("test", "valid"), default=S,
-                   help="the split evaluated after each epoch (default test; valid on the binarised MNIST, whose "
+                   help="the split evaluated after each epoch (valid on the binarised MNIST, whose "
                         "test split is for the final report)")
 
 
-@functools.cache
-def command_defaults(command: str) -> dict[str, Any]:
-    """The command's packaged defaults (rlgen/configs/vision.yaml), read once: the help texts quote them."""
+def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The command's packaged defaults, which the help texts quote, its section of vision.yaml and the file."""
     from rlgen.common.config import packaged_config
 
-    return packaged_config("vision.yaml")[command]["defaults"]
+    section = packaged_config("vision.yaml")[command]
+    return section["defaults"], section, "rlgen/configs/vision.yaml"
 
 
 def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     """The shared trainer's flags; ``defaults`` are the command's own (the help shows them)."""
     g = parser.add_argument_group("training")
     g.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S,
-                   help=f"default {defaults['batch_size']}")
-    g.add_argument("--lr", type=positive_float, default=S, help=f"Adam learning rate (default {defaults['lr']:g})")
-    g.add_argument("--beta1", type=probability, default=S, help=f"Adam beta1 (default {defaults['beta1']:g})")
+                   help="images per training step")
+    g.add_argument("--lr", type=positive_float, default=S, help="Adam learning rate")
+    g.add_argument("--beta1", type=probability, default=S, help="Adam beta1")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=S,
                    help="no bf16 mixed precision (used on CUDA and on CPUs with native bf16: AVX-512 BF16 or AMX; default "
                    f"{'on' if defaults['amp'] else 'off for this model: its likelihoods need full precision'})")
     g.add_argument("--sample-every", dest="sample_every", type=positive_int, default=S, metavar="EPOCHS",
-                   help=f"epochs between PNG sample grids in samples/ (default {defaults['sample_every']})")
+                   help="epochs between PNG sample grids in samples/")
     g.add_argument("--n-samples", dest="n_samples", type=positive_int, default=S,
-                   help=f"images per grid (default {defaults['n_samples']})")
+                   help="images per grid")
     g.add_argument("--log-every", dest="log_every", type=positive_int, default=S, metavar="STEPS",
-                   help=f"training steps between log lines (default {defaults['log_every']})")
+                   help="training steps between log lines")
     g.add_argument("--max-minutes", dest="max_minutes", type=positive_float, default=S, metavar="MINUTES",
                    help="wall-clock budget of this process: stop after the first epoch that ends past it, with the "
                    "run's checkpoint and summary written (--resume goes on; default: none)")
@@ -85,9 +84,9 @@ def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("DCGAN")
-    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension (default 100)")
-    g.add_argument("--ngf", type=positive_int, default=S, help="generator width (default 64)")
-    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator width (default 64)")
+    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension")
+    g.add_argument("--ngf", type=positive_int, default=S, help="generator width")
+    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator width")
     t = parser.add_argument_group("techniques (each off unless given)")
     t.add_argument("--feature-matching", dest="feature_matching", action=argparse.BooleanOptionalAction, default=S,
                    help="generator matches the mean discriminator features of real data")
@@ -107,16 +106,15 @@ def add_gan_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--unroll-steps", dest="unroll_steps", type=nonnegative_int, default=S, metavar="K",
                    help="unrolled GAN: the generator trains against the discriminator after K more steps")
     t.add_argument("--unroll-lr", dest="unroll_lr", type=nonnegative_float, default=S,
-                   help="step size of the unrolled discriminator updates (default 0.01)")
+                   help="step size of the unrolled discriminator updates")
     m = parser.add_argument_group("sample scores (after training; need a labelled dataset with a test split)")
     m.add_argument("--score-samples", dest="score_samples", type=nonnegative_int, default=S, metavar="N",
                    help="score N samples: Frechet distance to the test images and the Inception-score analogue, on "
-                   "the features of a classifier trained on the dataset (default 0: off; the benchmarks use 10000)")
+                   "the features of a classifier trained on the dataset (the benchmarks use 10000)")
     m.add_argument("--metrics-classifier", dest="metrics_classifier", default=S, metavar="PATH",
-                   help="that classifier's checkpoint, trained there if missing (default "
-                   "~/.cache/rlgen/classifiers/<dataset>.pt)")
+                   help="that classifier's checkpoint, trained there if missing")
     m.add_argument("--classifier-epochs", dest="classifier_epochs", type=positive_int, default=S,
-                   help="epochs of a newly trained metrics classifier (default 5)")
+                   help="epochs of a newly trained metrics classifier")
 
 
 def add_evaluation_option(parser: argparse.ArgumentParser) -> None:
@@ -127,57 +125,57 @@ def add_evaluation_option(parser: argparse.ArgumentParser) -> None:
 def add_ssgan_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("semi-supervised GAN (Salimans et al. 2016; the improved-gan MNIST model)")
     g.add_argument("--labels", type=positive_int, default=S, metavar="N",
-                   help="labelled training examples, the same number of each class (default 100)")
+                   help="labelled training examples, the same number of each class")
     g.add_argument("--labels-seed", dest="labels_seed", type=int, default=S, metavar="SEED",
                    help="seed that draws the labelled subset and the initialisation batch (default: --seed)")
     g.add_argument("--unlabeled-weight", dest="unlabeled_weight", type=nonnegative_float, default=S,
-                   help="weight of the unlabelled (real/fake) loss (default 1)")
-    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension (default 100)")
+                   help="weight of the unlabelled (real/fake) loss")
+    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension")
     g.add_argument("--d-hidden", dest="d_hidden", type=positive_int, nargs="+", default=S, metavar="UNITS",
-                   help="discriminator hidden layers (default 1000 500 250 250 250)")
+                   help="discriminator hidden layers")
     g.add_argument("--g-hidden", dest="g_hidden", type=positive_int, nargs="*", default=S, metavar="UNITS",
-                   help="generator hidden layers (default 500 500)")
+                   help="generator hidden layers")
     g.add_argument("--input-noise", dest="input_noise", type=nonnegative_float, default=S, metavar="STD",
-                   help="Gaussian noise on the discriminator's input (default 0.3)")
+                   help="Gaussian noise on the discriminator's input")
     g.add_argument("--hidden-noise", dest="hidden_noise", type=nonnegative_float, default=S, metavar="STD",
-                   help="Gaussian noise after each hidden layer (default 0.5)")
+                   help="Gaussian noise after each hidden layer")
     g.add_argument("--ema", type=probability, default=S, metavar="RATE",
-                   help="moving-average rate of the discriminator weights behind test_error_ema (default 1e-4; 0: off)")
+                   help="moving-average rate of the discriminator weights behind test_error_ema (0: off)")
     g.add_argument("--lr-decay-fraction", dest="lr_decay_fraction", type=probability, default=S, metavar="F",
-                   help="the learning rate falls linearly to 0 over the last F of the epochs (default 1/3; 0: off)")
+                   help="the learning rate falls linearly to 0 over the last F of the epochs (0: off)")
     g.add_argument("--init-size", dest="init_size", type=nonnegative_int, default=S, metavar="N",
-                   help="training images for the data-dependent initialisation (default 500; 0: none)")
+                   help="training images for the data-dependent initialisation (0: none)")
     g.add_argument("--adam-eps", dest="adam_eps", type=nonnegative_float, default=S, metavar="EPS",
-                   help="Adam's epsilon (default 1e-4, which mimics the original's sqrt(v + 1e-8))")
+                   help="Adam's epsilon (1e-4 mimics the original's sqrt(v + 1e-8))")
     add_evaluation_option(parser)
 
 
 def add_infogan_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("InfoGAN (Chen et al. 2016; the paper's MNIST model)")
     g.add_argument("--noise-dim", dest="noise_dim", type=nonnegative_int, default=S,
-                   help="incompressible noise dimension (default 62)")
+                   help="incompressible noise dimension")
     g.add_argument("--categorical", type=positive_int, nargs="*", default=S, metavar="K",
-                   help="categorical codes, by number of values (default: one with 10; no value: none)")
+                   help="categorical codes, by number of values (no value: none)")
     g.add_argument("--continuous", type=nonnegative_int, default=S, metavar="N",
-                   help="continuous codes, each U(-1, 1) (default 2)")
+                   help="continuous codes, each U(-1, 1)")
     g.add_argument("--learn-std", dest="learn_std", action=argparse.BooleanOptionalAction, default=S,
                    help="Q learns the standard deviation of the continuous codes (default: fixed to 1)")
     g.add_argument("--info-weight", dest="info_weight", type=nonnegative_float, default=S, metavar="LAMBDA",
-                   help="weight of the mutual-information term of the categorical codes (default 1)")
+                   help="weight of the mutual-information term of the categorical codes")
     g.add_argument("--info-weight-continuous", dest="info_weight_continuous", type=nonnegative_float, default=S,
-                   metavar="LAMBDA", help="the same for the continuous codes (default 1)")
+                   metavar="LAMBDA", help="the same for the continuous codes")
     g.add_argument("--g-lr", dest="g_lr", type=positive_float, default=S,
-                   help="generator learning rate (default 1e-3; --lr is the discriminator's, default 2e-4)")
-    g.add_argument("--ngf", type=positive_int, default=S, help="generator up-convolution width (default 64)")
-    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator convolution width (default 64)")
-    g.add_argument("--fc-dim", dest="fc_dim", type=positive_int, default=S, help="dense layer width (default 1024)")
-    g.add_argument("--q-dim", dest="q_dim", type=positive_int, default=S, help="Q head width (default 128)")
+                   help="generator learning rate (--lr is the discriminator's)")
+    g.add_argument("--ngf", type=positive_int, default=S, help="generator up-convolution width")
+    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator convolution width")
+    g.add_argument("--fc-dim", dest="fc_dim", type=positive_int, default=S, help="dense layer width")
+    g.add_argument("--q-dim", dest="q_dim", type=positive_int, default=S, help="Q head width")
     add_evaluation_option(parser)
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
-    add_trainer_options(parser, command_defaults(command))
+    add_trainer_options(parser, packaged_defaults(command)[0])
     MODEL_OPTIONS[command](parser)
     add_common_options(parser, budget="epochs", device="auto")
 
@@ -218,30 +216,30 @@ def add_binarize_option(parser: argparse._ActionsContainer) -> None:
 def add_vae_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("VAE (Kingma et al. 2016: inverse autoregressive flow)")
     g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S,
-                   help="latent dimensions (with --bidirectional: latent feature maps per layer; default 32)")
-    g.add_argument("--hidden", type=positive_int, default=S, help="convolution channels (default 64)")
+                   help="latent dimensions (with --bidirectional: latent feature maps per layer)")
+    g.add_argument("--hidden", type=positive_int, default=S, help="convolution channels")
     g.add_argument("--res-blocks", dest="res_blocks", type=nonnegative_int, default=S,
-                   help="residual blocks per resolution in encoder and decoder (default 1)")
+                   help="residual blocks per resolution in encoder and decoder")
     g.add_argument("--iaf-steps", dest="iaf_steps", type=nonnegative_int, default=S, metavar="N",
-                   help="IAF steps on the posterior, ordering reversed between steps (default 0: diagonal Gaussian)")
+                   help="IAF steps on the posterior, ordering reversed between steps")
     g.add_argument("--iaf-hidden", dest="iaf_hidden", type=positive_int, default=S,
-                   help="units per MADE hidden layer (default 320)")
+                   help="units per MADE hidden layer")
     g.add_argument("--iaf-depth", dest="iaf_depth", type=positive_int, default=S,
-                   help="hidden layers per IAF step (default 2)")
+                   help="hidden layers per IAF step")
     g.add_argument("--context-dim", dest="context_dim", type=positive_int, default=S,
-                   help="size of the encoder's context h fed to every IAF step (default 64)")
+                   help="size of the encoder's context h fed to every IAF step")
     g.add_argument("--free-bits", dest="free_bits", type=nonnegative_float, default=S, metavar="NATS",
                    help="free bits: minimum KL per latent dimension (per feature map with --bidirectional), averaged "
-                        "over the minibatch (default 0: off)")
+                        "over the minibatch")
     g.add_argument("--iw-samples", dest="iw_samples", type=nonnegative_int, default=S, metavar="K",
                    help="importance samples of the test log p(x) reported besides the ELBO after each epoch "
-                        "(default 8; 0: off)")
+                        "(0: off)")
     g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=S,
                    help="the paper's deeper ResNet VAE: several stochastic layers, bidirectional inference")
     g.add_argument("--levels", type=positive_int, default=S,
-                   help="--bidirectional: resolutions (default 2)")
+                   help="--bidirectional: resolutions")
     g.add_argument("--blocks-per-level", dest="blocks_per_level", type=positive_int, default=S,
-                   help="--bidirectional: stochastic layers per resolution (default 2)")
+                   help="--bidirectional: stochastic layers per resolution")
     add_binarize_option(g)
     add_evaluation_option(parser)
 
@@ -251,17 +249,17 @@ def add_pixel_options(parser: argparse.ArgumentParser, command: str) -> None:
                                   else "PixelCNN (van den Oord et al. 2016)")
     if command == "pixelrnn":
         g.add_argument("--variant", choices=("rowlstm", "diagbilstm"), default=S,
-                       help="Row LSTM or Diagonal BiLSTM layers (default diagbilstm)")
+                       help="Row LSTM or Diagonal BiLSTM layers")
     g.add_argument("--hidden", type=positive_int, default=S,
-                   help="h: the layers carry 2h features (default 16 for pixelrnn, 32 for pixelcnn)")
+                   help="h: the layers carry 2h features")
     g.add_argument("--layers", type=positive_int, default=S,
-                   help="LSTM layers / residual blocks (default 7 for pixelrnn, 12 for pixelcnn)")
+                   help="LSTM layers / residual blocks")
     g.add_argument("--output-hidden", dest="output_hidden", type=positive_int, default=S,
-                   help="features of the two 1x1 output convolutions (default 32 / 64)")
+                   help="features of the two 1x1 output convolutions")
     if command == "pixelrnn":
         g.add_argument("--skip-connections", dest="skip_connections", action=argparse.BooleanOptionalAction,
                        default=S, help="every layer's map, through its own 1x1 convolution, feeds the output layers "
-                       "besides the residual stream (the paper's; default on)")
+                       "besides the residual stream (the paper's)")
     add_binarize_option(g)
     add_evaluation_option(parser)
 
