@@ -148,6 +148,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             if not isinstance(env_spaces(cfg["env"])[1], spaces.Box):
                 raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete "
                                 "actions: use --algo ppo")
+    # `--resume RUN_DIR` alone: the run's own inputs (its demos, the policy it records).
+    for key in ("demos", "policy"):
+        if key in cfg and not cfg[key] and vars(args).get("resume") not in (None, "latest"):
+            from rlgen.common.run_dir import saved_run_config
+
+            cfg[key] = saved_run_config(Path(args.resume)).get(key)
     if args.command == "expert" and cfg.get("stop_return") is not None:
         from rlgen.common.sb3_training import stop_check_interval
 
@@ -164,10 +170,6 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             _check_vime_options(cfg["vime"])
         elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
             raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
-        if not cfg.get("demos") and vars(args).get("resume") not in (None, "latest"):
-            from rlgen.common.run_dir import saved_run_config
-
-            cfg["demos"] = saved_run_config(Path(args.resume)).get("demos")  # a resumed run's own demos
         if not cfg.get("demos"):
             raise UserError("no --demos given; record demonstrations with 'rlgen rollouts' and pass the npz file")
         cfg["demos"] = str(Path(cfg["demos"]).expanduser().resolve())

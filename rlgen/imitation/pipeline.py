@@ -120,10 +120,6 @@ def record_rollouts(cfg: dict[str, Any], resume: Resume | None = None) -> dict[s
     from rlgen.imitation.demos import record_demos, save_demos
     from rlgen.imitation.evaluation import load_policy
 
-    if not cfg.get("policy") and resume is not None and resume.run != "latest":
-        from rlgen.common.run_dir import saved_run_config
-
-        cfg["policy"] = saved_run_config(Path(resume.run)).get("policy")  # a resumed run's own policy
     if not cfg.get("policy"):
         raise UserError("no --policy given; pass the model.zip or run directory of an 'rlgen expert' run")
     cfg["policy"] = str(Path(cfg["policy"]).expanduser().resolve())
