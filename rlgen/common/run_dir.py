@@ -2,7 +2,8 @@
 
 It holds ``config.json`` (the resolved configuration), ``provenance.json`` (the commit, command line, device and
 time of each session that started or resumed the run), ``progress.csv`` and TensorBoard events (see
-:mod:`rlgen.common.logger`), ``checkpoints/`` and whatever the command produces (models, sample grids).
+:mod:`rlgen.common.logger`), ``checkpoints/`` and whatever the command produces (models, sample grids); a run that
+failed before its first checkpoint holds ``failed.json`` (see :func:`discard_unstarted_runs`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def saved_run_config(path: Path) -> dict[str, Any]:
 
 
 _CREATED: list[Path] = []  # run directories made by this process, inside discard_unstarted_runs blocks
+FAILED = "failed.json"  # marks a run that failed before its first checkpoint
 
 
 @contextlib.contextmanager
@@ -81,9 +83,6 @@ def discard_unstarted_runs() -> Iterator[None]:
         raise
     finally:
         del _CREATED[start:]
-
-
-FAILED = "failed.json"  # marks a run that failed before its first checkpoint
 
 
 @dataclass
