@@ -105,6 +105,43 @@ def training_images_per_s(run: Path) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
+def eval_curve(run: Path, keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """The per-epoch evaluation of a run (``epoch`` and each of ``eval/<key>``) from its progress.csv."""
+    with open(run / "progress.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(f"eval/{keys[0]}")]
+    return {"epoch": [int(float(r["time/epoch"])) for r in rows],
+            **{key: [round(float(r[f"eval/{key}"]), 5) for r in rows if r.get(f"eval/{key}")] for key in keys}}
+
+
+def plot_curves(rows: list[dict[str, Any]], key: str, label: str, path: Path,
+                references: tuple[tuple[float, str], ...] = ()) -> Path:
+    """One line per seed of ``row["curve"][key]`` (a share, plotted in %) against the epoch, log-scaled, with
+    dashed ``references`` (value, label): a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        curve = row.get("curve") or {}
+        if curve.get(key):
+            ax.plot(curve["epoch"][:len(curve[key])], [100 * v for v in curve[key]], label=f"seed {row['seed']}")
+    for value, text in references:
+        ax.axhline(100 * value, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(text, (0, 100 * value), textcoords="offset points", xytext=(4, 3), fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{label} (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Benchmarks
 
@@ -116,9 +153,11 @@ def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         rows.append({"seed": seed, "labels": s.get("labels"), "epochs": s["epochs"], "test_images": s.get("test_images"),
                      "test_error": s.get("test_error"), "test_error_ema": s.get("test_error_ema"),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
-                     "run": str(run)})
+                     "run": str(run), "curve": eval_curve(run, ("test_error", "test_error_ema"))})
+    png = plot_curves(rows, "test_error", "test error", Path(args.results) / f"ssgan-{Path(args.dataset).stem}-curve.png",
+                      references=((0.0093, "Salimans et al. 2016: 0.93%"),))
     return {"benchmark": "ssgan", "title": f"semi-supervised {args.dataset}, {args.labels} labels", "rows": rows,
-            **target("ssgan", rows, args.dataset)}
+            "curve_png": png.name, **target("ssgan", rows, args.dataset)}
 
 
 def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -204,7 +243,7 @@ def markdown(result: dict[str, Any]) -> str:
     provenance = f"commit: {result['commit']} | device: {result['device']} | date: {result['date']}"
     lines = [f"## {result['benchmark']}: {result['title']}", "", f"command: `{result['command']}`  ", provenance, ""]
     rows = result["rows"]
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("run", "traversals")]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("run", "traversals", "curve")]
     lines.append("| " + " | ".join(keys) + " |")
     lines.append("|" + "---|" * len(keys))
     for r in rows:
@@ -213,6 +252,8 @@ def markdown(result: dict[str, Any]) -> str:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[result["target_met"]]
         mean = f" (mean {result['mean']:.4f} +- {result['std']:.4f} over {len(rows)} run(s))" if "mean" in result else ""
         lines += ["", f"target {result['target']}: {verdict}{mean}"]
+    if result.get("curve_png"):
+        lines += ["", f"per-epoch test error of each seed: {result['curve_png']}"]
     if "classifier" in result:
         lines += ["", f"metrics classifier: {result['classifier']} (test error {_fmt(result['classifier_test_error'])})"]
     lines += ["", "runs: " + ", ".join(r["run"] for r in rows)]
