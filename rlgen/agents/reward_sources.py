@@ -7,12 +7,14 @@ model whose rollouts it relabels (:class:`~rlgen.common.reward_relabel.RewardRel
   (:class:`~rlgen.common.reward_sum.RewardSum`).
 
 A command without an entry (``ppo``, ``trpo``, ``expert``) trains on the env's reward. A new reward source is
-a function here and its entry in :data:`REWARD_SOURCES`.
+a function here and its entry in :data:`REWARD_SOURCES`; the ``check_*_options`` functions check the config sections
+before a run directory is made.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +47,41 @@ def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.nda
     log.info("GAIL's reward plus VIME's exploration bonus (eta %g)", eta)
     bonus = VIME(model, eta=1.0, extrinsic=False, seed=cfg["seed"], **vime)
     return RewardSum({"gail": (1.0, gail), "vime": (eta, bonus)})
+
+
+def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
+    """A typo or a bad value in the config file's ``discriminator`` section fails here, before a run directory
+    is made, not as a traceback from the discriminator's constructor."""
+    from rlgen.agents.gail.discriminator import ACTIVATIONS, REWARD_TYPES
+    from rlgen.common.config import check_known_keys
+    from rlgen.common.errors import UserError
+
+    if not isinstance(options, dict):
+        raise UserError(f"discriminator must be a mapping of options ({', '.join(known)}), got {options!r}")
+    check_known_keys(options, known, "the discriminator section")
+    for key, allowed in (("reward", REWARD_TYPES), ("activation", ACTIVATIONS)):
+        if options[key] not in allowed:
+            raise UserError(f"discriminator {key} {options[key]!r} is not one of {', '.join(allowed)}")
+    sizes = options["hidden_sizes"]
+    if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
+        raise UserError(f"discriminator hidden_sizes must be a list of positive integers, got {sizes!r}")
+
+
+def check_vime_options(options: Any) -> None:
+    """GAIL's ``vime`` section: VIME's keyword arguments, with a finite ``eta >= 0``."""
+    import inspect
+
+    from rlgen.agents.vime import VIME
+    from rlgen.common.config import check_known_keys
+    from rlgen.common.errors import UserError
+
+    if not isinstance(options, dict):
+        raise UserError(f"vime must be a mapping of VIME options (eta, ...), got {options!r}")
+    known = {k: None for k in inspect.signature(VIME).parameters if k not in ("model", "seed", "extrinsic")}
+    check_known_keys(options, known, "the vime section")
+    eta = options.get("eta", 0.0)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix --vime-eta or the config file")
 
 
 #: command -> builder ``(model, cfg, device, **what the command loaded) -> RewardSource``

@@ -16,7 +16,6 @@ come from ``rlgen/configs/imitation.yaml`` (one section per command, with per-en
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -166,49 +165,16 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"policy_obs_norm must be one of {', '.join(map(str, allowed))} for {args.command}, got "
                             f"{cfg['policy_obs_norm']!r}")
         if args.command == "gail":
-            _check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
-            _check_vime_options(cfg["vime"])
+            from rlgen.agents.reward_sources import check_discriminator_options, check_vime_options
+
+            check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
+            check_vime_options(cfg["vime"])
         elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
             raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
         if not cfg.get("demos"):
             raise UserError("no --demos given; record demonstrations with 'rlgen rollouts' and pass the npz file")
         cfg["demos"] = str(Path(cfg["demos"]).expanduser().resolve())
     return cfg
-
-
-def _check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
-    """A typo or a bad value in the config file's ``discriminator`` section fails here, before a run directory
-    is made, not as a traceback from the discriminator's constructor."""
-    from rlgen.agents.gail.discriminator import ACTIVATIONS, REWARD_TYPES
-    from rlgen.common.config import check_known_keys
-    from rlgen.common.errors import UserError
-
-    if not isinstance(options, dict):
-        raise UserError(f"discriminator must be a mapping of options ({', '.join(known)}), got {options!r}")
-    check_known_keys(options, known, "the discriminator section")
-    for key, allowed in (("reward", REWARD_TYPES), ("activation", ACTIVATIONS)):
-        if options[key] not in allowed:
-            raise UserError(f"discriminator {key} {options[key]!r} is not one of {', '.join(allowed)}")
-    sizes = options["hidden_sizes"]
-    if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
-        raise UserError(f"discriminator hidden_sizes must be a list of positive integers, got {sizes!r}")
-
-
-def _check_vime_options(options: Any) -> None:
-    """GAIL's ``vime`` section: VIME's keyword arguments, with a finite ``eta >= 0``."""
-    import inspect
-
-    from rlgen.agents.vime import VIME
-    from rlgen.common.config import check_known_keys
-    from rlgen.common.errors import UserError
-
-    if not isinstance(options, dict):
-        raise UserError(f"vime must be a mapping of VIME options (eta, ...), got {options!r}")
-    known = {k: None for k in inspect.signature(VIME).parameters if k not in ("model", "seed", "extrinsic")}
-    check_known_keys(options, known, "the vime section")
-    eta = options.get("eta", 0.0)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-        raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix --vime-eta or the config file")
 
 
 def run(args: argparse.Namespace) -> None:
