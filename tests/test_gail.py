@@ -163,7 +163,7 @@ def test_relabels_ppo_rollouts_and_checkpoints_with_plain_tensors(cartpole_data)
     (e_train, _), _ = cartpole_data
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     model = PPO("MlpPolicy", env, n_steps=64, batch_size=128, n_epochs=1, seed=0)
-    gail = CountingGAIL(*e_train, env.observation_space, env.action_space, model=model, seed=0,
+    gail = CountingGAIL(*e_train, env.observation_space, env.action_space, seed=0,
                         policy_entropy_weight=0.01)
 
     class Snapshot(RewardRelabelCallback):  # subclass only to read the buffer right after relabelling
@@ -185,7 +185,7 @@ def test_relabels_ppo_rollouts_and_checkpoints_with_plain_tensors(cartpole_data)
     torch.save(gail.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    fresh = GAIL(*e_train, env.observation_space, env.action_space, model=model, seed=123,
+    fresh = GAIL(*e_train, env.observation_space, env.action_space, seed=123,
                  policy_entropy_weight=0.01)
     fresh.load_state_dict(state)
     obs, acts = batch.flat().obs, batch.flat().actions

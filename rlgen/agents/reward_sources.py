@@ -35,7 +35,7 @@ def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.nda
                 expert_actions: np.ndarray) -> RewardSource:
     from rlgen.agents.gail import GAIL
 
-    gail = GAIL(expert_obs, expert_actions, model.observation_space, model.action_space, model=model,
+    gail = GAIL(expert_obs, expert_actions, model.observation_space, model.action_space,
                 seed=cfg["seed"], device=device, **cfg["discriminator"])
     vime = dict(cfg.get("vime") or {})
     eta = float(vime.pop("eta", 0.0))

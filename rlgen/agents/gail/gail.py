@@ -38,8 +38,6 @@ class GAIL(RewardSource):
     :param expert_actions: the matching actions, ``(N, *act_shape)`` or ``(N,)`` integers for ``Discrete``.
     :param observation_space: the env's (``Box``) observation space.
     :param action_space: the env's ``Box`` or ``Discrete`` action space.
-    :param model: the SB3 algorithm being trained (kept for reference; the reward needs only the rollout, whose
-        :class:`~rlgen.common.reward_relabel.TransitionBatch` carries ``log pi(a|s)`` for the causal-entropy bonus).
     :param hidden_sizes: discriminator hidden layers (paper: ``(100, 100)``).
     :param activation: discriminator non-linearity (paper: ``tanh``).
     :param learning_rate: Adam step size for the discriminator (original code: 0.01).
@@ -57,7 +55,7 @@ class GAIL(RewardSource):
     console_keys = ("gail/disc_accuracy", "gail/reward_mean")
 
     def __init__(self, expert_obs: np.ndarray, expert_actions: np.ndarray, observation_space: spaces.Box,
-                 action_space: spaces.Space, *, model: Any = None, hidden_sizes: Sequence[int] = (100, 100),
+                 action_space: spaces.Space, *, hidden_sizes: Sequence[int] = (100, 100),
                  activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
                  batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
                  policy_entropy_weight: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
@@ -70,7 +68,6 @@ class GAIL(RewardSource):
             raise ValueError(f"expert observations have shape {expert_obs.shape[1:]}, the env {observation_space.shape}")
         self.device = torch.device(device)
         self.discrete = isinstance(action_space, spaces.Discrete)
-        self.model = model
         self.reward_type = reward
         self.updates_per_round = int(updates_per_round)
         if batch_size is not None and int(batch_size) < 1:
