@@ -199,6 +199,9 @@ def test_unsupervised_accuracy_over_an_evaluation_pass():
     assert results[2]["categorical_error"] == pytest.approx(1 - expected)
     assert {"code_accuracy", "continuous_mse"} <= set(results[0])
     assert model.last_evaluation["test_images"] == 30
+    counts = np.array(model.last_evaluation["code_label_counts"])  # code usage: images per code value and label
+    assert counts.sum() == 30 and counts.shape == (3, 3)
+    assert sorted(model.last_evaluation["code_to_label"]) == [0, 1, 2]
 
 
 def test_samples_and_traversals_vary_one_code_along_each_row(tmp_path):

@@ -390,9 +390,12 @@ class InfoGAN(GenerativeModel):
         self._eval["seen"] += len(batch)
         if self._eval["seen"] < self.eval_size:
             return out
-        accuracy = matched_accuracy(confusion)[0]
+        accuracy, assignment = matched_accuracy(confusion)
+        # How the code is used: images per code value and label (rows: codes), and the label each value is
+        # matched to -- where a digit is split between two values or two digits share one (issue #21's study).
         self.last_evaluation = {"unsupervised_accuracy": accuracy, "categorical_error": 1.0 - accuracy,
-                                "test_images": int(self._eval["seen"])}
+                                "test_images": int(self._eval["seen"]), "code_label_counts": confusion.tolist(),
+                                "code_to_label": {int(c): int(label) for c, label in assignment.items()}}
         self._reset_evaluation()
         return {**out, "unsupervised_accuracy": accuracy, "categorical_error": 1.0 - accuracy}
 
