@@ -357,3 +357,18 @@ def test_png_grid_round_trips_through_a_png_reader(tmp_path):
     np.testing.assert_array_equal(np.rint(read * 255).astype(np.uint8), make_grid(grey))
     with pytest.raises(ValueError):
         encode_png(np.zeros((2, 2, 4), np.uint8))
+
+
+@pytest.mark.parametrize("command", ["gan", "ssgan", "infogan", "vae", "pixelcnn", "pixelrnn"])
+def test_each_model_option_has_one_default(command):
+    """A model option's default is its options dataclass field's; vision.yaml sets one only to differ from it."""
+    from rlgen.common.config import packaged_config
+    from rlgen.vision.models import option_defaults
+
+    section = packaged_config("vision.yaml")[command]
+    dataclass_defaults = option_defaults(command)
+    restated = [key for key, value in section["defaults"].items()
+                if key in dataclass_defaults and value == dataclass_defaults[key]]
+    assert not restated, f"vision.yaml restates {command}'s dataclass defaults: {restated}"
+    for task, entry in section.get("tasks", {}).items():  # a task entry sets only known options
+        assert set(entry) <= set(dataclass_defaults) | set(section["defaults"]), (task, entry)

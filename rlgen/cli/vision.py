@@ -54,11 +54,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The command's packaged defaults, which the help texts quote, its section of vision.yaml and the file."""
+    """The command's defaults (its model's options dataclass, then its section of vision.yaml), which the help texts
+    quote, the section and its file."""
     from rlgen.common.config import packaged_config
+    from rlgen.vision.models import option_defaults
 
     section = packaged_config("vision.yaml")[command]
-    return section["defaults"], section, "rlgen/configs/vision.yaml"
+    return {**option_defaults(command), **section["defaults"]}, section, "rlgen/configs/vision.yaml"
 
 
 def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
@@ -183,13 +185,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Packaged defaults for the command and dataset, then --config, then flags; the dataset name made canonical
     and the data location made absolute, so a resumed run finds its data from any working directory."""
-    from rlgen.common.config import packaged_config
     from rlgen.vision.datasets import canonical_name, data_root
 
     # `--resume RUN_DIR` alone is enough: resolve_config takes the dataset from the run's saved config.
-    packaged = packaged_config("vision.yaml")[args.command]
-    cfg = resolve_config(args, dict(packaged["defaults"], command=args.command), packaged.get("tasks", {}),
-                         task_key="dataset")
+    defaults, section, _ = packaged_defaults(args.command)
+    cfg = resolve_config(args, dict(defaults, command=args.command), section.get("tasks", {}), task_key="dataset")
     cfg["dataset"] = canonical_name(str(cfg["dataset"]))
     if cfg["dataset"].endswith(".npz"):
         path = Path(cfg["dataset"]).expanduser()

@@ -1,11 +1,15 @@
 """The image models that ``rlgen <command>`` trains, by command name. Each is a
 :class:`~rlgen.vision.trainer.GenerativeModel` that builds itself from a resolved run configuration
-(``from_config``) and reports its own final figures (``report``); adding a model is one entry here, its options in
-``rlgen/configs/vision.yaml`` and its flags in :mod:`rlgen.cli.vision`."""
+(``from_config``) and reports its own final figures (``report``). Its options are the fields of its
+``options_class``, whose defaults are the run configuration's (:func:`option_defaults`); ``rlgen/configs/
+vision.yaml`` holds the trainer's settings and only the model options a command or task sets otherwise. Adding a
+model is one entry here and its flags in :mod:`rlgen.cli.vision`."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from typing import Any
 
 from rlgen.vision.trainer import GenerativeModel
 
@@ -24,3 +28,20 @@ def model_class(command: str) -> type[GenerativeModel]:
     """The model class that ``rlgen <command>`` trains."""
     module, _, name = MODELS[command].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+#: options-dataclass fields that come from the data or the trainer, not from the run configuration's model options
+DERIVED_FIELDS = ("image_shape", "output", "num_classes", "steps_per_epoch", "epochs")
+
+
+def option_defaults(command: str) -> dict[str, Any]:
+    """The model options of ``rlgen <command>`` and their defaults, from its options dataclass (tuples as lists, as
+    in a config file)."""
+    options = model_class(command).options_class
+    defaults = {}
+    for field in dataclasses.fields(options):
+        if field.name in DERIVED_FIELDS:
+            continue
+        value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        defaults[field.name] = list(value) if isinstance(value, tuple) else value
+    return defaults

@@ -98,6 +98,8 @@ class GenerativeModel(nn.Module, ABC):
     console_keys: tuple[str, ...] = ()
     #: evaluated on the evaluation split after every epoch (``evaluate: false`` in a run's config turns it off)
     evaluated: ClassVar[bool] = True
+    #: the dataclass of the model's options, whose field defaults are the run configuration's (rlgen.vision.models)
+    options_class: ClassVar[type | None] = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> GenerativeModel:

@@ -184,6 +184,7 @@ class DCGAN(GenerativeModel):
 
     console_keys = ("d_loss", "g_loss", "d_real", "d_fake")
     evaluated = False  # scored once, after training, by its samples (score_samples)
+    options_class = GANOptions
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> DCGAN:

@@ -239,6 +239,7 @@ class InfoGAN(GenerativeModel):
     the evaluation set, so that the unsupervised accuracy is computed once over the whole pass."""
 
     console_keys = ("d_loss", "g_loss", "mi_cat", "mi_cont", "code_accuracy")
+    options_class = InfoGANOptions
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> InfoGAN:

@@ -308,6 +308,7 @@ class SSGAN(GenerativeModel):
     target from its own shuffled stream, as the original's ``trainx_unl2``."""
 
     console_keys = ("loss_lab", "loss_unl", "loss_gen", "train_error")
+    options_class = SSGANOptions
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> SSGAN:

@@ -76,6 +76,8 @@ def output_layers(in_channels: int, hidden: int, out_channels: int, groups: int)
 class PixelCNN(AutoregressivePixelModel):
     """PixelCNN; ``loss(batch)`` is the exact negative log-likelihood (nats/image or bits/dim)."""
 
+    options_class = PixelCNNOptions
+
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelCNN:
         return cls(PixelCNNOptions.from_config(cfg, data.image_shape, pixel_likelihood(cfg, "softmax")))

@@ -173,6 +173,8 @@ class PixelRNNOptions:
 class PixelRNN(AutoregressivePixelModel):
     """Row LSTM or Diagonal BiLSTM PixelRNN; ``loss(batch)`` is the exact negative log-likelihood."""
 
+    options_class = PixelRNNOptions
+
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelRNN:
         return cls(PixelRNNOptions.from_config(cfg, data.image_shape, pixel_likelihood(cfg, "softmax")))

@@ -107,6 +107,7 @@ class VAEBase(LikelihoodModel):
     :meth:`encode_decode` and :meth:`decode_prior`."""
 
     console_keys = ("loss", "kl")
+    options_class = VAEOptions
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> VAEBase:
