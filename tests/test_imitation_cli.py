@@ -254,3 +254,16 @@ def test_cartpole_pipeline_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     bc = json.loads((next(runs.glob("bc-CartPole-v1-s0-*")) / "summary.json").read_text())
     assert bc["normalised_return"] is not None and bc["eval_episodes"] >= 10
+
+
+def test_gails_discriminator_options_have_one_default():
+    """GAIL's keyword defaults are the discriminator section's; imitation.yaml sets one only to differ from them."""
+    from rlgen.agents.reward_sources import discriminator_defaults
+    from rlgen.common.config import packaged_config
+
+    section = packaged_config("imitation.yaml")["gail"]
+    defaults = discriminator_defaults()
+    for where, entry in [("defaults", section["defaults"]), *section["presets"].items(), *section["tasks"].items()]:
+        options = entry.get("discriminator", {})
+        assert set(options) <= set(defaults), (where, options)
+        assert not [k for k, v in options.items() if v == defaults[k]], f"{where} restates GAIL's defaults: {options}"

@@ -49,6 +49,18 @@ def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.nda
     return RewardSum({"gail": (1.0, gail), "vime": (eta, bonus)})
 
 
+def discriminator_defaults() -> dict[str, Any]:
+    """GAIL's keyword arguments that a config's ``discriminator`` section sets, with GAIL's defaults (lists for
+    tuples, as in a config file): the one place they are written."""
+    import inspect
+
+    from rlgen.agents.gail import GAIL
+
+    given = ("expert_obs", "expert_actions", "observation_space", "action_space", "seed", "device")
+    return {name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for name, p in inspect.signature(GAIL).parameters.items() if name not in given}
+
+
 def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
     """A typo or a bad value in the config file's ``discriminator`` section fails here, before a run directory
     is made, not as a traceback from the discriminator's constructor."""

@@ -89,13 +89,25 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
             add_common_options(parser, budget="epochs")
 
 
-def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The defaults the help texts quote (the command's section of imitation.yaml with its default preset), the
-    section and its file."""
-    from rlgen.common.config import deep_merge, packaged_config
+def section_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The command's section of imitation.yaml and its ``defaults``, with GAIL's own defaults under its
+    ``discriminator`` overrides."""
+    from rlgen.common.config import packaged_config
 
     section = packaged_config("imitation.yaml")[command]
     defaults = section["defaults"]
+    if "discriminator" in defaults:
+        from rlgen.agents.reward_sources import discriminator_defaults
+
+        defaults = {**defaults, "discriminator": {**discriminator_defaults(), **defaults["discriminator"]}}
+    return defaults, section
+
+
+def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The defaults the help texts quote (with the command's default preset), the section and its file."""
+    from rlgen.common.config import deep_merge
+
+    defaults, section = section_defaults(command)
     if "presets" in section:
         defaults = deep_merge(defaults, section["presets"][defaults["preset"]])
     return defaults, section, "rlgen/configs/imitation.yaml"
@@ -116,12 +128,11 @@ NESTED_FLAGS = {"gail": {"reward": ("discriminator", "reward"),
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """The run's configuration: the command's section of imitation.yaml, its env entry, --config, flags."""
-    from rlgen.common.config import packaged_config
     from rlgen.common.errors import UserError
     from rlgen.envs import resolve_env_id
 
-    section = packaged_config("imitation.yaml")[args.command]
-    defaults = dict(section["defaults"], command=args.command)
+    defaults, section = section_defaults(args.command)
+    defaults = dict(defaults, command=args.command)
     nested = {key: vars(args).pop(key) for key in NESTED_FLAGS.get(args.command, {}) if key in vars(args)}
     cfg = resolve_config(args, defaults, section.get("tasks", {}), presets=section.get("presets"))
     for flag, value in nested.items():
@@ -165,9 +176,13 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"policy_obs_norm must be one of {', '.join(map(str, allowed))} for {args.command}, got "
                             f"{cfg['policy_obs_norm']!r}")
         if args.command == "gail":
-            from rlgen.agents.reward_sources import check_discriminator_options, check_vime_options
+            from rlgen.agents.reward_sources import (
+                check_discriminator_options,
+                check_vime_options,
+                discriminator_defaults,
+            )
 
-            check_discriminator_options(cfg["discriminator"], section["defaults"]["discriminator"])
+            check_discriminator_options(cfg["discriminator"], discriminator_defaults())
             check_vime_options(cfg["vime"])
         elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
             raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
