@@ -256,8 +256,8 @@ def test_cartpole_pipeline_end_to_end(tmp_path):
     assert bc["normalised_return"] is not None and bc["eval_episodes"] >= 10
 
 
-def test_gails_discriminator_options_have_one_default():
-    """GAIL's keyword defaults are the discriminator section's; imitation.yaml sets one only to differ from them."""
+def test_gail_and_bc_options_have_one_default():
+    """GAIL's and BehaviorCloning's keyword defaults are their sections'; imitation.yaml sets one only to differ."""
     from rlgen.agents.reward_sources import discriminator_defaults
     from rlgen.common.config import packaged_config
 
@@ -267,3 +267,9 @@ def test_gails_discriminator_options_have_one_default():
         options = entry.get("discriminator", {})
         assert set(options) <= set(defaults), (where, options)
         assert not [k for k, v in options.items() if v == defaults[k]], f"{where} restates GAIL's defaults: {options}"
+    from rlgen.agents.bc import BehaviorCloning
+    from rlgen.common.config import keyword_defaults
+
+    bc = keyword_defaults(BehaviorCloning)
+    restated = [k for k, v in packaged_config("imitation.yaml")["bc"]["defaults"].items() if k in bc and v == bc[k]]
+    assert restated == ["seed"], restated  # (the run's seed, shared by every command's section)

@@ -50,15 +50,11 @@ def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.nda
 
 
 def discriminator_defaults() -> dict[str, Any]:
-    """GAIL's keyword arguments that a config's ``discriminator`` section sets, with GAIL's defaults (lists for
-    tuples, as in a config file): the one place they are written."""
-    import inspect
-
+    """GAIL's keyword arguments that a config's ``discriminator`` section sets, with GAIL's defaults."""
     from rlgen.agents.gail import GAIL
+    from rlgen.common.config import keyword_defaults
 
-    given = ("expert_obs", "expert_actions", "observation_space", "action_space", "seed", "device")
-    return {name: list(p.default) if isinstance(p.default, tuple) else p.default
-            for name, p in inspect.signature(GAIL).parameters.items() if name not in given}
+    return keyword_defaults(GAIL, exclude=("seed", "device"))
 
 
 def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:

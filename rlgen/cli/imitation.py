@@ -90,16 +90,20 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def section_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The command's section of imitation.yaml and its ``defaults``, with GAIL's own defaults under its
-    ``discriminator`` overrides."""
-    from rlgen.common.config import packaged_config
+    """The command's section of imitation.yaml and its ``defaults``, over the defaults of the classes whose
+    arguments they are (GAIL's under ``discriminator``, BehaviorCloning's)."""
+    from rlgen.common.config import keyword_defaults, packaged_config
 
     section = packaged_config("imitation.yaml")[command]
     defaults = section["defaults"]
-    if "discriminator" in defaults:
+    if command == "gail":  # GAIL's own defaults, under the section's overrides
         from rlgen.agents.reward_sources import discriminator_defaults
 
         defaults = {**defaults, "discriminator": {**discriminator_defaults(), **defaults["discriminator"]}}
+    if command == "bc":  # BehaviorCloning's training options: its own defaults, then the section's
+        from rlgen.agents.bc import BehaviorCloning
+
+        defaults = {**keyword_defaults(BehaviorCloning, exclude=("seed",)), **defaults}
     return defaults, section
 
 

@@ -54,3 +54,14 @@ def check_known_keys(config: Mapping[str, Any], known: Mapping[str, Any], source
     unknown = sorted(set(config) - set(known))
     if unknown:
         raise UserError(f"{source} has unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}")
+
+
+def keyword_defaults(function: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keyword arguments of ``function`` (a class: its constructor) with their defaults, as a config file holds
+    them (lists for tuples): where a config section's options are a class's arguments, the class's defaults are the
+    one place those defaults are written and the section only overrides them."""
+    import inspect
+
+    return {name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for name, p in inspect.signature(function).parameters.items()
+            if name not in exclude and p.default is not inspect.Parameter.empty}
