@@ -17,7 +17,6 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlgen.agents.vime import VIME
 from rlgen.common.checkpoint import load_torch
-from rlgen.common.config import packaged_config
 from rlgen.common.reward_relabel import RewardRelabelCallback
 from rlgen.common.run_dir import saved_run_config
 from rlgen.common.sb3_training import make_env
@@ -101,8 +100,11 @@ def test_runs_saved_before_the_cap_resume_without_it(tmp_path):
         (path / "config.json").write_text(json.dumps({"command": "vime", "seed": 0, "vime": vime}))
     assert saved_run_config(old)["vime"] == {"eta": 1e-4, "max_normalised_gain": None}
     assert saved_run_config(new)["vime"] == {"eta": 1e-4, "max_normalised_gain": 100}
-    # new runs record the cap in their config.json (the packaged default), so they resume with it
-    assert packaged_config("rl.yaml")["defaults"]["vime"]["max_normalised_gain"] == 100
+    # new runs record the cap in their config.json (VIME's default, which the resolved config carries), so they
+    # resume with it
+    from rlgen.cli.rl import packaged_defaults
+
+    assert packaged_defaults("vime")[0]["vime"]["max_normalised_gain"] == 100
 
 
 def test_kl_chunk_gives_each_envs_consecutive_steps_one_shared_gain():

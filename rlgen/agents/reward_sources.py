@@ -57,6 +57,15 @@ def discriminator_defaults() -> dict[str, Any]:
     return keyword_defaults(GAIL, exclude=("seed", "device"))
 
 
+def vime_defaults() -> dict[str, Any]:
+    """VIME's keyword arguments that a config's ``vime`` section sets, with VIME's defaults (``extrinsic`` is the
+    command's to choose: the env's reward for ``rlgen vime``, GAIL's for ``rlgen gail``)."""
+    from rlgen.agents.vime import VIME
+    from rlgen.common.config import keyword_defaults
+
+    return keyword_defaults(VIME, exclude=("seed", "extrinsic"))
+
+
 def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
     """A typo or a bad value in the config file's ``discriminator`` section fails here, before a run directory
     is made, not as a traceback from the discriminator's constructor."""

@@ -91,15 +91,16 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 def section_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The command's section of imitation.yaml and its ``defaults``, over the defaults of the classes whose
-    arguments they are (GAIL's under ``discriminator``, BehaviorCloning's)."""
+    arguments they are (GAIL's under ``discriminator``, VIME's under ``vime``, BehaviorCloning's)."""
     from rlgen.common.config import keyword_defaults, packaged_config
 
     section = packaged_config("imitation.yaml")[command]
     defaults = section["defaults"]
-    if command == "gail":  # GAIL's own defaults, under the section's overrides
-        from rlgen.agents.reward_sources import discriminator_defaults
+    if command == "gail":  # GAIL's and VIME's own defaults, under the section's overrides
+        from rlgen.agents.reward_sources import discriminator_defaults, vime_defaults
 
-        defaults = {**defaults, "discriminator": {**discriminator_defaults(), **defaults["discriminator"]}}
+        defaults = {**defaults, "discriminator": {**discriminator_defaults(), **defaults["discriminator"]},
+                    "vime": {**vime_defaults(), **defaults["vime"]}}
     if command == "bc":  # BehaviorCloning's training options: its own defaults, then the section's
         from rlgen.agents.bc import BehaviorCloning
 

@@ -27,24 +27,25 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The defaults the help texts quote, the section holding them (the same for vime, ppo and trpo) and its file."""
+    """The defaults (rl.yaml's, over VIME's own under ``vime``; the same for vime, ppo and trpo), the section holding
+    them and its file."""
+    from rlgen.agents.reward_sources import vime_defaults
     from rlgen.common.config import packaged_config
 
     section = packaged_config("rl.yaml")
-    return section["defaults"], section, "rlgen/configs/rl.yaml"
+    defaults = {**section["defaults"], "vime": {**vime_defaults(), **section["defaults"]["vime"]}}
+    return defaults, section, "rlgen/configs/rl.yaml"
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
     """The run's configuration: packaged defaults for the env, then --config, then flags."""
-    from rlgen.common.config import packaged_config
     from rlgen.envs import resolve_env_id, short_name
 
     if "env" in vars(args):  # per-task defaults are keyed by short name, whichever form the user typed
         args.env = short_name(args.env)
-    packaged = packaged_config("rl.yaml")
-    defaults = dict(packaged["defaults"], command=args.command)
+    defaults, section, _ = packaged_defaults(args.command)
     eta = vars(args).pop("eta", None)
-    cfg = resolve_config(args, defaults, packaged.get("tasks", {}))
+    cfg = resolve_config(args, dict(defaults, command=args.command), section.get("tasks", {}))
     if eta is not None:
         cfg["vime"]["eta"] = eta
     if args.command != "vime":
