@@ -65,13 +65,12 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps", device: str = "cpu") -> None:
-    """--seed, --device (its help quoting the command family's default ``device``), the budget (--steps or
-    --epochs), --out, --resume, --config."""
+def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps") -> None:
+    """--seed, --device, the budget (--steps or --epochs), --out, --resume, --config."""
     g = parser.add_argument_group("run options")
     g.add_argument("--seed", type=int, default=S, help="random seed; fixes a run on a given CPU type")
     g.add_argument("--device", choices=DEVICE_CHOICES, default=S,
-                   help=f"auto picks CUDA when present (default {device})")
+                   help="auto picks CUDA when present")
     if budget == "steps":
         g.add_argument("--steps", type=positive_int, default=S, help="training budget in env steps")
     else:

@@ -179,7 +179,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
     add_trainer_options(parser, packaged_defaults(command)[0])
     MODEL_OPTIONS[command](parser)
-    add_common_options(parser, budget="epochs", device="auto")
+    add_common_options(parser, budget="epochs")
 
 
 def resolve(args: argparse.Namespace) -> dict[str, Any]:
