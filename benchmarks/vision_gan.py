@@ -160,12 +160,23 @@ def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             "curve_png": png.name, **target("ssgan", rows, args.dataset)}
 
 
+def code_usage(counts: list[list[int]] | None) -> dict[str, Any]:
+    """How the categorical code covers the digits (rows: code values, columns: labels): the digits that two or more
+    values take as their majority label (split), and those no value does (merged into another's)."""
+    if not counts:
+        return {}
+    majority = [max(range(len(row)), key=row.__getitem__) for row in counts if sum(row)]
+    labels = range(len(counts[0]))
+    return {"split_digits": [d for d in labels if majority.count(d) > 1],
+            "merged_digits": [d for d in labels if majority.count(d) == 0]}
+
+
 def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     rows = []
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
-                     "categorical_error": s.get("categorical_error"),
+                     "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})
     return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
