@@ -1,9 +1,10 @@
 """Train an image model from a resolved run configuration: ``train(cfg)`` is what ``rlgen gan|ssgan|infogan|vae|
-pixelcnn|pixelrnn`` runs, and what a script can call with a configuration of its own (see
-``rlgen/configs/vision.yaml`` for the keys)::
+pixelcnn|pixelrnn`` runs, and what a script can call with a configuration of its own -- every key the command
+resolves (its model's options dataclass, ``rlgen/configs/vision.yaml``), e.g. an earlier run's config.json::
 
+    from rlgen.common.checkpoint import load_json
     from rlgen.vision.train import train
-    summary = train({**defaults, "command": "pixelcnn", "dataset": "mnist", "epochs": 1, ...})
+    summary = train({**load_json("runs/pixelcnn-mnist-s0-<time>/config.json"), "seed": 1, "out": "runs/again"})
 
 The data are loaded before the run directory is made (missing data leave nothing behind), the model is built by
 its own ``from_config`` (:data:`rlgen.vision.models.MODELS`), and the shared
