@@ -89,9 +89,9 @@ def quote_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, Any],
     varies = {key for entry in [*section.get("tasks", {}).values(), *section.get("presets", {}).values()]
               for key in entry}
     for action in parser._actions:  # argparse has no public list of them
-        if not action.option_strings or action.dest not in defaults or not action.help or "default" in action.help:
-            continue
-        value = defaults[action.dest]
+        value = defaults.get(action.dest)
+        if not action.option_strings or value is None or not action.help or "default" in action.help:
+            continue  # (None: an input the user names, or an option off unless given)
         if isinstance(value, bool):
             text = "on" if value else "off"
             if isinstance(action, argparse._StoreFalseAction):  # --no-x says what x is by default
@@ -99,7 +99,7 @@ def quote_defaults(parser: argparse.ArgumentParser, defaults: Mapping[str, Any],
         elif isinstance(value, list):
             text = " ".join(map(str, value)) or "none"
         else:
-            text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+            text = f"{value:g}" if isinstance(value, float) else str(value)
         action.help = f"{action.help} (default {text}{f', some tasks their own: {where}' if action.dest in varies else ''})"
 
 
