@@ -82,7 +82,7 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
     log.info("run directory: %s", run.path)
     log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
-             f", {len(test)} test images" if test is not None else "", device)
+             f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "", device)
     set_seed(cfg["seed"])
     model = model_class(cfg["command"]).from_config(cfg, data, test)
     summary = Trainer(model, run, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
