@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,54 @@ def nonnegative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def probability(text: str) -> float:
+    value = nonnegative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _flag_type(kind: type, meta: Mapping[str, Any]) -> Callable[[str], Any]:
+    """The argparse type of an :func:`rlgen.common.options.option` field of type ``kind`` with its bounds."""
+    bounds = (meta.get("minimum"), meta.get("maximum"), bool(meta.get("strict")))
+    table: dict[tuple[type, tuple[Any, Any, bool]], Callable[[str], Any]] = {
+        (int, (None, None, False)): int, (int, (1, None, False)): positive_int, (int, (0, None, False)): nonnegative_int,
+        (float, (None, None, False)): finite_float, (float, (0, None, True)): positive_float,
+        (float, (0, None, False)): nonnegative_float, (float, (0, 1, False)): probability,
+        (str, (None, None, False)): str}
+    if (kind, bounds) not in table:
+        raise TypeError(f"no flag type for {kind.__name__} with bounds {bounds}")
+    return table[(kind, bounds)]
+
+
+def add_dataclass_flags(group: argparse._ActionsContainer, options: type, skip: Sequence[str] = ()) -> None:
+    """A flag for every :func:`rlgen.common.options.option` field of the dataclass ``options`` (``--field-name``;
+    bool fields get ``--x/--no-x``, tuple fields take one or more values): the field declares its help, bounds and
+    choices once, its default is the run configuration's."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(options)
+    for field in dataclasses.fields(options):
+        meta = field.metadata
+        if "help" not in meta or field.name in skip:
+            continue
+        kind = hints[field.name]
+        kwargs: dict[str, Any] = {"dest": field.name, "default": S, "help": meta["help"]}
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            kwargs["type"] = _flag_type(typing.get_args(kind)[0], meta)
+            kwargs["nargs"] = "*" if meta.get("optional_list") else "+"
+        elif meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        else:
+            kwargs["type"] = _flag_type(kind, meta)
+        group.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 
 
 def add_common_options(parser: argparse.ArgumentParser, budget: str = "steps") -> None:

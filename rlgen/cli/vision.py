@@ -16,22 +16,17 @@ from typing import Any
 from rlgen.cli.options import (
     S,
     add_common_options,
+    add_dataclass_flags,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
+    probability,
     resolve_config,
     resume_request,
 )
 
 log = logging.getLogger("rlgen")
-
-
-def probability(text: str) -> float:
-    value = nonnegative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -245,21 +240,11 @@ def add_vae_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pixel_options(parser: argparse.ArgumentParser, command: str) -> None:
+    from rlgen.vision.likelihood import PixelCNNOptions, PixelRNNOptions
+
     g = parser.add_argument_group("PixelRNN (van den Oord et al. 2016)" if command == "pixelrnn"
                                   else "PixelCNN (van den Oord et al. 2016)")
-    if command == "pixelrnn":
-        g.add_argument("--variant", choices=("rowlstm", "diagbilstm"), default=S,
-                       help="Row LSTM or Diagonal BiLSTM layers")
-    g.add_argument("--hidden", type=positive_int, default=S,
-                   help="h: the layers carry 2h features")
-    g.add_argument("--layers", type=positive_int, default=S,
-                   help="LSTM layers / residual blocks")
-    g.add_argument("--output-hidden", dest="output_hidden", type=positive_int, default=S,
-                   help="features of the two 1x1 output convolutions")
-    if command == "pixelrnn":
-        g.add_argument("--skip-connections", dest="skip_connections", action=argparse.BooleanOptionalAction,
-                       default=S, help="every layer's map, through its own 1x1 convolution, feeds the output layers "
-                       "besides the residual stream (the paper's)")
+    add_dataclass_flags(g, PixelRNNOptions if command == "pixelrnn" else PixelCNNOptions)
     add_binarize_option(g)
     add_evaluation_option(parser)
 

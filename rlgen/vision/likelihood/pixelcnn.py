@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.vision.datasets import ImageDataset
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
 from rlgen.vision.likelihood.masked import MaskedConv2d
@@ -27,9 +28,10 @@ from rlgen.vision.likelihood.outputs import pixel_likelihood
 @dataclass
 class PixelCNNOptions:
     image_shape: tuple[int, int, int] = (1, 28, 28)
-    hidden: int = 32  # h: the residual stream has 2h features, the 3x3 convolutions h
-    layers: int = 12  # residual blocks
-    output_hidden: int = 64  # features of the two 1x1 output convolutions (the paper: 1024 on CIFAR-10)
+    hidden: int = option(32, "h: the residual stream has 2h features, the 3x3 convolutions h", minimum=1)
+    layers: int = option(12, "residual blocks", minimum=0)
+    output_hidden: int = option(64, "features of the two 1x1 output convolutions (the paper: 1024 on CIFAR-10)",
+                                minimum=1)
     output: str = "bernoulli"  # or "softmax" (8-bit data)
 
     @classmethod

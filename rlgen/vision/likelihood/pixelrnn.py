@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.vision.datasets import ImageDataset
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
 from rlgen.vision.likelihood.masked import MaskedConv2d, contiguous_groups, tiled_groups
@@ -149,12 +150,13 @@ class DiagonalBiLSTMLayer(nn.Module):
 @dataclass
 class PixelRNNOptions:
     image_shape: tuple[int, int, int] = (1, 28, 28)
-    variant: str = "diagbilstm"
-    hidden: int = 16  # h (the paper's MNIST model: 7 Diagonal BiLSTM layers, h = 16)
-    layers: int = 7
-    output_hidden: int = 32  # features of the two 1x1 output convolutions
+    variant: str = option("diagbilstm", "Row LSTM or Diagonal BiLSTM layers", choices=VARIANTS)
+    hidden: int = option(16, "h: the layers carry 2h features (the paper's MNIST model: h = 16)", minimum=1)
+    layers: int = option(7, "LSTM layers (the paper's MNIST model: 7 Diagonal BiLSTM layers)", minimum=1)
+    output_hidden: int = option(32, "features of the two 1x1 output convolutions", minimum=1)
     output: str = "bernoulli"
-    skip_connections: bool = True  # every layer's map, through its own 1x1 mask-B convolution, into the output layers
+    skip_connections: bool = option(True, "every layer's map, through its own 1x1 mask-B convolution, feeds the "
+                                          "output layers besides the residual stream (the paper's)")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], output: str) -> PixelRNNOptions:
