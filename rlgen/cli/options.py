@@ -85,7 +85,8 @@ def _flag_type(kind: type, meta: Mapping[str, Any]) -> Callable[[str], Any]:
     return table[(kind, bounds)]
 
 
-def add_dataclass_flags(group: argparse._ActionsContainer, options: type, skip: Sequence[str] = ()) -> None:
+def add_dataclass_flags(group: argparse._ActionsContainer, options: type, only: Sequence[str] | None = None,
+                        skip: Sequence[str] = ()) -> None:
     """A flag for every :func:`rlgen.common.options.option` field of the dataclass ``options`` (``--field-name``;
     bool fields get ``--x/--no-x``, tuple fields take one or more values): the field declares its help, bounds and
     choices once, its default is the run configuration's."""
@@ -95,7 +96,7 @@ def add_dataclass_flags(group: argparse._ActionsContainer, options: type, skip: 
     hints = typing.get_type_hints(options)
     for field in dataclasses.fields(options):
         meta = field.metadata
-        if "help" not in meta or field.name in skip:
+        if "help" not in meta or field.name in skip or (only is not None and field.name not in only):
             continue
         kind = hints[field.name]
         kwargs: dict[str, Any] = {"dest": field.name, "default": S, "help": meta["help"]}
@@ -110,6 +111,8 @@ def add_dataclass_flags(group: argparse._ActionsContainer, options: type, skip: 
             kwargs["choices"] = meta["choices"]
         else:
             kwargs["type"] = _flag_type(kind, meta)
+            if meta.get("const") is not None:
+                kwargs.update(nargs="?", const=meta["const"])
         group.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 
 

@@ -17,7 +17,6 @@ from rlgen.cli.options import (
     S,
     add_common_options,
     add_dataclass_flags,
-    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -80,30 +79,11 @@ def add_trainer_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
 
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("DCGAN")
-    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension")
-    g.add_argument("--ngf", type=positive_int, default=S, help="generator width")
-    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator width")
-    t = parser.add_argument_group("techniques (each off unless given)")
-    t.add_argument("--feature-matching", dest="feature_matching", action=argparse.BooleanOptionalAction, default=S,
-                   help="generator matches the mean discriminator features of real data")
-    t.add_argument("--minibatch-discrimination", dest="minibatch_discrimination", type=nonnegative_int, nargs="?",
-                   const=100, default=S, metavar="KERNELS",
-                   help="minibatch discrimination layer with KERNELS kernels (100 when no number is given; 0 is off)")
-    t.add_argument("--historical-averaging", dest="historical_averaging", type=nonnegative_float, default=S,
-                   metavar="WEIGHT", help="penalty WEIGHT * ||theta - mean of past theta||^2 on both players")
-    t.add_argument("--label-smoothing", dest="label_smoothing", type=probability, default=S, metavar="S",
-                   help="one-sided: real targets 1 - S, fake targets stay 0 (the paper: 0.1)")
-    t.add_argument("--label-noise", dest="label_noise", type=probability, default=S, metavar="P",
-                   help="flip each discriminator label with probability P")
-    t.add_argument("--virtual-batch-norm", dest="virtual_batch_norm", action=argparse.BooleanOptionalAction,
-                   default=S, help="virtual batch norm (fixed reference batch) instead of batch norm in the generator")
-    t.add_argument("--minibatch-std", dest="minibatch_std", action=argparse.BooleanOptionalAction, default=S,
-                   help="minibatch standard-deviation feature map in the discriminator")
-    t.add_argument("--unroll-steps", dest="unroll_steps", type=nonnegative_int, default=S, metavar="K",
-                   help="unrolled GAN: the generator trains against the discriminator after K more steps")
-    t.add_argument("--unroll-lr", dest="unroll_lr", type=nonnegative_float, default=S,
-                   help="step size of the unrolled discriminator updates")
+    from rlgen.vision.gan.dcgan import GANOptions
+
+    add_dataclass_flags(parser.add_argument_group("DCGAN"), GANOptions, only=("z_dim", "ngf", "ndf"))
+    add_dataclass_flags(parser.add_argument_group("techniques (each off unless given)"), GANOptions,
+                        skip=("z_dim", "ngf", "ndf"))
     m = parser.add_argument_group("sample scores (after training; need a labelled dataset with a test split)")
     m.add_argument("--score-samples", dest="score_samples", type=nonnegative_int, default=S, metavar="N",
                    help="score N samples: Frechet distance to the test images and the Inception-score analogue, on "
@@ -125,48 +105,19 @@ def add_ssgan_options(parser: argparse.ArgumentParser) -> None:
                    help="labelled training examples, the same number of each class")
     g.add_argument("--labels-seed", dest="labels_seed", type=int, default=S, metavar="SEED",
                    help="seed that draws the labelled subset and the initialisation batch (default: --seed)")
-    g.add_argument("--unlabeled-weight", dest="unlabeled_weight", type=nonnegative_float, default=S,
-                   help="weight of the unlabelled (real/fake) loss")
-    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S, help="noise dimension")
-    g.add_argument("--d-hidden", dest="d_hidden", type=positive_int, nargs="+", default=S, metavar="UNITS",
-                   help="discriminator hidden layers")
-    g.add_argument("--g-hidden", dest="g_hidden", type=positive_int, nargs="*", default=S, metavar="UNITS",
-                   help="generator hidden layers")
-    g.add_argument("--input-noise", dest="input_noise", type=nonnegative_float, default=S, metavar="STD",
-                   help="Gaussian noise on the discriminator's input")
-    g.add_argument("--hidden-noise", dest="hidden_noise", type=nonnegative_float, default=S, metavar="STD",
-                   help="Gaussian noise after each hidden layer")
-    g.add_argument("--ema", type=probability, default=S, metavar="RATE",
-                   help="moving-average rate of the discriminator weights behind test_error_ema (0: off)")
-    g.add_argument("--lr-decay-fraction", dest="lr_decay_fraction", type=probability, default=S, metavar="F",
-                   help="the learning rate falls linearly to 0 over the last F of the epochs (0: off)")
     g.add_argument("--init-size", dest="init_size", type=nonnegative_int, default=S, metavar="N",
                    help="training images for the data-dependent initialisation (0: none)")
-    g.add_argument("--adam-eps", dest="adam_eps", type=nonnegative_float, default=S, metavar="EPS",
-                   help="Adam's epsilon (1e-4 mimics the original's sqrt(v + 1e-8))")
+    from rlgen.vision.gan.ssgan import SSGANOptions
+
+    add_dataclass_flags(g, SSGANOptions)
     add_evaluation_option(parser)
 
 
 def add_infogan_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("InfoGAN (Chen et al. 2016; the paper's MNIST model)")
-    g.add_argument("--noise-dim", dest="noise_dim", type=nonnegative_int, default=S,
-                   help="incompressible noise dimension")
-    g.add_argument("--categorical", type=positive_int, nargs="*", default=S, metavar="K",
-                   help="categorical codes, by number of values (no value: none)")
-    g.add_argument("--continuous", type=nonnegative_int, default=S, metavar="N",
-                   help="continuous codes, each U(-1, 1)")
-    g.add_argument("--learn-std", dest="learn_std", action=argparse.BooleanOptionalAction, default=S,
-                   help="Q learns the standard deviation of the continuous codes (default: fixed to 1)")
-    g.add_argument("--info-weight", dest="info_weight", type=nonnegative_float, default=S, metavar="LAMBDA",
-                   help="weight of the mutual-information term of the categorical codes")
-    g.add_argument("--info-weight-continuous", dest="info_weight_continuous", type=nonnegative_float, default=S,
-                   metavar="LAMBDA", help="the same for the continuous codes")
-    g.add_argument("--g-lr", dest="g_lr", type=positive_float, default=S,
-                   help="generator learning rate (--lr is the discriminator's)")
-    g.add_argument("--ngf", type=positive_int, default=S, help="generator up-convolution width")
-    g.add_argument("--ndf", type=positive_int, default=S, help="discriminator convolution width")
-    g.add_argument("--fc-dim", dest="fc_dim", type=positive_int, default=S, help="dense layer width")
-    g.add_argument("--q-dim", dest="q_dim", type=positive_int, default=S, help="Q head width")
+    from rlgen.vision.gan.infogan import InfoGANOptions
+
+    add_dataclass_flags(g, InfoGANOptions)
     add_evaluation_option(parser)
 
 
@@ -210,31 +161,9 @@ def add_binarize_option(parser: argparse._ActionsContainer) -> None:
 
 def add_vae_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("VAE (Kingma et al. 2016: inverse autoregressive flow)")
-    g.add_argument("--z-dim", dest="z_dim", type=positive_int, default=S,
-                   help="latent dimensions (with --bidirectional: latent feature maps per layer)")
-    g.add_argument("--hidden", type=positive_int, default=S, help="convolution channels")
-    g.add_argument("--res-blocks", dest="res_blocks", type=nonnegative_int, default=S,
-                   help="residual blocks per resolution in encoder and decoder")
-    g.add_argument("--iaf-steps", dest="iaf_steps", type=nonnegative_int, default=S, metavar="N",
-                   help="IAF steps on the posterior, ordering reversed between steps")
-    g.add_argument("--iaf-hidden", dest="iaf_hidden", type=positive_int, default=S,
-                   help="units per MADE hidden layer")
-    g.add_argument("--iaf-depth", dest="iaf_depth", type=positive_int, default=S,
-                   help="hidden layers per IAF step")
-    g.add_argument("--context-dim", dest="context_dim", type=positive_int, default=S,
-                   help="size of the encoder's context h fed to every IAF step")
-    g.add_argument("--free-bits", dest="free_bits", type=nonnegative_float, default=S, metavar="NATS",
-                   help="free bits: minimum KL per latent dimension (per feature map with --bidirectional), averaged "
-                        "over the minibatch")
-    g.add_argument("--iw-samples", dest="iw_samples", type=nonnegative_int, default=S, metavar="K",
-                   help="importance samples of the test log p(x) reported besides the ELBO after each epoch "
-                        "(0: off)")
-    g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=S,
-                   help="the paper's deeper ResNet VAE: several stochastic layers, bidirectional inference")
-    g.add_argument("--levels", type=positive_int, default=S,
-                   help="--bidirectional: resolutions")
-    g.add_argument("--blocks-per-level", dest="blocks_per_level", type=positive_int, default=S,
-                   help="--bidirectional: stochastic layers per resolution")
+    from rlgen.vision.likelihood import VAEOptions
+
+    add_dataclass_flags(g, VAEOptions)
     add_binarize_option(g)
     add_evaluation_option(parser)
 

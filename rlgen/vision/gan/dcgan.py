@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.feature_matching import feature_matching_loss
@@ -44,21 +45,29 @@ class GANOptions:
     """The model's options; every technique is off by default (plain DCGAN)."""
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
-    z_dim: int = 100
-    ngf: int = 64
-    ndf: int = 64
-    feature_matching: bool = False
-    minibatch_discrimination: int = 0  # number of kernels B (0: off; the original uses 100)
+    z_dim: int = option(100, "noise dimension", minimum=1)
+    ngf: int = option(64, "generator width", minimum=1)
+    ndf: int = option(64, "discriminator width", minimum=1)
+    feature_matching: bool = option(False, "generator matches the mean discriminator features of real data")
+    minibatch_discrimination: int = option(0, "minibatch discrimination layer with KERNELS kernels (100 when no "
+                                              "number is given; 0 is off; the original uses 100)", minimum=0,
+                                           metavar="KERNELS", const=100)
     minibatch_kernel_dim: int = 5  # C, as in the original
-    historical_averaging: float = 0.0  # weight of the penalty (0: off)
-    label_smoothing: float = 0.0  # real target 1 - smoothing (the paper: 0.1 -> target 0.9)
-    label_noise: float = 0.0  # probability of flipping each discriminator label
-    virtual_batch_norm: bool = False  # VBN instead of batch norm in the generator
+    historical_averaging: float = option(0.0, "penalty WEIGHT * ||theta - mean of past theta||^2 on both players",
+                                         minimum=0, metavar="WEIGHT")
+    label_smoothing: float = option(0.0, "one-sided: real targets 1 - S, fake targets stay 0 (the paper: 0.1)",
+                                    minimum=0, maximum=1, metavar="S")
+    label_noise: float = option(0.0, "flip each discriminator label with probability P", minimum=0, maximum=1,
+                                metavar="P")
+    virtual_batch_norm: bool = option(False, "virtual batch norm (fixed reference batch) instead of batch norm in "
+                                             "the generator")
     vbn_reference_size: int = 64
-    minibatch_std: bool = False
+    minibatch_std: bool = option(False, "minibatch standard-deviation feature map in the discriminator")
     minibatch_std_group: int = 4
-    unroll_steps: int = 0  # k (0: off)
-    unroll_lr: float = 0.01  # SGD step; at DCGAN init 5 such steps lower the D loss about as much as 5 Adam steps
+    unroll_steps: int = option(0, "unrolled GAN: the generator trains against the discriminator after K more steps",
+                               minimum=0, metavar="K")
+    # SGD step; at DCGAN init 5 such steps lower the D loss about as much as 5 Adam steps
+    unroll_lr: float = option(0.01, "step size of the unrolled discriminator updates", minimum=0)
     unroll_second_order: bool = True
 
     @classmethod

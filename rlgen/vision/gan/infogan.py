@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.dcgan import bce, dcgan_init, frozen
@@ -74,17 +75,20 @@ LOG_2PI = math.log(2 * math.pi)
 @dataclass
 class InfoGANOptions:
     image_shape: tuple[int, int, int] = (1, 28, 28)
-    noise_dim: int = 62
-    categorical: tuple[int, ...] = (10,)  # the number of values of each categorical code
-    continuous: int = 2  # the number of continuous codes
-    learn_std: bool = False  # Q's continuous std: fixed to 1 (the MNIST launcher) or learnt
-    info_weight: float = 1.0  # lambda for the categorical codes
-    info_weight_continuous: float = 1.0  # lambda for the continuous codes
-    g_lr: float = 1e-3  # the generator's learning rate (the discriminator's is the trainer's --lr)
-    ngf: int = 64
-    ndf: int = 64
-    fc_dim: int = 1024
-    q_dim: int = 128
+    noise_dim: int = option(62, "incompressible noise dimension", minimum=0)
+    categorical: tuple[int, ...] = option((10,), "categorical codes, by number of values (no value: none)",
+                                          minimum=1, metavar="K", optional_list=True)
+    continuous: int = option(2, "continuous codes, each U(-1, 1)", minimum=0, metavar="N")
+    learn_std: bool = option(False, "Q learns the standard deviation of the continuous codes (off: fixed to 1, as "
+                                    "in the MNIST launcher)")
+    info_weight: float = option(1.0, "weight of the mutual-information term of the categorical codes", minimum=0,
+                                metavar="LAMBDA")
+    info_weight_continuous: float = option(1.0, "the same for the continuous codes", minimum=0, metavar="LAMBDA")
+    g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
+    ngf: int = option(64, "generator up-convolution width", minimum=1)
+    ndf: int = option(64, "discriminator convolution width", minimum=1)
+    fc_dim: int = option(1024, "dense layer width", minimum=1)
+    q_dim: int = option(128, "Q head width", minimum=1)
     leak: float = 0.1
 
     @classmethod

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.dcgan import frozen
@@ -267,15 +268,20 @@ def class_balanced_subset(labels: np.ndarray, count: int, seed: int = 0, num_cla
 class SSGANOptions:
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
-    z_dim: int = 100
-    d_hidden: tuple[int, ...] = (1000, 500, 250, 250, 250)
-    g_hidden: tuple[int, ...] = (500, 500)
-    input_noise: float = 0.3
-    hidden_noise: float = 0.5
-    unlabeled_weight: float = 1.0
-    ema: float = 1e-4  # rate of the moving average of the discriminator's weights used for test_error_ema; 0: off
-    lr_decay_fraction: float = 1 / 3  # final share of the epochs over which the learning rate falls to 0; 0: off
-    adam_eps: float = 1e-4  # the original's Adam divides by sqrt(v + 1e-8), about sqrt(v) + 1e-4
+    z_dim: int = option(100, "noise dimension", minimum=1)
+    d_hidden: tuple[int, ...] = option((1000, 500, 250, 250, 250), "discriminator hidden layers", minimum=1,
+                                       metavar="UNITS")
+    g_hidden: tuple[int, ...] = option((500, 500), "generator hidden layers", minimum=1, metavar="UNITS",
+                                       optional_list=True)
+    input_noise: float = option(0.3, "Gaussian noise on the discriminator's input", minimum=0, metavar="STD")
+    hidden_noise: float = option(0.5, "Gaussian noise after each hidden layer", minimum=0, metavar="STD")
+    unlabeled_weight: float = option(1.0, "weight of the unlabelled (real/fake) loss", minimum=0)
+    ema: float = option(1e-4, "moving-average rate of the discriminator weights behind test_error_ema (0: off)",
+                        minimum=0, maximum=1, metavar="RATE")
+    lr_decay_fraction: float = option(1 / 3, "the learning rate falls linearly to 0 over the last F of the epochs "
+                                             "(0: off)", minimum=0, maximum=1, metavar="F")
+    adam_eps: float = option(1e-4, "Adam's epsilon (1e-4 mimics the original's sqrt(v + 1e-8))", minimum=0,
+                             metavar="EPS")
     epochs: int = 300  # for the learning-rate schedule
     steps_per_epoch: int = 0  # for the learning-rate schedule (0: no schedule)
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen.common.errors import UserError
+from rlgen.common.options import option
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.likelihood.iaf import IAF
@@ -59,18 +60,25 @@ class VAEOptions:
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
     output: str = "bernoulli"  # or "logistic" (8-bit data)
-    z_dim: int = 32  # latent dimensions (the ladder: latent feature maps per stochastic layer)
-    hidden: int = 64  # convolution channels (the ladder: h_size)
-    res_blocks: int = 0  # residual blocks per resolution in encoder and decoder (0: plain convolutions)
-    iaf_steps: int = 0  # 0: diagonal Gaussian posterior
-    iaf_hidden: int = 320  # MADE width (the paper's MNIST table: 320 or 1920)
-    iaf_depth: int = 2  # hidden layers per MADE / per ar_multiconv2d
-    context_dim: int = 64  # h: the encoder's context for the IAF steps
-    free_bits: float = 0.0  # nats per group (openai/iaf kl_min; its CIFAR-10 runs use 0.1-0.25)
-    iw_samples: int = 8  # k of the importance-sampled log p(x) at each evaluation (0: ELBO only)
-    bidirectional: bool = False  # the deeper ladder model with bidirectional inference
-    levels: int = 2  # ladder: resolutions (openai "depth")
-    blocks_per_level: int = 2  # ladder: stochastic layers per resolution (openai "num_blocks")
+    z_dim: int = option(32, "latent dimensions (with --bidirectional: latent feature maps per layer)", minimum=1)
+    hidden: int = option(64, "convolution channels (the ladder: h_size)", minimum=1)
+    res_blocks: int = option(0, "residual blocks per resolution in encoder and decoder (0: plain convolutions)",
+                             minimum=0)
+    iaf_steps: int = option(0, "IAF steps on the posterior, ordering reversed between steps (0: diagonal "
+                               "Gaussian)", minimum=0, metavar="N")
+    iaf_hidden: int = option(320, "units per MADE hidden layer (the paper's MNIST table: 320 or 1920)", minimum=1)
+    iaf_depth: int = option(2, "hidden layers per IAF step (MADE or ar_multiconv2d)", minimum=1)
+    context_dim: int = option(64, "size of the encoder's context h fed to every IAF step", minimum=1)
+    free_bits: float = option(0.0, "free bits: minimum KL per latent dimension (per feature map with "
+                                   "--bidirectional), averaged over the minibatch (openai/iaf kl_min)", minimum=0,
+                              metavar="NATS")
+    iw_samples: int = option(8, "importance samples of the test log p(x) reported besides the ELBO after each "
+                                "epoch (0: off)", minimum=0, metavar="K")
+    bidirectional: bool = option(False, "the paper's deeper ResNet VAE: several stochastic layers, bidirectional "
+                                        "inference")
+    levels: int = option(2, "--bidirectional: resolutions (openai depth)", minimum=1)
+    blocks_per_level: int = option(2, "--bidirectional: stochastic layers per resolution (openai num_blocks)",
+                                   minimum=1)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], output: str) -> VAEOptions:
