@@ -16,15 +16,8 @@ import sys
 from typing import Any
 
 from rlgen.bench.run_suite import DEFAULTS
-from rlgen.cli.options import S, check_file_values, nonnegative_float, nonnegative_int, positive_int
+from rlgen.cli.options import S, check_file_values, nonnegative_int, positive_float, positive_int
 from rlgen.common.device import DEVICE_CHOICES
-
-
-def positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
