@@ -7,7 +7,6 @@ model is one entry here and its flags in :mod:`rlgen.cli.vision`."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
@@ -37,11 +36,6 @@ DERIVED_FIELDS = ("image_shape", "output", "num_classes", "steps_per_epoch", "ep
 def option_defaults(command: str) -> dict[str, Any]:
     """The model options of ``rlgen <command>`` and their defaults, from its options dataclass (tuples as lists, as
     in a config file)."""
-    options = model_class(command).options_class
-    defaults = {}
-    for field in dataclasses.fields(options):
-        if field.name in DERIVED_FIELDS:
-            continue
-        value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        defaults[field.name] = list(value) if isinstance(value, tuple) else value
-    return defaults
+    from rlgen.common.config import keyword_defaults
+
+    return keyword_defaults(model_class(command).options_class, exclude=DERIVED_FIELDS)
