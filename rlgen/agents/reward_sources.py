@@ -86,16 +86,12 @@ def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
 
 def check_vime_options(options: Any) -> None:
     """GAIL's ``vime`` section: VIME's keyword arguments, with a finite ``eta >= 0``."""
-    import inspect
-
-    from rlgen.agents.vime import VIME
     from rlgen.common.config import check_known_keys
     from rlgen.common.errors import UserError
 
     if not isinstance(options, dict):
         raise UserError(f"vime must be a mapping of VIME options (eta, ...), got {options!r}")
-    known = {k: None for k in inspect.signature(VIME).parameters if k not in ("model", "seed", "extrinsic")}
-    check_known_keys(options, known, "the vime section")
+    check_known_keys(options, vime_defaults(), "the vime section")
     eta = options.get("eta", 0.0)
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
         raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix --vime-eta or the config file")
