@@ -22,13 +22,15 @@ import json
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from rlgen.cli import main as rlgen_main
+from rlgen.common.errors import UserError
+from rlgen.common.memory import keep_freed_memory
 from rlgen.common.provenance import device_description, git_commit, utc_now
+from rlgen.imitation.config import resolve
+from rlgen.imitation.pipeline import train_gail
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERTS = ROOT / "benchmarks" / "results" / "gail" / "experts"
@@ -39,14 +41,14 @@ def run_gail(env: str, seed: int, args: argparse.Namespace) -> Path:
     """``rlgen gail`` on ``env`` with the committed demonstrations; its run directory."""
     out = Path(args.out)
     before = set(out.glob(f"gail-{env}-s{seed}-*"))
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
-        cfg.write(f"eval_every: {args.eval_every}\n")
-    argv = ["gail", "--env", env, "--demos", str(EXPERTS / env / "demos.npz"), "--trajectories",
-            str(args.trajectories), "--steps", str(args.steps), "--seed", str(seed), "--out", str(out), "--config",
-            cfg.name, *(["--preset", args.preset] if args.preset else [])]
-    print("running: python -m rlgen.run " + shlex.join(argv), file=sys.stderr, flush=True)
-    if rlgen_main(argv) != 0:
-        raise SystemExit(f"rlgen gail failed on {env} seed {seed}")
+    options = {"env": env, "demos": str(EXPERTS / env / "demos.npz"), "trajectories": args.trajectories,
+               "steps": args.steps, "seed": seed, "out": str(out), "eval_every": args.eval_every,
+               **({"preset": args.preset} if args.preset else {})}
+    print(f"running: rlgen gail with {options}", file=sys.stderr, flush=True)
+    try:
+        train_gail(resolve("gail", options))
+    except UserError as exc:
+        raise SystemExit(f"rlgen gail failed on {env} seed {seed}: {exc}") from None
     (run,) = set(out.glob(f"gail-{env}-s{seed}-*")) - before
     return run
 
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUN")
     parser.add_argument("--name", default=None, help="result file name (default: sample-efficiency-<time>)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the rlgen command does (rlgen.common.memory: page faults on the relabel path)
     runs = args.from_runs or [run_gail(env, seed, args) for env in args.envs for seed in args.seeds]
     rows = [row_of(run) for run in runs if (run / "summary.json").is_file()]
     text = table(rows)

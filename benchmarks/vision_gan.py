@@ -1,5 +1,5 @@
-"""The GAN benchmarks of issue #5, each through the rlgen command line (in process) so that they measure what a user
-runs. Every table is printed with the command, the commit, the device and the date, and saved as JSON under
+"""The GAN benchmarks of issue #5, each running the package's own entry point (``rlgen.vision.train.train`` of the
+configuration that ``rlgen <command>`` resolves), so that they measure what a user runs. Every table is printed with the command, the commit, the device and the date, and saved as JSON under
 ``benchmarks/results/vision-gan/``.
 
     # semi-supervised MNIST, 100 labels; unlabelled data: the 22,699 training images of the partial npz; the test
@@ -22,7 +22,7 @@ rows of an earlier result file for the seeds not run again (run directories are 
     python benchmarks/vision_gan.py infogan --dataset mnist_partial.npz --from-runs RUN1 RUN2 \
         --with-rows benchmarks/results/vision-gan/infogan-mnist_partial.json
 
-Any flag after ``--`` goes to the rlgen command unchanged (e.g. ``-- --feature-matching``). ``--epochs`` and
+``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``). ``--epochs`` and
 ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
 """
 
@@ -39,10 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-from rlgen.cli import main as rlgen_main
 from rlgen.common.errors import UserError
-from rlgen.common.provenance import device_description, git_commit, utc_now
+from rlgen.common.options import argv_of
+from rlgen.common.provenance import command_line, device_description, git_commit, utc_now
+from rlgen.vision import config
+from rlgen.vision.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision-gan"
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "bench-vision-gan"  # git-ignored: checkpoints are large
@@ -55,27 +58,21 @@ PARTIAL_TARGETS = {"ssgan": ("test_error", 0.015)}
 # Running rlgen
 
 
-def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: list[str]) -> Path:
-    """Run ``rlgen <command>`` with the benchmark's data and budget flags; return its run directory."""
+def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: dict[str, Any]) -> Path:
+    """Run ``rlgen <command>`` with the benchmark's data and budget options and ``extra``; its run directory."""
     out = Path(args.out)
     before = set(out.glob(f"{command}-*")) if out.is_dir() else set()
-    argv = [command, "--dataset", args.dataset, "--seed", str(seed), "--out", str(out), "--device", args.device]
-    if args.data_dir:
-        argv += ["--data-dir", args.data_dir]
-    if args.epochs:
-        argv += ["--epochs", str(args.epochs)]
-    if args.limit_images:
-        argv += ["--limit-images", str(args.limit_images)]
-    argv += extra
-    print(f"running: python -m rlgen.run {shlex.join(argv)}", file=sys.stderr, flush=True)
-    code = rlgen_main(argv)
-    if code != 0:
-        raise SystemExit(f"rlgen {command} failed with exit code {code}")
+    options = {"dataset": args.dataset, "seed": seed, "out": str(out), "device": args.device,
+               **{key: getattr(args, key) for key in ("data_dir", "epochs", "limit_images") if getattr(args, key)},
+               **extra}
+    print(f"running: {command_line([command, *argv_of(options, config.declared(command))])}", file=sys.stderr,
+          flush=True)
+    train(config.resolve(command, options))
     (run,) = set(out.glob(f"{command}-*")) - before
     return run
 
 
-def runs_of(command: str, args: argparse.Namespace, extra: list[str]) -> list[tuple[int, Path]]:
+def runs_of(command: str, args: argparse.Namespace, extra: dict[str, Any]) -> list[tuple[int, Path]]:
     """``(seed, run directory)`` of each run to report: new runs of ``rlgen <command>``, one per ``--seeds``, or
     the finished runs that ``--from-runs`` names (e.g. extended with ``rlgen <command> --resume RUN --epochs N``)."""
     if not args.from_runs:
@@ -146,9 +143,9 @@ def plot_curves(rows: list[dict[str, Any]], key: str, label: str, path: Path,
 # Benchmarks
 
 
-def bench_ssgan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+def bench_ssgan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     rows = []
-    for seed, run in runs_of("ssgan", args, ["--labels", str(args.labels), *extra]):
+    for seed, run in runs_of("ssgan", args, {"labels": args.labels, **extra}):
         s = read_summary(run)
         rows.append({"seed": seed, "labels": s.get("labels"), "epochs": s["epochs"], "test_images": s.get("test_images"),
                      "test_error": s.get("test_error"), "test_error_ema": s.get("test_error_ema"),
@@ -171,7 +168,7 @@ def code_usage(counts: list[list[int]] | None) -> dict[str, Any]:
             "merged_digits": [d for d in labels if majority.count(d) == 0]}
 
 
-def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
@@ -183,13 +180,13 @@ def bench_infogan(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             **target("infogan", rows, args.dataset)}
 
 
-def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+def bench_fid(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     """``rlgen gan --score-samples N``: every seed is scored with one classifier, cached at ``--classifier``."""
     path = Path(args.classifier) if args.classifier else Path(args.results) / f"classifier-{Path(args.dataset).stem}.pt"
-    scoring = ["--score-samples", str(args.samples), "--metrics-classifier", str(path),
-               "--classifier-epochs", str(args.classifier_epochs)]
+    scoring = {"score_samples": args.samples, "metrics_classifier": str(path),
+               "classifier_epochs": args.classifier_epochs}
     rows, classifier_error = [], None
-    for seed, run in runs_of("gan", args, scoring + extra):
+    for seed, run in runs_of("gan", args, {**scoring, **extra}):
         s = read_summary(run)
         classifier_error = s.get("metrics_classifier_test_error")
         rows.append({"seed": seed, "epochs": s["epochs"],
@@ -201,11 +198,10 @@ def bench_fid(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             "classifier": str(path), "classifier_test_error": classifier_error, "rows": rows}
 
 
-def bench_speed(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+def bench_speed(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for command in ("gan", "ssgan", "infogan"):
-        flags = ["--no-evaluate"] if command != "gan" else []
-        run = run_rlgen(command, args, args.seeds[0], flags + extra)
+        run = run_rlgen(command, args, args.seeds[0], {**({"evaluate": False} if command != "gan" else {}), **extra})
         s = read_summary(run)
         rows.append({"command": command, "batch_size": json.loads((run / "config.json").read_text())["batch_size"],
                      "steps": s["steps"], "train_images_per_s": training_images_per_s(run),
@@ -280,11 +276,7 @@ def _fmt(value: Any) -> str:
 BENCHMARKS = {"ssgan": bench_ssgan, "infogan": bench_infogan, "fid": bench_fid, "speed": bench_speed}
 
 
-def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    extra: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, extra = argv[:at], argv[at + 1:]
+def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmark", choices=[*BENCHMARKS, "all"])
@@ -305,7 +297,17 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         "not run again (their run directories may be gone)")
     p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
-    return p.parse_args(argv), extra
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the rlgen command (its config key; the value is YAML), e.g. --set "
+                        "feature_matching=true; repeatable")
+    args = p.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set {item}: expected KEY=VALUE")
+        extra[key] = yaml.safe_load(value)
+    return args, extra
 
 
 def main(argv: list[str] | None = None) -> int:

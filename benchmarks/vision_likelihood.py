@@ -47,13 +47,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlgen.cli import main as rlgen_main
 from rlgen.common.checkpoint import load_json, load_torch
-from rlgen.common.config import packaged_config
+from rlgen.common.errors import UserError
+from rlgen.common.options import argv_of
+from rlgen.common.provenance import command_line
 from rlgen.common.run_dir import saved_run_config
+from rlgen.vision import config
 from rlgen.vision.datasets import BatchLoader, ImageDataset, load_dataset
 from rlgen.vision.likelihood.outputs import LN2
 from rlgen.vision.likelihood.reference import reference_log_likelihood, to_reference
+from rlgen.vision.train import train as train_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +118,7 @@ def default_model(name: str, tiny: bool, shape: tuple[int, int, int] = (1, 28, 2
     from rlgen.vision.models import model_class
 
     command, options = MODELS[name]
-    cfg = {**packaged_config("vision.yaml")[command]["defaults"], **options, **(TINY[command] if tiny else {}),
+    cfg = {**config.packaged_defaults(command)[0], **options, **(TINY[command] if tiny else {}),
            "binarize": "static", "command": command}  # binary pixels: Bernoulli output
     return model_class(command).from_config(cfg, SimpleNamespace(image_shape=shape), None)
 
@@ -263,29 +266,19 @@ def model_name(cfg: dict[str, Any]) -> str:
     return str(cfg["command"])
 
 
-def as_flags(options: dict[str, Any]) -> list[str]:
-    """``{"iaf_steps": 2, "bidirectional": True}`` -> ``["--iaf-steps", "2", "--bidirectional"]``."""
-    flags: list[str] = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
-    return flags
-
-
 def train(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace, out: Path) -> Path | None:
     """Train ``name`` with ``rlgen <command>``; its run directory, or None when training failed."""
     command, options = MODELS[name]
-    flags = as_flags({**options, **(TINY[command] if args.tiny else {})})
-    argv = [command, "--dataset", dataset, "--data-dir", data_dir, "--binarize", binarize, "--epochs",
-            str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--device", args.device, "--no-evaluate",
-            "--n-samples", str(args.sample_n), *flags]
-    if args.limit_images:
-        argv += ["--limit-images", str(args.limit_images)]
-    if args.batch_size:
-        argv += ["--batch-size", str(args.batch_size)]
-    print(f"  rlgen {' '.join(argv)}", flush=True)
+    options = {"dataset": dataset, "data_dir": data_dir, "binarize": binarize, "epochs": args.epochs,
+               "seed": args.seed, "out": str(out), "device": args.device, "evaluate": False,
+               "n_samples": args.sample_n, **options, **(TINY[command] if args.tiny else {}),
+               **{key: getattr(args, key) for key in ("limit_images", "batch_size") if getattr(args, key)}}
+    print(f"  {command_line([command, *argv_of(options, config.declared(command))])}", flush=True)
     before = set(out.glob(f"{command}-*"))
-    if rlgen_main(argv) != 0:
+    try:
+        train_model(config.resolve(command, options))
+    except UserError as exc:
+        print(f"  rlgen {command}: error: {exc}", flush=True)
         return None
     (run,) = set(out.glob(f"{command}-*")) - before
     return run

@@ -33,9 +33,9 @@ def test_help_lists_every_command_with_the_shared_options(capsys):
 @pytest.mark.parametrize("command", ["gan", "infogan", "vae", "pixelcnn", "pixelrnn"])
 def test_image_command_help_quotes_its_own_defaults(capsys, command):
     """The shared trainer flags state the defaults of the command at hand (PixelRNN's Adam is not the GAN's)."""
-    from rlgen.common.config import packaged_config
+    from rlgen.vision.config import packaged_defaults
 
-    defaults = packaged_config("vision.yaml")[command]["defaults"]
+    defaults = packaged_defaults(command)[0]
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping

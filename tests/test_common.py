@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen.cli.options import add_common_options, resolve_config
 from rlgen.common.checkpoint import atomic_torch_save, atomic_write, load_torch
 from rlgen.common.config import deep_merge
 from rlgen.common.device import resolve_device
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
+from rlgen.common.resolve import resolve_config, run_flags
 from rlgen.common.run_dir import RunDir
 from rlgen.common.seeding import set_seed
 
@@ -49,24 +49,17 @@ def test_load_torch_refuses_pickled_objects_and_corrupt_files(tmp_path):
         load_torch(tmp_path / "missing.pt")
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--env", default=argparse.SUPPRESS)
-    add_common_options(parser)
-    return parser.parse_args(argv)
-
-
 def test_config_precedence_defaults_task_file_flags(tmp_path):
     defaults = {"env": None, "seed": 0, "steps": 100, "nested": {"a": 1, "b": 2}}
     tasks = {"Foo": {"steps": 200, "nested": {"a": 10}}}
-    cfg = resolve_config(_parse(["--env", "Foo"]), defaults, tasks)
+    cfg = resolve_config({"env": "Foo"}, defaults, run_flags(), tasks)
     assert cfg["steps"] == 200 and cfg["nested"] == {"a": 10, "b": 2}
     f = tmp_path / "c.yaml"
     f.write_text("steps: 300\nseed: 4\nnested: {b: 20}\n")
-    cfg = resolve_config(_parse(["--env", "Foo", "--config", str(f)]), defaults, tasks)
+    cfg = resolve_config({"env": "Foo", "config": str(f)}, defaults, run_flags(), tasks)
     assert (cfg["steps"], cfg["seed"], cfg["nested"]) == (300, 4, {"a": 10, "b": 20})
-    cfg = resolve_config(_parse(["--env", "Foo", "--config", str(f), "--steps", "7"]), defaults, tasks)
-    assert cfg["steps"] == 7 and cfg["seed"] == 4
+    cfg = resolve_config({"env": "Foo", "config": str(f), "steps": 7, "nested.b": 5}, defaults, run_flags(), tasks)
+    assert cfg["steps"] == 7 and cfg["seed"] == 4 and cfg["nested"] == {"a": 10, "b": 5}  # a dotted flag: a section key
 
 
 def test_deep_merge_does_not_mutate_inputs():
@@ -136,11 +129,10 @@ def test_seed_fixes_python_numpy_torch():
 
 
 def test_per_task_defaults_apply_to_full_env_ids():
-    from rlgen.cli import build_parser
-    from rlgen.cli.rl import resolve
+    from rlgen.agents.rl_config import resolve
 
-    short = resolve(build_parser().parse_args(["vime", "--env", "SparseHalfCheetah"]))
-    full = resolve(build_parser().parse_args(["vime", "--env", "rlgen/SparseHalfCheetah-v0"]))
+    short = resolve("vime", {"env": "SparseHalfCheetah"})
+    full = resolve("vime", {"env": "rlgen/SparseHalfCheetah-v0"})
     assert short == full and full["steps"] == 2_000_000 and full["policy_kwargs"]["net_arch"] == [64, 32]
 
 

@@ -102,7 +102,7 @@ def test_runs_saved_before_the_cap_resume_without_it(tmp_path):
     assert saved_run_config(new)["vime"] == {"eta": 1e-4, "max_normalised_gain": 100}
     # new runs record the cap in their config.json (VIME's default, which the resolved config carries), so they
     # resume with it
-    from rlgen.cli.rl import packaged_defaults
+    from rlgen.agents.rl_config import packaged_defaults
 
     assert packaged_defaults("vime")[0]["vime"]["max_normalised_gain"] == 100
 

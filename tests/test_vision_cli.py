@@ -361,9 +361,9 @@ def test_png_grid_round_trips_through_a_png_reader(tmp_path):
 
 @pytest.mark.parametrize("command", ["gan", "ssgan", "infogan", "vae", "pixelcnn", "pixelrnn"])
 def test_each_model_option_has_one_default(command):
-    """A model option's default is its options dataclass field's; vision.yaml sets one only to differ from it."""
+    """An option's default is its dataclass field's (data, trainer, model); vision.yaml sets one only to differ."""
     from rlgen.common.config import packaged_config
-    from rlgen.vision.models import option_defaults
+    from rlgen.vision.config import option_defaults
 
     section = packaged_config("vision.yaml")[command]
     dataclass_defaults = option_defaults(command)

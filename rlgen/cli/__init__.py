@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlgen import __version__
-from rlgen.cli.options import quote_defaults
+from rlgen.cli.options import add_flags, quote_defaults
 from rlgen.common.errors import UserError
 
 
@@ -26,24 +26,26 @@ class Parser(argparse.ArgumentParser):
 class Command:
     name: str
     help: str
-    module: str  # module with add_arguments(command, parser) and run(args)
+    #: the package module that declares the command's options and runs it: ``flag_groups(command)``,
+    #: ``packaged_defaults(command)`` and ``run(command, flags)``
+    module: str
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("vime", "VIME: on-policy RL (PPO/TRPO) with a BNN information-gain bonus", "rlgen.cli.rl"),
-    Command("ppo", "PPO on an env (the VIME baseline)", "rlgen.cli.rl"),
-    Command("trpo", "TRPO on an env (the VIME baseline)", "rlgen.cli.rl"),
-    Command("expert", "train an expert policy for imitation", "rlgen.cli.imitation"),
-    Command("rollouts", "record an expert's trajectories to an npz file", "rlgen.cli.imitation"),
-    Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", "rlgen.cli.imitation"),
-    Command("bc", "behaviour cloning on demonstrations", "rlgen.cli.imitation"),
-    Command("gan", "DCGAN with the Improved-GAN techniques", "rlgen.cli.vision"),
-    Command("ssgan", "semi-supervised GAN", "rlgen.cli.vision"),
-    Command("infogan", "InfoGAN", "rlgen.cli.vision"),
-    Command("vae", "VAE with inverse autoregressive flow (and the bidirectional ResNet VAE)", "rlgen.cli.vision"),
-    Command("pixelcnn", "PixelCNN", "rlgen.cli.vision"),
-    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", "rlgen.cli.vision"),
-    Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.cli.bench"),
+    Command("vime", "VIME: on-policy RL (PPO/TRPO) with a BNN information-gain bonus", "rlgen.agents.rl_config"),
+    Command("ppo", "PPO on an env (the VIME baseline)", "rlgen.agents.rl_config"),
+    Command("trpo", "TRPO on an env (the VIME baseline)", "rlgen.agents.rl_config"),
+    Command("expert", "train an expert policy for imitation", "rlgen.imitation.config"),
+    Command("rollouts", "record an expert's trajectories to an npz file", "rlgen.imitation.config"),
+    Command("gail", "GAIL: imitate demonstrations with a learned discriminator reward", "rlgen.imitation.config"),
+    Command("bc", "behaviour cloning on demonstrations", "rlgen.imitation.config"),
+    Command("gan", "DCGAN with the Improved-GAN techniques", "rlgen.vision.config"),
+    Command("ssgan", "semi-supervised GAN", "rlgen.vision.config"),
+    Command("infogan", "InfoGAN", "rlgen.vision.config"),
+    Command("vae", "VAE with inverse autoregressive flow (and the bidirectional ResNet VAE)", "rlgen.vision.config"),
+    Command("pixelcnn", "PixelCNN", "rlgen.vision.config"),
+    Command("pixelrnn", "PixelRNN (Row LSTM, Diagonal BiLSTM)", "rlgen.vision.config"),
+    Command("bench", "multi-seed benchmark suites: tables and learning curves", "rlgen.bench.options"),
 )
 
 
@@ -56,10 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         module = importlib.import_module(command.module)
         p = sub.add_parser(command.name, help=command.help, description=command.help)
-        module.add_arguments(command.name, p)
-        if hasattr(module, "packaged_defaults"):
-            quote_defaults(p, *module.packaged_defaults(command.name))
-        p.set_defaults(handler=module.run, parser=p)  # (the parser checks --config files' values too)
+        for title, flags in module.flag_groups(command.name):
+            add_flags(p.add_argument_group(title) if title else p, flags)
+        quote_defaults(p, *module.packaged_defaults(command.name))
     return parser
 
 
@@ -76,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a scheduler or `kill` stopping the run) is Ctrl-C: runs checkpoint where they are and exit 130.
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    flags = {key: value for key, value in vars(args).items() if key != "command"}  # what the user typed
+    module = importlib.import_module(next(c.module for c in COMMANDS if c.name == args.command))
     try:
         with discard_unstarted_runs():
-            args.handler(args)
+            module.run(args.command, flags)
     except UserError as exc:
         print(f"rlgen {args.command}: error: {exc}", file=sys.stderr)
         return UserError.exit_code

@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from rlgen.common.options import option
+
 log = logging.getLogger("rlgen")
+
+
+@dataclass
+class SampleScoreOptions:
+    """Sample scores after training (need a labelled dataset with a test split)."""
+
+    score_samples: int = option(0, "score N samples: Frechet distance to the test images and the Inception-score "
+                                "analogue, on the features of a classifier trained on the dataset (the benchmarks use "
+                                "10000; 0: off)", minimum=0, metavar="N")
+    metrics_classifier: str | None = option(None, "that classifier's checkpoint, trained there if missing (default: "
+                                            "~/.cache/rlgen/classifiers/)", metavar="PATH")
+    classifier_epochs: int = option(5, "epochs of a newly trained metrics classifier", minimum=1)
 
 
 def score_samples(model: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:

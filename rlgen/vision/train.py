@@ -1,10 +1,10 @@
 """Train an image model from a resolved run configuration: ``train(cfg)`` is what ``rlgen gan|ssgan|infogan|vae|
-pixelcnn|pixelrnn`` runs, and what a script can call with a configuration of its own -- every key the command
-resolves (its model's options dataclass, ``rlgen/configs/vision.yaml``), e.g. an earlier run's config.json::
+pixelcnn|pixelrnn`` runs, and what a script calls with a configuration that :func:`rlgen.vision.config.resolve`
+made from its options, or with an earlier run's config.json::
 
-    from rlgen.common.checkpoint import load_json
+    from rlgen.vision.config import resolve
     from rlgen.vision.train import train
-    summary = train({**load_json("runs/pixelcnn-mnist-s0-<time>/config.json"), "seed": 1, "out": "runs/again"})
+    summary = train(resolve("pixelcnn", {"dataset": "binarized_mnist", "epochs": 2, "seed": 1}))
 
 The data are loaded before the run directory is made (missing data leave nothing behind), the model is built by
 its own ``from_config`` (:data:`rlgen.vision.models.MODELS`), and the shared

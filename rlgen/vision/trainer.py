@@ -47,6 +47,7 @@ from rlgen.common.device import autocast
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
+from rlgen.common.options import option
 from rlgen.common.progress import progress
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, BatchLoader, ImageDataset
@@ -100,6 +101,10 @@ class GenerativeModel(nn.Module, ABC):
     evaluated: ClassVar[bool] = True
     #: the dataclass of the model's options, whose field defaults are the run configuration's (rlgen.vision.models)
     options_class: ClassVar[type | None] = None
+    #: more option dataclasses the model reads from the run configuration (e.g. the labelled subset of a SSGAN)
+    extra_options: ClassVar[tuple[type, ...]] = ()
+    #: the title of the model's group of flags in --help
+    title: ClassVar[str] = ""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> GenerativeModel:
@@ -153,21 +158,28 @@ class LikelihoodModel(GenerativeModel):
 
 @dataclass
 class TrainerConfig:
-    """The trainer's part of a run configuration (other keys of the run's config are ignored)."""
+    """The trainer's part of a run configuration (other keys of the run's config are ignored); its :func:`option`
+    fields are the image commands' training flags."""
 
-    epochs: int = 25
-    batch_size: int = 64
-    lr: float = 2e-4
-    beta1: float = 0.5
+    epochs: int = 25  # (its flag is every run's budget: rlgen.common.resolve.run_flags)
+    batch_size: int = option(64, "images per training step", minimum=1)
+    lr: float = option(2e-4, "Adam learning rate", minimum=0, strict=True)
+    beta1: float = option(0.5, "Adam beta1", minimum=0, maximum=1)
     beta2: float = 0.999
-    amp: bool = True
-    log_every: int = 100  # steps between log lines
-    sample_every: int = 1  # epochs between sample grids (the last epoch always gets one)
-    n_samples: int = 64
+    amp: bool = option(True, "bf16 mixed precision, used on CUDA and on CPUs with native bf16 (AVX-512 BF16 or AMX)")
+    log_every: int = option(100, "training steps between log lines", minimum=1, metavar="STEPS")
+    sample_every: int = option(1, "epochs between PNG sample grids in samples/ (the last epoch always gets one)",
+                               minimum=1, metavar="EPOCHS")
+    n_samples: int = option(64, "images per grid", minimum=1)
     keep_checkpoints: int = 2
-    binarize: str | None = None  # "dynamic" re-binarises each batch ("static" is done by the dataset loader)
+    # "dynamic" re-binarises each batch ("static" is done by the dataset loader); a flag of the likelihood models only
+    binarize: str | None = option(None, "dynamic: a fresh Bernoulli draw of every training batch (likelihoods in "
+                                  "nats/image); static: one fixed draw; none: 8-bit data (256-way softmax or "
+                                  "discretised logistic; likelihoods in bits/dim)", choices=("dynamic", "static", "none"))
     seed: int = 0
-    max_minutes: float | None = None  # this process stops after the first epoch that ends past this (resume goes on)
+    max_minutes: float | None = option(None, "wall-clock budget of this process: stop after the first epoch that ends "
+                                       "past it, with the run's checkpoint and summary written (--resume goes on)",
+                                       minimum=0, strict=True, metavar="MINUTES")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainerConfig:

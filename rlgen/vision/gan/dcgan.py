@@ -35,6 +35,7 @@ from rlgen.vision.gan.minibatch_discrimination import MinibatchDiscrimination
 from rlgen.vision.gan.minibatch_std import MinibatchStdDev
 from rlgen.vision.gan.unrolled import call_with, unrolled_parameters
 from rlgen.vision.gan.virtual_batch_norm import VirtualBatchNorm
+from rlgen.vision.sample_scores import SampleScoreOptions
 from rlgen.vision.trainer import GenerativeModel, Optimizers
 
 SIZES = (28, 32)
@@ -194,6 +195,8 @@ class DCGAN(GenerativeModel):
     console_keys = ("d_loss", "g_loss", "d_real", "d_fake")
     evaluated = False  # scored once, after training, by its samples (score_samples)
     options_class = GANOptions
+    extra_options = (SampleScoreOptions,)
+    title = "DCGAN with the Improved-GAN techniques (each technique off unless given)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> DCGAN:

@@ -244,6 +244,7 @@ class InfoGAN(GenerativeModel):
 
     console_keys = ("d_loss", "g_loss", "mi_cat", "mi_cont", "code_accuracy")
     options_class = InfoGANOptions
+    title = "InfoGAN (Chen et al. 2016; the paper's MNIST model)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> InfoGAN:

@@ -306,6 +306,17 @@ class SSGANOptions:
             raise UserError("--lr-decay-fraction must be in [0, 1], --ema in [0, 1) and --adam-eps positive")
 
 
+@dataclass
+class LabelledSubset:
+    """Which training images keep their labels (and seed the data-dependent initialisation)."""
+
+    labels: int = option(100, "labelled training examples, the same number of each class", minimum=1, metavar="N")
+    labels_seed: int | None = option(None, "seed that draws the labelled subset and the initialisation batch "
+                                     "(default: --seed)", metavar="SEED")
+    init_size: int = option(500, "training images for the data-dependent initialisation (0: none)", minimum=0,
+                            metavar="N")
+
+
 class SSGAN(GenerativeModel):
     """The semi-supervised GAN for :class:`~rlgen.vision.trainer.Trainer`. ``labelled_x`` (uint8 or floats in
     [0, 1]) and ``labelled_y`` are the labelled subset; ``eval_size`` is the size of the evaluation set, so that
@@ -315,6 +326,8 @@ class SSGAN(GenerativeModel):
 
     console_keys = ("loss_lab", "loss_unl", "loss_gen", "train_error")
     options_class = SSGANOptions
+    extra_options = (LabelledSubset,)
+    title = "semi-supervised GAN (Salimans et al. 2016; the improved-gan MNIST model)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> SSGAN:

@@ -79,6 +79,7 @@ class PixelCNN(AutoregressivePixelModel):
     """PixelCNN; ``loss(batch)`` is the exact negative log-likelihood (nats/image or bits/dim)."""
 
     options_class = PixelCNNOptions
+    title = "PixelCNN (van den Oord et al. 2016)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelCNN:

@@ -176,6 +176,7 @@ class PixelRNN(AutoregressivePixelModel):
     """Row LSTM or Diagonal BiLSTM PixelRNN; ``loss(batch)`` is the exact negative log-likelihood."""
 
     options_class = PixelRNNOptions
+    title = "PixelRNN (van den Oord et al. 2016)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> PixelRNN:

@@ -116,6 +116,7 @@ class VAEBase(LikelihoodModel):
 
     console_keys = ("loss", "kl")
     options_class = VAEOptions
+    title = "VAE (Kingma et al. 2016: inverse autoregressive flow)"
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> VAEBase:

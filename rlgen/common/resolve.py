@@ -1,0 +1,92 @@
+"""A command's run configuration from what the user gave: packaged defaults < the preset < the task's entry <
+``--config FILE`` < flags, checked before anything is made. Each command family's ``resolve(command, flags)``
+(:mod:`rlgen.vision.config`, :mod:`rlgen.imitation.config`, :mod:`rlgen.agents.rl_config`) calls
+:func:`resolve_config` and adds what is its own; the command line only parses the flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlgen.common.config import check_known_keys, deep_merge, load_config_file
+from rlgen.common.device import DEVICE_CHOICES
+from rlgen.common.errors import UserError
+from rlgen.common.options import Flag, check_file_values, nest
+from rlgen.common.run_dir import RESUME_OPTIONS, Resume, saved_run_config
+
+
+def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
+    """The options of every run: --seed, --device, the budget (``steps`` or ``epochs``), --out, --resume, --config
+    (``help`` rewords some of them for a command)."""
+    texts = {"seed": "random seed; fixes a run on a given CPU type", "device": "auto picks CUDA when present",
+             "steps": "training budget in env steps", "epochs": "training budget in epochs",
+             "out": "parent directory of run directories",
+             "resume": "continue an interrupted run from its last checkpoint: its directory, or nothing for the newest "
+                       "run of the same command, env/dataset and seed under --out",
+             "config": "YAML or JSON file of options; flags override it", **help}
+    return [Flag("seed", texts["seed"], kind=int), Flag("device", texts["device"], choices=DEVICE_CHOICES),
+            Flag(budget, texts[budget], kind=int, minimum=1),
+            Flag("out", texts["out"], metavar="DIR"),
+            Flag("resume", texts["resume"], metavar="RUN_DIR", const="latest"),
+            Flag("config", texts["config"], metavar="FILE")]
+
+
+def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declared: Sequence[Flag],
+                   tasks: Mapping[str, Mapping[str, Any]] | None = None, task_key: str = "env",
+                   presets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The configuration of a run of ``defaults["command"]`` from ``flags`` (the options the user typed, by key,
+    with ``config`` and ``resume``); ``declared``: the command's flags, whose rules a config file's values meet.
+
+    ``tasks[config[task_key]]`` is the task's entry. With ``presets``, the ``preset`` key (a flag, the file, the
+    task's entry or the defaults, in that order) names one of them: a set of options over the defaults (e.g.
+    GAIL's ``paper`` settings)."""
+    flags = dict(flags)
+    path = flags.pop("config", None)
+    file_cfg = load_config_file(path) if path is not None else {}
+    resume = flags.pop("resume", None)
+    flags = nest(flags)
+    check_known_keys(flags, defaults, "options")  # (a Python caller's options are checked like a file's)
+    check_file_values(flags, declared, "options", fix="fix the option")
+    source = f"config file {path}"
+    check_known_keys(file_cfg, defaults, source)
+    check_file_values(file_cfg, declared, source)
+    task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
+    if resume not in (None, "latest"):
+        _check_same_command(Path(resume), defaults.get("command"))
+        if task is None:  # `--resume RUN_DIR` alone: the run names its own task
+            saved = saved_run_config(Path(resume))
+            task = flags[task_key] = saved.get(f"{task_key}_name") or saved.get(task_key)
+    if task is None:
+        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in --config")
+    task_cfg = (tasks or {}).get(str(task), {})
+    cfg = dict(defaults)
+    if presets:
+        preset = flags.get("preset", file_cfg.get("preset", task_cfg.get("preset", defaults.get("preset"))))
+        if preset not in presets:
+            raise UserError(f"unknown preset {preset!r}; use one of {', '.join(presets)}")
+        cfg = deep_merge(cfg, presets[preset])
+        cfg["preset"] = preset
+    for layer in (task_cfg, file_cfg, flags):
+        cfg = deep_merge(cfg, layer)
+    for key in ("steps", "epochs"):
+        if key in cfg and (not isinstance(cfg[key], int) or cfg[key] <= 0):
+            raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}; fix --{key} or the config file")
+    return cfg
+
+
+def _check_same_command(path: Path, command: str | None) -> None:
+    """``rlgen X --resume RUN`` where RUN was made by another command fails here, saying which."""
+    if command is None or not (path / "config.json").is_file():
+        return  # not a run directory: open_run says so
+    made_by = saved_run_config(path).get("command")
+    if made_by is not None and made_by != command:
+        raise UserError(f"--resume {path} is a run of 'rlgen {made_by}', not of 'rlgen {command}'; resume it with "
+                        f"'rlgen {made_by} --resume {path}'")
+
+
+def resume_request(flags: Mapping[str, Any]) -> Resume | None:
+    """``--resume`` and the options given with it that change a resumed run, or None for a new run."""
+    if "resume" not in flags:
+        return None
+    return Resume(flags["resume"], {key: flags[key] for key in RESUME_OPTIONS if key in flags})

@@ -1,0 +1,71 @@
+"""Options declared once (rlgen.common.options): the flags, a config file's checks and a Python caller's checks all
+follow the declaration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rlgen.cli import COMMANDS, build_parser
+from rlgen.common.errors import UserError
+from rlgen.common.options import Flag, argv_of, check_value, parse_value
+
+
+@pytest.mark.parametrize("flag,text,words", [
+    (Flag("n", "", kind=int, minimum=1), "0", "positive integer"),
+    (Flag("n", "", kind=int, minimum=1), "10000000000000", "up to"),
+    (Flag("n", "", kind=int, minimum=0), "-1", ">= 0"),
+    (Flag("n", "", kind=int), "2.5", "an integer"),
+    (Flag("x", "", kind=float), "nan", "finite"),
+    (Flag("x", "", kind=float, minimum=0, strict=True), "0", "> 0"),
+    (Flag("p", "", kind=float, minimum=0, maximum=1), "1.5", "between 0 and 1"),
+    (Flag("c", "", choices=("a", "b")), "z", "one of a, b"),
+])
+def test_a_value_outside_its_declaration_is_refused_with_the_reason(flag, text, words):
+    with pytest.raises(ValueError, match=words):
+        parse_value(flag, text)
+
+
+def test_config_file_values_meet_the_same_rules_in_the_files_types():
+    check_value(Flag("x", "", kind=float, minimum=0), 0.5)
+    check_value(Flag("xs", "", kind=int, minimum=1, many=True), [1, 2])
+    for flag, value in [(Flag("on", "", kind=bool), 1), (Flag("n", "", kind=int), True),
+                        (Flag("xs", "", kind=int, many=True), 3), (Flag("n", "", kind=int), [3]),
+                        (Flag("x", "", kind=float), math.inf)]:
+        with pytest.raises(ValueError):
+            check_value(flag, value)
+
+
+OPTIONS = {  # a few options of each family, by key, as a Python caller gives them
+    "gan": {"dataset": "mnist", "lr": 0.001, "amp": False, "minibatch_discrimination": 100, "seed": 3},
+    "ssgan": {"dataset": "mnist", "d_hidden": [10, 5], "g_hidden": [], "labels": 20, "evaluate": False},
+    "pixelcnn": {"dataset": "binarized_mnist", "binarize": "none", "resume": "latest", "max_minutes": 1.5},
+    "gail": {"env": "Hopper-v5", "demos": "d.npz", "discriminator.reward": "log_d", "vime.eta": 0.5, "steps": 10},
+    "rollouts": {"env": "CartPole-v1", "policy": "p.zip", "deterministic": False},
+    "vime": {"env": "SparseHalfCheetah", "vime.eta": 0.01, "obs_norm": False, "n_envs": 2},
+    "bench": {"suite": "smoke", "ray": "auto", "dry_run": True, "budget_scale": 0.5, "seeds": "0-2"},
+}
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_argv_of_options_parses_back_to_the_same_options(command):
+    """What a benchmark prints as its command line gives the options it ran with."""
+    import importlib
+
+    options = OPTIONS[command]
+    module = importlib.import_module(next(c.module for c in COMMANDS if c.name == command))
+    declared = [flag for _, group in module.flag_groups(command) for flag in group]
+    parsed = vars(build_parser().parse_args([command, *argv_of(options, declared)]))
+    parsed.pop("command")
+    assert parsed == options
+
+
+def test_a_python_callers_options_are_checked_like_flags():
+    from rlgen.vision.config import resolve
+
+    with pytest.raises(UserError, match="lr: must be a finite number"):
+        resolve("gan", {"dataset": "mnist", "lr": math.nan})
+    with pytest.raises(UserError, match="unknown option.*lerning_rate"):
+        resolve("gan", {"dataset": "mnist", "lerning_rate": 0.1})
+    assert resolve("gan", {"dataset": "mnist", "lr": 0.001})["lr"] == 0.001
