@@ -22,8 +22,8 @@ from rlgen.vision.likelihood.outputs import (
     nats_to_bits_per_dim,
     softmax_nll,
 )
-from rlgen.vision.likelihood.pixelrnn import DiagonalBiLSTMLayer, skew, unskew
-from rlgen.vision.likelihood.reference import loop_skew, loop_unskew, to_reference
+from rlgen.vision.likelihood.pixelrnn import DiagonalBiLSTMLayer
+from rlgen.vision.likelihood.reference import loop_skew, to_reference
 from rlgen.vision.trainer import Trainer, TrainerConfig
 
 torch.set_num_threads(1)
@@ -161,11 +161,25 @@ def test_causality_check_catches_an_unshifted_right_to_left_direction(monkeypatc
 # Vectorised layers against straightforward ones
 
 
-def test_skew_and_unskew_match_the_loops():
-    x = torch.randn(2, 3, 5, 7)
-    assert torch.equal(skew(x), loop_skew(x))
-    assert torch.equal(skew(x)[0, 0, 2, 2:9], x[0, 0, 2])  # row i shifted right by i
-    assert torch.equal(unskew(skew(x), 7), x) and torch.equal(loop_unskew(skew(x), 7), x)
+def test_the_diagonal_layout_is_the_skewed_maps_step_by_step_and_back():
+    """Into the recurrence: column t of the skewed map (of the flipped map, right to left) at step t, a zero in front;
+    back: the inverse, the right-to-left direction flipped back. Both gathers' gradients are their transposes."""
+    from rlgen.vision.likelihood.diagonal_layout import DiagonalLayout
+
+    n, c, h, height, width = 2, 3, 2, 5, 7
+    x = torch.randn(n, c, height, width, dtype=torch.float64, requires_grad=True)
+    layout = DiagonalLayout(n, c, h, height, width, torch.device("cpu"))
+    steps = layout.to_steps(x)
+    assert steps.shape == (height + width - 1, 2, c, n, height + 1) and steps[..., 0].eq(0).all()
+    for d, image in enumerate((x, x.flip(3))):
+        torch.testing.assert_close(steps[:, d, :, :, 1:], loop_skew(image).permute(3, 1, 0, 2))
+    assert torch.equal(layout.inside[:, 1:], loop_skew(torch.ones(1, 1, height, width))[0, 0].t().bool())
+    states = torch.randn(height + width - 1, 2, h, n, height + 1, dtype=torch.float64, requires_grad=True)
+    maps = layout.to_maps(states)
+    for d in range(2):  # back through the layout: a map whose steps are the states
+        image = maps[:, d] if d == 0 else maps[:, d].flip(3)
+        torch.testing.assert_close(loop_skew(image).permute(3, 1, 0, 2), states[:, d, :, :, 1:] * layout.inside[:, None, None, 1:])
+    assert torch.autograd.gradcheck(layout.to_steps, (x,)) and torch.autograd.gradcheck(layout.to_maps, (states,))
 
 
 @pytest.mark.parametrize("channels,output", [(1, "bernoulli"), (3, "softmax")])

@@ -40,28 +40,13 @@ from rlgen.common.errors import UserError
 from rlgen.common.options import option
 from rlgen.vision.datasets import ImageDataset
 from rlgen.vision.likelihood.autoregressive import AutoregressivePixelModel
+from rlgen.vision.likelihood.diagonal_layout import diagonal_layout
 from rlgen.vision.likelihood.masked import MaskedConv2d, contiguous_groups, tiled_groups
 from rlgen.vision.likelihood.outputs import pixel_likelihood
 from rlgen.vision.likelihood.pixelcnn import check_pixel_options, output_layers
 from rlgen.vision.likelihood.recurrence import conv1d_kernel, lstm_recurrence
 
 VARIANTS = ("rowlstm", "diagbilstm")
-
-
-def skew(x: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W) -> (N, C, H, W + H - 1)`` with row ``i`` shifted right by ``i`` (zeros elsewhere), by one pad
-    and one reshape: row ``i`` padded to width ``W + H`` and re-read with width ``W + H - 1`` starts ``i`` further
-    right."""
-    n, c, h, w = x.shape
-    flat = F.pad(x, (0, h)).reshape(n, c, h * (w + h))
-    return flat[:, :, :h * (w + h - 1)].reshape(n, c, h, w + h - 1)
-
-
-def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
-    """The inverse of :func:`skew`: ``(N, C, H, W + H - 1) -> (N, C, H, W)``."""
-    n, c, h, skewed_width = x.shape
-    flat = F.pad(x.reshape(n, c, h * skewed_width), (0, h))
-    return flat.reshape(n, c, h, skewed_width + 1)[..., :width]
 
 
 def _gate_bias(conv: MaskedConv2d, h: int, directions: int = 1) -> None:
@@ -117,25 +102,20 @@ class DiagonalBiLSTMLayer(nn.Module):
         h = self.h
         # Right-to-left = left-to-right on the flipped map. Both directions' input maps are skewed (each diagonal
         # becomes a column) and laid out step-major with a zero in front of each column, (W + H - 1, 2 directions,
-        # 2h, N, 1 + H) (lstm_recurrence's layout). The 1x1 input-to-state convolution commutes with flip and skew:
-        # the recurrence applies it step by step, with its bias only where the skewed map holds a pixel (the
-        # padding of the skew stays zero, as when the gates themselves are skewed).
-        both = skew(torch.cat([x, x.flip(3)], dim=1))  # (N, 2 * 2h, H, W + H - 1)
-        steps = both.shape[3]
-        inputs = x.new_zeros(steps, 2, 2 * h, n, rows + 1)
-        inputs[..., 1:] = both.view(n, 2, 2 * h, rows, steps).permute(4, 1, 2, 0, 3)
-        inside = x.new_zeros(steps, rows + 1)
-        inside[:, 1:] = skew(x.new_ones(1, 1, rows, width))[0, 0].t()
+        # 2h, N, 1 + H) (lstm_recurrence's layout), by one gather (diagonal_layout). The 1x1 input-to-state
+        # convolution commutes with flip and skew: the recurrence applies it step by step, with its bias only where
+        # the skewed map holds a pixel (the padding of the skew stays zero, as when the gates themselves are skewed).
+        layout = diagonal_layout(n, 2 * h, h, rows, width, x.device)
+        inputs = layout.to_steps(x)
+        inside = layout.inside.to(x.dtype)
         conv = self.input_to_state
         # The 2x1 state-to-state kernel sees the pixel above (s[i - 1]) and the pixel to the left (s[i]) in the
         # previous column: left = 1.
         states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 2), left=1,
                                  in_weight=conv.masked_weight().view(2, 4 * h, 2 * h), bias=conv.bias,
                                  bias_mask=inside)  # (steps, 2, h, N, 1 + H)
-        states = states[..., 1:].permute(3, 1, 2, 4, 0).reshape(n, 2 * h, rows, steps)
-        states = unskew(states, width)  # (N, 2h, H, W)
-        left, right = states[:, :h], states[:, h:].flip(3)
-        return left + self.shift_down(right)
+        maps = layout.to_maps(states)  # (N, 2, h, H, W), the right-to-left direction flipped back
+        return maps[:, 0] + self.shift_down(maps[:, 1])
 
     @staticmethod
     def shift_down(right: torch.Tensor) -> torch.Tensor:
