@@ -26,8 +26,8 @@ class Flag:
     """One option. ``kind`` is int, float, str or bool (a switch); ``many``: one or more values (a list; ``optional_list``:
     also none); ``minimum``/``maximum`` bound a number (``strict``: the minimum itself excluded); ``const`` is the value
     of the flag given with no value; ``flag`` names the switch when it is not ``--key`` (e.g. ``--stochastic``, which
-    stores ``const``); a dotted ``key`` (``vime.eta``) sets a key of a config section; ``free``: a name or path,
-    checked where it is used."""
+    stores ``const``); a dotted ``key`` (``vime.eta``) sets a key of a config section; ``positional``: an argument
+    without a flag (bench's suite). A ``str`` without choices is a name or a path, checked where it is used."""
 
     key: str
     help: str
@@ -58,12 +58,13 @@ def option(default: Any, help: str, *, minimum: float | None = None, maximum: fl
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def flags_of(options: type, only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> list[Flag]:
-    """The :class:`Flag` of every :func:`option` field of the dataclass ``options`` (a tuple field takes a list)."""
+def flags_of(options: type, skip: Sequence[str] = ()) -> list[Flag]:
+    """The :class:`Flag` of every :func:`option` field of the dataclass ``options`` but those in ``skip`` (a tuple
+    field takes a list)."""
     hints = typing.get_type_hints(options)
     out = []
     for field in dataclasses.fields(options):
-        if "help" not in field.metadata or field.name in skip or (only is not None and field.name not in only):
+        if "help" not in field.metadata or field.name in skip:
             continue
         kind = hints[field.name]
         many = typing.get_origin(kind) is tuple
