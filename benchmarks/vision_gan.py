@@ -1,6 +1,6 @@
 """The GAN benchmarks of issue #5, each running the package's own entry point (``rlgen.vision.train.train`` of the
-configuration that ``rlgen <command>`` resolves), so that they measure what a user runs. Every table is printed with the command, the commit, the device and the date, and saved as JSON under
-``benchmarks/results/vision-gan/``.
+configuration that ``rlgen <command>`` resolves), so that they measure what a user runs. Every table is printed with
+the command, the commit, the device and the date, and saved as JSON under ``benchmarks/results/vision-gan/``.
 
     # semi-supervised MNIST, 100 labels; unlabelled data: the 22,699 training images of the partial npz; the test
     # error is on the full 10,000-image test set (target <= 1.5%)
@@ -22,8 +22,8 @@ rows of an earlier result file for the seeds not run again (run directories are 
     python benchmarks/vision_gan.py infogan --dataset mnist_partial.npz --from-runs RUN1 RUN2 \
         --with-rows benchmarks/results/vision-gan/infogan-mnist_partial.json
 
-``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``). ``--epochs`` and
-``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
+``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``). ``--epochs``
+and ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
 """
 
 from __future__ import annotations

@@ -268,10 +268,10 @@ def model_name(cfg: dict[str, Any]) -> str:
 
 def train(name: str, dataset: str, data_dir: str, binarize: str, args: argparse.Namespace, out: Path) -> Path | None:
     """Train ``name`` with ``rlgen <command>``; its run directory, or None when training failed."""
-    command, options = MODELS[name]
+    command, model_options = MODELS[name]
     options = {"dataset": dataset, "data_dir": data_dir, "binarize": binarize, "epochs": args.epochs,
                "seed": args.seed, "out": str(out), "device": args.device, "evaluate": False,
-               "n_samples": args.sample_n, **options, **(TINY[command] if args.tiny else {}),
+               "n_samples": args.sample_n, **model_options, **(TINY[command] if args.tiny else {}),
                **{key: getattr(args, key) for key in ("limit_images", "batch_size") if getattr(args, key)}}
     print(f"  {command_line([command, *argv_of(options, config.declared(command))])}", flush=True)
     before = set(out.glob(f"{command}-*"))

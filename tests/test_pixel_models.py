@@ -178,7 +178,8 @@ def test_the_diagonal_layout_is_the_skewed_maps_step_by_step_and_back():
     maps = layout.to_maps(states)
     for d in range(2):  # back through the layout: a map whose steps are the states
         image = maps[:, d] if d == 0 else maps[:, d].flip(3)
-        torch.testing.assert_close(loop_skew(image).permute(3, 1, 0, 2), states[:, d, :, :, 1:] * layout.inside[:, None, None, 1:])
+        torch.testing.assert_close(loop_skew(image).permute(3, 1, 0, 2),
+                                   states[:, d, :, :, 1:] * layout.inside[:, None, None, 1:])
     assert torch.autograd.gradcheck(layout.to_steps, (x,)) and torch.autograd.gradcheck(layout.to_maps, (states,))
 
 

@@ -51,7 +51,8 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     if "env" in flags:  # per-env defaults are keyed by short name, whichever form the user typed
         flags["env"] = short_name(flags["env"])
     defaults, section, _ = packaged_defaults(command)
-    cfg = resolve_config(flags, dict(defaults, command=command), [*FLAGS[command], *RUN_FLAGS], section.get("tasks", {}))
+    cfg = resolve_config(flags, dict(defaults, command=command), [*FLAGS[command], *RUN_FLAGS],
+                         section.get("tasks", {}))
     if command != "vime":
         cfg["algo"] = command
         cfg.pop("vime", None)

@@ -23,9 +23,9 @@ MAX_COUNT = 10**12  # budgets, sizes and counts beyond this are typos (1e12 env 
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """One option. ``kind`` is int, float, str or bool (a switch); ``many``: one or more values (a list; ``optional_list``:
-    also none); ``minimum``/``maximum`` bound a number (``strict``: the minimum itself excluded); ``const`` is the value
-    of the flag given with no value; ``flag`` names the switch when it is not ``--key`` (e.g. ``--stochastic``, which
+    """One option. ``kind`` is int, float, str or bool (a switch); ``many``: one or more values (a list;
+    ``optional_list``: also none); ``minimum``/``maximum`` bound a number (``strict``: the minimum itself excluded);
+    ``const`` is the value of the flag given with no value; ``flag`` names the switch when it is not ``--key`` (e.g. ``--stochastic``, which
     stores ``const``); a dotted ``key`` (``vime.eta``) sets a key of a config section; ``positional``: an argument
     without a flag (bench's suite). A ``str`` without choices is a name or a path, checked where it is used."""
 

@@ -58,7 +58,8 @@ def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declar
             saved = saved_run_config(Path(resume))
             task = flags[task_key] = saved.get(f"{task_key}_name") or saved.get(task_key)
     if task is None:
-        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in --config")
+        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in "
+                        "--config")
     task_cfg = (tasks or {}).get(str(task), {})
     cfg = dict(defaults)
     if presets:

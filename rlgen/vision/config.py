@@ -52,28 +52,31 @@ def _skipped(command: str) -> tuple[str, ...]:
 DERIVED_FIELDS = ("image_shape", "output", "num_classes", "steps_per_epoch", "epochs")
 
 
-def option_defaults(command: str) -> dict[str, Any]:
-    """The defaults of ``command``'s option dataclasses (data, trainer, model), as a config file holds them."""
+def _option_classes(command: str) -> list[tuple[str, type, tuple[str, ...]]]:
+    """``(help group, options dataclass, fields it leaves out)`` of each dataclass that ``command`` takes options from:
+    the data's and the trainer's (but what the model does not take), its model's."""
     from rlgen.vision.models import model_class
     from rlgen.vision.trainer import TrainerConfig
 
     model, skip = model_class(command), _skipped(command)
-    out = {**keyword_defaults(DataOptions, exclude=skip), **keyword_defaults(TrainerConfig, exclude=skip)}
-    for options in (model.options_class, *model.extra_options):
-        out.update(keyword_defaults(options, exclude=DERIVED_FIELDS))
+    return [("data", DataOptions, skip), ("training", TrainerConfig, skip),
+            *((model.title, options, DERIVED_FIELDS) for options in (model.options_class, *model.extra_options))]
+
+
+def option_defaults(command: str) -> dict[str, Any]:
+    """The defaults of ``command``'s option dataclasses (data, trainer, model), as a config file holds them."""
+    out: dict[str, Any] = {}
+    for _, options, skip in _option_classes(command):
+        out.update(keyword_defaults(options, exclude=skip))
     return out
 
 
 def flag_groups(command: str) -> list[tuple[str, list[Flag]]]:
     """``command``'s options in the groups of its --help."""
-    from rlgen.vision.models import model_class
-    from rlgen.vision.trainer import TrainerConfig
-
-    model, skip = model_class(command), _skipped(command)
-    model_flags = [flag for options in (model.options_class, *model.extra_options)
-                   for flag in flags_of(options, skip=DERIVED_FIELDS)]
-    return [("data", flags_of(DataOptions, skip=skip)), ("training", flags_of(TrainerConfig, skip=skip)),
-            (model.title, model_flags), ("run options", run_flags("epochs"))]
+    groups: dict[str, list[Flag]] = {}
+    for title, options, skip in _option_classes(command):
+        groups.setdefault(title, []).extend(flags_of(options, skip=skip))
+    return [*groups.items(), ("run options", run_flags("epochs"))]
 
 
 def declared(command: str) -> list[Flag]:
@@ -97,7 +100,8 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     from rlgen.vision.datasets import canonical_name, data_root
 
     defaults, section, _ = packaged_defaults(command)
-    cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}), task_key="dataset")
+    cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}),
+                         task_key="dataset")
     cfg["dataset"] = canonical_name(str(cfg["dataset"]))
     if cfg["dataset"].endswith(".npz"):
         path = Path(cfg["dataset"]).expanduser()

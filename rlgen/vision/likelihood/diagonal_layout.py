@@ -23,8 +23,8 @@ class _Gather(torch.autograd.Function):
     an index needs it (``zero_in``, ``zero_back``)."""
 
     @staticmethod
-    def forward(ctx, src: torch.Tensor, index: torch.Tensor, transpose: torch.Tensor, zero_in: bool,  # type: ignore[override]
-                zero_back: bool):
+    def forward(ctx, src: torch.Tensor, index: torch.Tensor,  # type: ignore[override]
+                transpose: torch.Tensor, zero_in: bool, zero_back: bool):
         ctx.save_for_backward(transpose)
         ctx.src_shape, ctx.zero_back = src.shape, zero_back
         return _flat(src, zero_in).index_select(0, index.view(-1)).view(index.shape)
