@@ -215,3 +215,18 @@ def test_checkpoints_see_the_reward_source_and_the_policy_at_the_same_rollout():
     model.learn(48, callback=CallbackList([RewardRelabelCallback(source), checkpoint]))
     assert len(saved) >= 3
     assert all(updates == fitted for updates, fitted in saved), saved
+
+
+def test_checkpoints_also_come_by_the_clock():
+    """A slow run checkpoints every ``max_interval_s`` seconds even when ``every`` env steps have not passed (here
+    never: every=0), and never twice at the same step."""
+    env = make_vec_env(CounterEnv, n_envs=2, seed=0)
+    model = A2C("MlpPolicy", env, n_steps=4, seed=0)
+    by_clock: list[int] = []
+    model.learn(24, callback=ProgressAndCheckpoint(lambda: by_clock.append(model.num_timesteps), every=0, total=24,
+                                                   start=0, max_interval_s=0.0))
+    assert by_clock == [8, 16]  # at the start of the 2nd and 3rd rollouts: the 1st has nothing to save yet
+    never: list[int] = []
+    model.learn(24, callback=ProgressAndCheckpoint(lambda: never.append(model.num_timesteps), every=0, total=24,
+                                                   start=0, max_interval_s=3600.0))
+    assert never == []
