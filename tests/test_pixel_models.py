@@ -162,24 +162,27 @@ def test_causality_check_catches_an_unshifted_right_to_left_direction(monkeypatc
 
 
 def test_the_diagonal_layout_is_the_skewed_maps_step_by_step_and_back():
-    """Into the recurrence: column t of the skewed map (of the flipped map, right to left) at step t, a zero in front;
-    back: the inverse, the right-to-left direction flipped back. Both gathers' gradients are their transposes."""
+    """Into the recurrence: column t of the skewed map (of the flipped map, right to left) at step t, position-major;
+    back: the inverse, the right-to-left direction flipped back. The active rows of each step are those on the image.
+    Both gathers' gradients are their transposes."""
     from rlgen.vision.likelihood.diagonal_layout import DiagonalLayout
 
     n, c, h, height, width = 2, 3, 2, 5, 7
     x = torch.randn(n, c, height, width, dtype=torch.float64, requires_grad=True)
-    layout = DiagonalLayout(n, c, h, height, width, torch.device("cpu"))
+    layout = DiagonalLayout(c, h, height, width, torch.device("cpu"))
     steps = layout.to_steps(x)
-    assert steps.shape == (height + width - 1, 2, c, n, height + 1) and steps[..., 0].eq(0).all()
+    assert steps.shape == (height + width - 1, 2, c, height, n)
     for d, image in enumerate((x, x.flip(3))):
-        torch.testing.assert_close(steps[:, d, :, :, 1:], loop_skew(image).permute(3, 1, 0, 2))
-    assert torch.equal(layout.inside[:, 1:], loop_skew(torch.ones(1, 1, height, width))[0, 0].t().bool())
-    states = torch.randn(height + width - 1, 2, h, n, height + 1, dtype=torch.float64, requires_grad=True)
+        torch.testing.assert_close(steps[:, d], loop_skew(image).permute(3, 1, 2, 0))
+    on_image = loop_skew(torch.ones(1, 1, height, width))[0, 0].t().bool()  # (steps, rows)
+    for t, (lo, hi) in enumerate(layout.active):
+        assert on_image[t].nonzero().view(-1).tolist() == list(range(lo, hi))
+    states = torch.randn(height + width - 1, 2, h, height, n, dtype=torch.float64, requires_grad=True)
     maps = layout.to_maps(states)
     for d in range(2):  # back through the layout: a map whose steps are the states
         image = maps[:, d] if d == 0 else maps[:, d].flip(3)
-        torch.testing.assert_close(loop_skew(image).permute(3, 1, 0, 2),
-                                   states[:, d, :, :, 1:] * layout.inside[:, None, None, 1:])
+        torch.testing.assert_close(loop_skew(image).permute(3, 1, 2, 0),
+                                   states[:, d] * on_image[:, None, :, None])
     assert torch.autograd.gradcheck(layout.to_steps, (x,)) and torch.autograd.gradcheck(layout.to_maps, (states,))
 
 
@@ -328,31 +331,49 @@ def test_under_bf16_autocast_the_logits_stay_fp32_and_the_nll_barely_moves():
 
 @pytest.mark.parametrize("with_in_weight", [True, False])
 @pytest.mark.parametrize("left,k", [(1, 2), (1, 3), (0, 1)])
-def test_the_recurrences_hand_written_backward_is_the_gradient(with_in_weight, left, k):
-    """torch.autograd.gradcheck (float64) of every input of the LSTM recurrence, pads and bias mask included."""
+@pytest.mark.parametrize("ranges", [False, True])
+def test_the_recurrences_hand_written_backward_is_the_gradient(with_in_weight, left, k, ranges):
+    """torch.autograd.gradcheck (float64) of every input of the LSTM recurrence, with steps that compute all their
+    positions or a range of them (positions outside it stay 0)."""
     from rlgen.vision.likelihood.recurrence import lstm_recurrence
 
     torch.manual_seed(0)
-    t_steps, d, h, n, width = 4, 2, 2, 2, 4  # lines of 3 positions, a pad in front of each
+    t_steps, d, h, length, n = 4, 2, 2, 3, 2
     channels = 3 if with_in_weight else 4 * h
-    inputs = torch.randn(t_steps, d, channels, n, width, dtype=torch.float64)
-    inputs[..., 0] = 0
+    inputs = torch.randn(t_steps, d, channels, length, n, dtype=torch.float64).requires_grad_()
     weight = (0.5 * torch.randn(d, 4 * h, k * h, dtype=torch.float64)).requires_grad_()
+    active = [(0, 1), (0, 2), (1, 3), (2, 3)] if ranges else None
     args: dict = {}
     if with_in_weight:
-        mask = torch.ones(t_steps, width, dtype=torch.float64)
-        mask[:, 0] = 0
-        mask[0, 2:] = 0  # off the image at the first step
         args = {"in_weight": torch.randn(d, 4 * h, channels, dtype=torch.float64).requires_grad_(),
-                "bias": torch.randn(d * 4 * h, dtype=torch.float64).requires_grad_(), "bias_mask": mask}
-    inputs.requires_grad_()
+                "bias": torch.randn(d * 4 * h, dtype=torch.float64).requires_grad_()}
 
     def f(inputs, weight, *rest):
-        kwargs = dict(zip([k for k in ("in_weight", "bias") if k in args], rest))
-        return lstm_recurrence(inputs, weight, left, **kwargs, bias_mask=args.get("bias_mask"))
+        return lstm_recurrence(inputs, weight, left, **dict(zip(args, rest)), active=active)
 
-    extra = [args[k] for k in ("in_weight", "bias") if k in args]
-    assert torch.autograd.gradcheck(f, (inputs, weight, *extra), eps=1e-6, atol=1e-6)
+    out = f(inputs, weight, *args.values())
+    if ranges:
+        for t, (lo, hi) in enumerate(active):
+            assert out[t, ..., :lo, :].eq(0).all() and out[t, ..., hi:, :].eq(0).all()
+    assert torch.autograd.gradcheck(f, (inputs, weight, *args.values()), eps=1e-6, atol=1e-6)
+
+
+def test_a_recurrence_on_a_range_equals_the_full_one_where_nothing_outside_reaches():
+    """Steps that compute only the rows of a diagonal (as the Diagonal BiLSTM's skewed map) give the states the full
+    recurrence gives on them when the inputs elsewhere are 0 and no bias is added off the diagonal."""
+    from rlgen.vision.likelihood.diagonal_layout import DiagonalLayout
+    from rlgen.vision.likelihood.recurrence import lstm_recurrence
+
+    torch.manual_seed(0)
+    n, c, h, height, width = 2, 4, 2, 4, 5
+    layout = DiagonalLayout(c, h, height, width, torch.device("cpu"))
+    inputs = layout.to_steps(torch.randn(n, c, height, width, dtype=torch.float64))  # 0 off the image
+    weight = torch.randn(2, 4 * h, 2 * h, dtype=torch.float64)
+    in_weight = torch.randn(2, 4 * h, c, dtype=torch.float64)
+    ranged = lstm_recurrence(inputs, weight, 1, in_weight=in_weight, active=layout.active)
+    full = lstm_recurrence(inputs, weight, 1, in_weight=in_weight)
+    for t, (lo, hi) in enumerate(layout.active):
+        torch.testing.assert_close(ranged[t, :, :, lo:hi], full[t, :, :, lo:hi])
 
 
 @pytest.mark.parametrize("variant", ["rowlstm", "diagbilstm"])

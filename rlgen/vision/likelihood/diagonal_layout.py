@@ -1,12 +1,13 @@
 """The Diagonal BiLSTM's change of layout as one gather each way.
 
 The recurrence (:func:`rlgen.vision.likelihood.recurrence.lstm_recurrence`) wants both directions' input maps
-skewed (row ``i`` shifted right by ``i``, so each diagonal becomes a column) and laid out step-major with a zero in
-front of each column, ``(W + H - 1 steps, 2 directions, C, N, 1 + H)``; the right-to-left direction is the
-left-to-right one on the horizontally flipped map. Done with flips, pads, reshapes and a permute, that took ~10 passes
+skewed (row ``i`` shifted right by ``i``, so each diagonal becomes a column) and laid out step-major and
+position-major, ``(W + H - 1 steps, 2 directions, C, H, N)``; the right-to-left direction is the left-to-right one on
+the horizontally flipped map. Done with flips, pads, reshapes and a permute, that took ~10 passes
 over memory with poor locality each way (forward and backward, into and out of the recurrence): about a third of a
-training step. Every element of the new layout is one element of the old one (or a zero), so each change of layout
-is one ``index_select`` with a precomputed index, and its gradient the ``index_select`` of the transposed index.
+training step. Every element of the new layout is one element of the old one (or a zero), and both layouts keep
+the batch innermost once the maps are read as rows of ``N`` images, so each change of layout is one ``index_select``
+of whole rows with a precomputed index, and its gradient the ``index_select`` of the transposed index.
 """
 
 from __future__ import annotations
@@ -16,32 +17,54 @@ from collections import OrderedDict
 import torch
 
 
-class _Gather(torch.autograd.Function):
-    """``out = src[index]`` (flattened), where ``index`` may point one past the source for a zero; the backward sums
-    the gradient over the ``R`` places each source element went to (``transpose`` ``(R, src.numel())``, pointing one
-    past the gradient where there are fewer). The zero costs a copy of the whole tensor, so it is appended only where
-    an index needs it (``zero_in``, ``zero_back``)."""
+class _ToSteps(torch.autograd.Function):
+    """``(N, C, H, W)`` maps -> ``(S, 2, C, H, N)`` steps: the maps as rows of ``N`` (``(C H W, N)``, one transposing
+    copy, with a zero row appended for the places off the image), and one ``index_select`` of whole rows. The backward
+    sums each pixel's gradient over its two places (``transpose`` ``(2, C H W)``: the rows of the steps that read
+    it)."""
 
     @staticmethod
-    def forward(ctx, src: torch.Tensor, index: torch.Tensor,  # type: ignore[override]
-                transpose: torch.Tensor, zero_in: bool, zero_back: bool):
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, transpose: torch.Tensor):  # type: ignore[override]
+        n, c, height, width = x.shape
+        rows = x.new_empty(c * height * width + 1, n)
+        rows[:-1].view(c, height, width, n).copy_(x.permute(1, 2, 3, 0))
+        rows[-1].zero_()
         ctx.save_for_backward(transpose)
-        ctx.src_shape, ctx.zero_back = src.shape, zero_back
-        return _flat(src, zero_in).index_select(0, index.view(-1)).view(index.shape)
+        ctx.shape = x.shape
+        return rows.index_select(0, index.view(-1)).view(*index.shape, n)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (transpose,) = ctx.saved_tensors
-        flat = _flat(grad, ctx.zero_back)
-        out = flat.index_select(0, transpose[0])
-        for row in transpose[1:]:
-            out += flat.index_select(0, row)
-        return out.view(ctx.src_shape), None, None, None, None
+        n, c, height, width = ctx.shape
+        rows = grad.reshape(-1, n)
+        out = rows.index_select(0, transpose[0])
+        out += rows.index_select(0, transpose[1])
+        return out.view(c, height, width, n).permute(3, 0, 1, 2), None, None
 
 
-def _flat(x: torch.Tensor, zero: bool) -> torch.Tensor:
-    """``x`` flattened, with a zero appended if ``zero``."""
-    return torch.cat([x.reshape(-1), x.new_zeros(1)]) if zero else x.reshape(-1)
+class _ToMaps(torch.autograd.Function):
+    """``(S, 2, h, H, N)`` states -> ``(N, 2, h, H, W)`` maps: one ``index_select`` of rows of ``N`` (``index``
+    ``(2, h, H, W)``: the row of the states each pixel reads) and a permute. The backward writes the maps' gradient
+    as rows of ``N`` with a zero row appended and gathers it back (``transpose`` ``(1, S 2 h H)``: the pixel each
+    state row went to, or the zero row for the states off the image)."""
+
+    @staticmethod
+    def forward(ctx, states: torch.Tensor, index: torch.Tensor, transpose: torch.Tensor):  # type: ignore[override]
+        n = states.shape[-1]
+        ctx.save_for_backward(transpose)
+        ctx.shape = states.shape
+        out = states.reshape(-1, n).index_select(0, index.view(-1)).view(*index.shape, n)
+        return out.permute(4, 0, 1, 2, 3)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (transpose,) = ctx.saved_tensors
+        n, directions, h, height, width = grad.shape
+        rows = grad.new_empty(directions * h * height * width + 1, n)
+        rows[:-1].view(directions, h, height, width, n).copy_(grad.permute(1, 2, 3, 4, 0))
+        rows[-1].zero_()
+        return rows.index_select(0, transpose[0]).view(ctx.shape), None, None
 
 
 def _transpose(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -60,68 +83,66 @@ def _transpose(index: torch.Tensor, size: int) -> torch.Tensor:
     return out.to(torch.int32)
 
 
-def _step_index(n: int, c: int, height: int, width: int) -> torch.Tensor:
-    """For the step-major layout ``(S, 2, C, N, 1 + H)``, the flat position in an ``(N, C, H, W)`` map of each
-    element (``N C H W``, the zero, for the pads and off the image)."""
+def _step_index(c: int, height: int, width: int) -> torch.Tensor:
+    """For the steps ``(S, 2, C, H)`` (each a row of ``N`` images), the row of the maps as rows ``(C H W, N)`` that
+    each reads (``C H W``, the zero row, off the image)."""
     steps = height + width - 1
-    s = torch.arange(steps).view(steps, 1, 1, 1, 1)
-    d = torch.arange(2).view(1, 2, 1, 1, 1)
-    ch = torch.arange(c).view(1, 1, c, 1, 1)
-    image = torch.arange(n).view(1, 1, 1, n, 1)
-    row = torch.arange(height + 1).view(1, 1, 1, 1, height + 1) - 1  # position 0 is the pad
+    s = torch.arange(steps).view(steps, 1, 1, 1)
+    d = torch.arange(2).view(1, 2, 1, 1)
+    ch = torch.arange(c).view(1, 1, c, 1)
+    row = torch.arange(height).view(1, 1, 1, height)
     column = s - row  # in the skewed map of this direction
     column_in_map = torch.where(d == 0, column, width - 1 - column)  # right-to-left: the flipped map's column
-    inside = (row >= 0) & (column >= 0) & (column < width)
-    flat = ((image * c + ch) * height + row.clamp(min=0)) * width + column_in_map.clamp(0, width - 1)
-    return torch.where(inside, flat, n * c * height * width).to(torch.int32)
+    inside = (column >= 0) & (column < width)
+    flat = (ch * height + row) * width + column_in_map.clamp(0, width - 1)
+    return torch.where(inside, flat, c * height * width).to(torch.int32)
 
 
-def _map_index(n: int, h: int, height: int, width: int) -> torch.Tensor:
-    """For each element of the ``(N, 2, h, H, W)`` maps, its flat position in the states ``(S, 2, h, N, 1 + H)``."""
-    image = torch.arange(n).view(n, 1, 1, 1, 1)
-    d = torch.arange(2).view(1, 2, 1, 1, 1)
-    ch = torch.arange(h).view(1, 1, h, 1, 1)
-    row = torch.arange(height).view(1, 1, 1, height, 1)
-    column = torch.arange(width).view(1, 1, 1, 1, width)
+def _map_index(h: int, height: int, width: int) -> torch.Tensor:
+    """For each pixel of the ``(2, h, H, W)`` maps (a row of ``N`` images), its row in the states ``(S, 2, h, H)``."""
+    d = torch.arange(2).view(2, 1, 1, 1)
+    ch = torch.arange(h).view(1, h, 1, 1)
+    row = torch.arange(height).view(1, 1, height, 1)
+    column = torch.arange(width).view(1, 1, 1, width)
     step = row + torch.where(d == 0, column, width - 1 - column)
-    return ((((step * 2 + d) * h + ch) * n + image) * (height + 1) + row + 1).to(torch.int32)
+    return (((step * 2 + d) * h + ch) * height + row).to(torch.int32)
 
 
 class DiagonalLayout:
     """The gathers between an ``(N, C, H, W)`` map and the recurrence's step-major layout, and from the
-    recurrence's states ``(S, 2, h, N, 1 + H)`` back to ``(N, 2, h, H, W)`` maps (right-to-left unflipped)."""
+    recurrence's states ``(S, 2, h, H, N)`` back to ``(N, 2, h, H, W)`` maps (right-to-left unflipped). The gathers
+    move whole rows of ``N`` images: a row is contiguous on both sides."""
 
-    def __init__(self, n: int, c: int, h: int, height: int, width: int, device: torch.device):
-        into, back = _step_index(n, c, height, width), _map_index(n, h, height, width)
-        assert back.max() < (height + width - 1) * 2 * h * n * (height + 1)  # every map element is a state
+    def __init__(self, c: int, h: int, height: int, width: int, device: torch.device):
+        into, back = _step_index(c, height, width), _map_index(h, height, width)
+        state_rows = (height + width - 1) * 2 * h * height
+        assert back.max() < state_rows  # every pixel is a state
         self.into = into.to(device)
-        self.into_transpose = _transpose(into, n * c * height * width).to(device)
+        self.into_transpose = _transpose(into, c * height * width).to(device)
         assert self.into_transpose.shape[0] == 2 and self.into_transpose.max() < into.numel()  # each pixel twice
         self.back = back.to(device)
-        self.back_transpose = _transpose(back, (height + width - 1) * 2 * h * n * (height + 1)).to(device)
-        #: (S, 1 + H): where a step's column holds a pixel of the image (not a pad, not off the image)
-        self.inside = (into[:, 0, 0, 0] < n * c * height * width).to(device)
+        self.back_transpose = _transpose(back, state_rows).to(device)
+        #: for each step, the rows ``[lo, hi)`` where its column of the skewed map holds a pixel of the image
+        self.active = [(max(0, s - width + 1), min(height, s + 1)) for s in range(height + width - 1)]
 
     def to_steps(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> ``(S, 2, C, N, 1 + H)``: both directions, skewed, step-major, zero-padded. (Every pixel
-        goes to one place in each direction: the backward needs no zero.)"""
-        return _Gather.apply(x, self.into, self.into_transpose, True, False)
+        """``(N, C, H, W)`` -> ``(S, 2, C, H, N)``: both directions, skewed, step-major, zero off the image."""
+        return _ToSteps.apply(x, self.into, self.into_transpose)
 
     def to_maps(self, states: torch.Tensor) -> torch.Tensor:
-        """``(S, 2, h, N, 1 + H)`` -> ``(N, 2, h, H, W)``, the right-to-left direction flipped back. (The states at
-        the pads and off the image get a zero gradient.)"""
-        return _Gather.apply(states, self.back, self.back_transpose, False, True)
+        """``(S, 2, h, H, N)`` -> ``(N, 2, h, H, W)``, the right-to-left direction flipped back. (The states off
+        the image get a zero gradient.)"""
+        return _ToMaps.apply(states, self.back, self.back_transpose)
 
 
 _LAYOUTS: OrderedDict[tuple, DiagonalLayout] = OrderedDict()
 
 
-def diagonal_layout(n: int, c: int, h: int, height: int, width: int, device: torch.device) -> DiagonalLayout:
-    """The layout for these sizes, kept for the next call (the few most recent: a training batch, the last smaller
-    one, the evaluation and sampling batches)."""
-    key = (n, c, h, height, width, str(device))
+def diagonal_layout(c: int, h: int, height: int, width: int, device: torch.device) -> DiagonalLayout:
+    """The layout for these sizes (any batch size), kept for the next call (the few most recent)."""
+    key = (c, h, height, width, str(device))
     if key not in _LAYOUTS:
-        _LAYOUTS[key] = DiagonalLayout(n, c, h, height, width, device)
+        _LAYOUTS[key] = DiagonalLayout(c, h, height, width, device)
         while len(_LAYOUTS) > 6:
             _LAYOUTS.popitem(last=False)
     _LAYOUTS.move_to_end(key)

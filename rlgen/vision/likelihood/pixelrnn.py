@@ -70,14 +70,12 @@ class RowLSTMLayer(nn.Module):
 
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
         """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
-        n, _, rows, width = x.shape
         gates_in = self.input_to_state(x)  # the whole map in one convolution
-        # rows are the steps, with a zero in front of each row (lstm_recurrence's layout): (H, 1 direction, 4h, N,
-        # 1 + W); the 1x3 state-to-state kernel sees the previous row at j - 1, j and j + 1 (left = 1)
-        inputs = x.new_zeros(rows, 1, 4 * self.h, n, width + 1)
-        inputs[:, 0, :, :, 1:] = gates_in.permute(2, 1, 0, 3)
+        # rows are the steps, position-major (lstm_recurrence's layout): (H, 1 direction, 4h, W, N); the 1x3
+        # state-to-state kernel sees the previous row at j - 1, j and j + 1 (left = 1)
+        inputs = gates_in.permute(2, 1, 3, 0).unsqueeze(1)
         states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 1), left=1)
-        return states[:, 0, :, :, 1:].permute(2, 1, 0, 3)  # (N, h, H, W)
+        return states[:, 0].permute(3, 1, 0, 2).contiguous()  # (N, h, H, W), contiguous for the 1x1 convolution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.output(self.recurrence(x))
@@ -98,24 +96,25 @@ class DiagonalBiLSTMLayer(nn.Module):
         _gate_bias(self.input_to_state, h, directions=2)
 
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, rows, width = x.shape
+        rows, width = x.shape[2:]
         h = self.h
         # Right-to-left = left-to-right on the flipped map. Both directions' input maps are skewed (each diagonal
-        # becomes a column) and laid out step-major with a zero in front of each column, (W + H - 1, 2 directions,
-        # 2h, N, 1 + H) (lstm_recurrence's layout), by one gather (diagonal_layout). The 1x1 input-to-state
-        # convolution commutes with flip and skew: the recurrence applies it step by step, with its bias only where
-        # the skewed map holds a pixel (the padding of the skew stays zero, as when the gates themselves are skewed).
-        layout = diagonal_layout(n, 2 * h, h, rows, width, x.device)
+        # becomes a column) and laid out step-major and position-major, (W + H - 1, 2 directions, 2h, H, N)
+        # (lstm_recurrence's layout), by one gather (diagonal_layout). The 1x1 input-to-state convolution commutes
+        # with flip and skew: the recurrence applies it step by step. Each step computes only the rows where its
+        # column of the skewed map holds a pixel (layout.active): the other positions' states would be 0 (below the
+        # diagonal) or never reach a pixel (past the right edge), so the model's output is the same.
+        layout = diagonal_layout(2 * h, h, rows, width, x.device)
         inputs = layout.to_steps(x)
-        inside = layout.inside.to(x.dtype)
         conv = self.input_to_state
         # The 2x1 state-to-state kernel sees the pixel above (s[i - 1]) and the pixel to the left (s[i]) in the
         # previous column: left = 1.
         states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 2), left=1,
                                  in_weight=conv.masked_weight().view(2, 4 * h, 2 * h), bias=conv.bias,
-                                 bias_mask=inside)  # (steps, 2, h, N, 1 + H)
+                                 active=layout.active)  # (steps, 2, h, H, N)
         maps = layout.to_maps(states)  # (N, 2, h, H, W), the right-to-left direction flipped back
-        return maps[:, 0] + self.shift_down(maps[:, 1])
+        # (contiguous: the maps come batch-innermost from the gather, and the 1x1 convolutions are slow on that)
+        return (maps[:, 0] + self.shift_down(maps[:, 1])).contiguous()
 
     @staticmethod
     def shift_down(right: torch.Tensor) -> torch.Tensor:

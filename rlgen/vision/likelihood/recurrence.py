@@ -8,11 +8,12 @@ step a whole line of ``L`` positions in each of ``N`` images, for ``D`` independ
 
 Under autograd every step records a dozen small nodes, slicing the gates or a convolution's output costs a
 zero-filled gradient per step, and oneDNN's convolutions are slow at these sizes; a 7-layer Diagonal BiLSTM on 64
-MNIST images took 4 s a step. Here each step's lines are one padded row of ``(D, channels, N (L + 1))`` positions,
-so that each of the k taps of the kernel is one batched matrix product with a contiguous slice of the previous
-state; the forward keeps each step's gate activations and cells, and backpropagation through time runs by hand:
-per step a few element-wise ops and, per tap, two batched matrix products (the state's gradient, and the kernel's,
-accumulated).
+MNIST images took 4 s a step. Here each step is one row of ``(D, channels, L N)`` positions (position-major), so
+that each of the k taps of the kernel is one batched matrix product with a contiguous slice of the previous state;
+the forward keeps each step's gate activations and cells, and backpropagation through time runs by hand: per step a
+few element-wise ops and, per tap, two batched matrix products (the state's gradient, and the kernel's,
+accumulated). A step may compute only a range of positions (``active``): the Diagonal BiLSTM's skewed map is half
+off the image, and computing only the diagonal's pixels halves its work.
 """
 
 from __future__ import annotations
@@ -27,129 +28,152 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 class _LSTMRecurrence(torch.autograd.Function):
-    """The recurrence on a padded, flat layout: each line has one zero position in front, so that the ``N`` lines
-    of a step are one row of ``M = N (L + 1)`` positions and every tap of the kernel reads one contiguous slice of
-    the previous state (the pads keep lines apart); each step's state is kept in ``(D, h, M + 2)``, with a zero at
-    each end for the taps that reach past the row. Pad positions are computed and then zeroed: the state there is 0
-    and no gradient flows through it. With ``in_weight``, the input-to-state product is taken step by step too, so
-    the ``(T, D, 4h, ...)`` gates of all steps never exist in memory: on a CPU this recurrence is bound by memory
-    traffic."""
+    """The recurrence on a position-major layout: step ``t`` is ``(D, C, L N)`` (position ``l`` of all ``N`` lines
+    side by side), so tap ``j`` of the kernel reads the previous state shifted by ``(j - left) N``, one contiguous
+    slice, and a step that computes only the positions ``[lo, hi)`` of its lines (``active``) computes one contiguous
+    slice too. The states are kept in ``(T, D, h, (L + 2) N)``, with ``N`` zeros at each end for the taps that
+    reach past the line; positions a step does not compute stay 0 there. With ``in_weight``, the input-to-state
+    product is taken step by step too, so the ``(T, D, 4h, ...)`` gates of all steps never exist in memory: on a CPU
+    this recurrence is bound by memory traffic."""
 
     @staticmethod
-    def forward(ctx, inputs: torch.Tensor, in_weight: torch.Tensor | None, bias: torch.Tensor | None,  # type: ignore[override]
-                bias_mask: torch.Tensor | None, weight: torch.Tensor, left: int):
-        t_steps, d, channels, n, width = inputs.shape  # width = L + 1, the pad first
+    def forward(ctx, inputs: torch.Tensor, in_weight: torch.Tensor | None,  # type: ignore[override]
+                bias: torch.Tensor | None, weight: torch.Tensor, left: int, active: list[tuple[int, int]]):
+        t_steps, d, channels, length, n = inputs.shape
         four_h = weight.shape[1]
         h = four_h // 4
         k = weight.shape[2] // h
-        m = n * width
+        m = length * n
         flat_in = inputs.view(t_steps, d, channels, m)
         taps = [w.contiguous() for w in weight.view(d, four_h, k, h).unbind(2)]  # (D, 4h, h) each
-        states = inputs.new_zeros(t_steps, d, h, m + 2)  # position p of the row at p + 1
-        cell = inputs.new_zeros(d, h, m)
-        saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for t in range(t_steps):
+        states = inputs.new_zeros(t_steps, d, h, m + 2 * n)  # position p of a step at p + n
+        cells = inputs.new_zeros(t_steps, d, h, m)
+        saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # o, f, i; g; tanh(c) of each step
+        for t, (lo, hi) in enumerate(active):
+            s0, s1 = lo * n, hi * n
             if in_weight is None:
-                a = flat_in[t].clone()
+                a = flat_in[t, :, :, s0:s1].clone()
             else:
-                a = torch.bmm(in_weight, flat_in[t])
-                if bias is not None:  # where the step's mask says so (not at the pads, nor off the image)
-                    a.view(d, four_h, n, width).add_(bias.view(d, four_h, 1, 1) * bias_mask[t])
+                x_t = flat_in[t, :, :, s0:s1]
+                a = (torch.bmm(in_weight, x_t) if bias is None
+                     else torch.baddbmm(bias.view(d, four_h, 1), in_weight, x_t))
             if t > 0:
                 previous = states[t - 1]
-                for j, w in enumerate(taps):  # tap j reads the previous state at p + j - left
-                    a.baddbmm_(w, previous[:, :, 1 + j - left:1 + j - left + m])
-            a = a.view(d, 4, h, m)
+                for j, w in enumerate(taps):  # tap j reads the previous state at p + (j - left) n
+                    shift = n + (j - left) * n
+                    a.baddbmm_(w, previous[:, :, s0 + shift:s1 + shift])
+            a = a.view(d, 4, h, s1 - s0)
             ofi = torch.sigmoid(a[:, :3])
             g = fast_tanh(a[:, 3])
-            cell = torch.addcmul(ofi[:, 1] * cell, ofi[:, 2], g)
-            row = states[t, :, :, 1:m + 1]
-            row.copy_(ofi[:, 0] * fast_tanh(cell))  # (out= into this strided row is slow)
-            row[:, :, ::width] = 0  # the pad in front of each line
-            saved.append((ofi, g, cell))
-        ctx.save_for_backward(inputs, in_weight, bias, bias_mask, weight, states)
-        ctx.saved, ctx.left = saved, left
-        return states[:, :, :, 1:m + 1].view(t_steps, d, h, n, width)
+            cell = cells[t, :, :, s0:s1]
+            if t > 0:
+                torch.mul(ofi[:, 1], cells[t - 1, :, :, s0:s1], out=cell)
+                cell.addcmul_(ofi[:, 2], g)
+            else:
+                torch.mul(ofi[:, 2], g, out=cell)
+            tanh_c = fast_tanh(cell)
+            torch.mul(ofi[:, 0], tanh_c, out=states[t, :, :, n + s0:n + s1])
+            saved.append((ofi, g, tanh_c))
+        ctx.save_for_backward(inputs, in_weight, bias, weight, states, cells)
+        ctx.saved, ctx.left, ctx.active = saved, left, active
+        return states[:, :, :, n:n + m].view(t_steps, d, h, length, n)
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):  # type: ignore[override]
-        inputs, in_weight, bias, bias_mask, weight, states = ctx.saved_tensors
-        saved, left = ctx.saved, ctx.left
-        t_steps, d, channels, n, width = inputs.shape
+        inputs, in_weight, bias, weight, states, cells = ctx.saved_tensors
+        saved, left, active = ctx.saved, ctx.left, ctx.active
+        t_steps, d, channels, length, n = inputs.shape
         h = weight.shape[1] // 4
         k = weight.shape[2] // h
-        m = n * width
+        m = length * n
         flat_in = inputs.view(t_steps, d, channels, m)
         grad_states = grad_states.reshape(t_steps, d, h, m)
-        grad_inputs = grad_states.new_empty(t_steps, d, channels, m)
+        grad_inputs = grad_states.new_empty(t_steps, d, channels, m)  # 0 where a step did not compute (below)
         grad_in_weight = None if in_weight is None else torch.zeros_like(in_weight)
-        grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h, width)
+        grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h)
         in_weight_t = None if in_weight is None else in_weight.transpose(1, 2).contiguous()
-        da = grad_states.new_empty(d, 4, h, m)  # the gates' gradients in the layout of the gates themselves
         taps = weight.view(d, 4 * h, k, h).unbind(2)
         taps_t = [w.transpose(1, 2).contiguous() for w in taps]
         grad_taps = [torch.zeros_like(w) for w in taps]
-        carry = grad_states.new_zeros(d, h, m + 2)  # dL/ds_t through step t + 1's kernel, positioned as states
-        carry_cell = grad_states.new_zeros(d, h, m)
+        carry = grad_states.new_zeros(d, h, m + 2 * n)  # dL/ds_t through step t + 1's kernel, positioned as states
+        carry_cell = grad_states.new_zeros(d, h, m)  # dL/dc_t through step t + 1 (0 where it did not compute)
         for t in range(t_steps - 1, -1, -1):
-            ofi, g, cell = saved[t]
+            lo, hi = active[t]
+            s0, s1 = lo * n, hi * n
+            grad_inputs[t, :, :, :s0].zero_()
+            grad_inputs[t, :, :, s1:].zero_()
+            ofi, g, tanh_c = saved[t]
             o, f, i = ofi.unbind(1)
-            tanh_c = fast_tanh(cell)
-            ds = grad_states[t] + carry[:, :, 1:m + 1]
-            ds[:, :, ::width] = 0  # the pads' state is the constant 0
-            dc = torch.addcmul(carry_cell, ds * o, 1 - tanh_c * tanh_c)
-            torch.mul(ds * tanh_c, o * (1 - o), out=da[:, 0])
+            ds = grad_states[t, :, :, s0:s1] + carry[:, :, n + s0:n + s1]
+            dc = torch.ops.aten.tanh_backward(ds * o, tanh_c).add_(carry_cell[:, :, s0:s1])
+            # the gates' gradients, in the layout of the gates: first through the products, then (in place, one
+            # fused pass each) through the sigmoids and the tanh
+            da = grad_states.new_empty(d, 4, h, s1 - s0)
+            torch.mul(ds, tanh_c, out=da[:, 0])
             if t > 0:
-                torch.mul(dc * saved[t - 1][2], f * (1 - f), out=da[:, 1])
+                torch.mul(dc, cells[t - 1, :, :, s0:s1], out=da[:, 1])
             else:
                 da[:, 1].zero_()
-            torch.mul(dc * g, i * (1 - i), out=da[:, 2])
-            torch.mul(dc * i, 1 - g * g, out=da[:, 3])
-            carry_cell = dc * f
-            flat_da = da.view(d, 4 * h, m)
+            torch.mul(dc, g, out=da[:, 2])
+            torch.mul(dc, i, out=da[:, 3])
+            torch.ops.aten.sigmoid_backward.grad_input(da[:, :3], ofi, grad_input=da[:, :3])
+            torch.ops.aten.tanh_backward.grad_input(da[:, 3], g, grad_input=da[:, 3])
+            if t > 0:  # step t - 1 reads the cell's gradient on its own range: 0 where step t did not compute
+                p0, p1 = active[t - 1][0] * n, active[t - 1][1] * n
+                carry_cell[:, :, p0:p1].zero_()
+                torch.mul(dc, f, out=carry_cell[:, :, s0:s1])
+            flat_da = da.view(d, 4 * h, s1 - s0)
             if in_weight is None:
-                grad_inputs[t] = flat_da
+                grad_inputs[t, :, :, s0:s1] = flat_da
             else:
-                torch.bmm(in_weight_t, flat_da, out=grad_inputs[t])
-                grad_in_weight.baddbmm_(flat_da, flat_in[t].transpose(1, 2))
-            if grad_bias is not None:  # summed over the lines here, over the positions (masked) at the end
-                grad_bias += flat_da.view(d, 4 * h, n, width).sum(dim=2) * bias_mask[t]
+                torch.bmm(in_weight_t, flat_da, out=grad_inputs[t, :, :, s0:s1])
+                grad_in_weight.baddbmm_(flat_da, flat_in[t, :, :, s0:s1].transpose(1, 2))
+            if grad_bias is not None:
+                grad_bias += flat_da.sum(dim=2)
             if t > 0:  # the kernel read s_{t-1}
                 previous = states[t - 1]
-                carry.zero_()
+                # zero what step t - 1 reads of the carry and what the taps add to
+                carry[:, :, min(n + p0, s0 + n - left * n):max(n + p1, s1 + n + (k - 1 - left) * n)].zero_()
                 for j in range(k):
-                    window = slice(1 + j - left, 1 + j - left + m)
+                    window = slice(s0 + n + (j - left) * n, s1 + n + (j - left) * n)
                     grad_taps[j].baddbmm_(flat_da, previous[:, :, window].transpose(1, 2))
-                    carry[:, :, window] += torch.bmm(taps_t[j], flat_da)
+                    carry[:, :, window].baddbmm_(taps_t[j], flat_da)
         grad_weight = torch.stack(grad_taps, dim=2).view(d, 4 * h, k * h)
         if grad_bias is not None:
-            grad_bias = grad_bias.sum(dim=2).view_as(bias)
-        return grad_inputs.view(t_steps, d, channels, n, width), grad_in_weight, grad_bias, None, grad_weight, None
+            grad_bias = grad_bias.view_as(bias)
+        return grad_inputs.view(t_steps, d, channels, length, n), grad_in_weight, grad_bias, grad_weight, None, None
 
 
 def lstm_recurrence(inputs: torch.Tensor, weight: torch.Tensor, left: int, in_weight: torch.Tensor | None = None,
-                    bias: torch.Tensor | None = None, bias_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """States ``(T, D, h, N, L + 1)`` of ``D`` LSTMs over ``T`` steps of ``N`` lines of ``L`` positions.
+                    bias: torch.Tensor | None = None, active: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """States ``(T, D, h, L, N)`` of ``D`` LSTMs over ``T`` steps of ``N`` lines of ``L`` positions.
 
-    ``inputs`` ``(T, D, C, N, L + 1)``: each line with a zero pad in front (the returned states have 0 there too).
-    Each step's gates, ``[o, f, i, g]`` blocks of ``h`` per direction, are ``in_weight @ inputs_t + bias * bias_mask_t``
-    (``in_weight`` ``(D, 4h, C)``, ``bias`` ``D 4h`` values, ``bias_mask`` ``(T, L + 1)``: where each step's lines
-    get the bias, 0 at the pads), or the inputs themselves without ``in_weight`` (``C = 4h``),
-    plus the state-to-state kernel ``weight`` ``(D, 4h, k h)``: ``k`` taps along the line, tap ``j`` seeing the
-    previous state at position ``l + j - left`` (:func:`conv1d_kernel` turns a grouped ``Conv1d`` weight into this
-    form)."""
+    ``inputs`` ``(T, D, C, L, N)``. Each step's gates, ``[o, f, i, g]`` blocks of ``h`` per direction, are
+    ``in_weight @ inputs_t + bias`` (``in_weight`` ``(D, 4h, C)``, ``bias`` ``D 4h`` values), or the inputs
+    themselves without ``in_weight`` (``C = 4h``), plus the state-to-state kernel ``weight`` ``(D, 4h, k h)``: ``k``
+    taps along the line, tap ``j`` seeing the previous state at position ``l + j - left`` (0 past the line's ends;
+    :func:`conv1d_kernel` turns a grouped ``Conv1d`` weight into this form).
+
+    ``active``: for each step, the positions ``[lo, hi)`` of its lines that it computes (all when None). The others
+    are not computed: their state is 0 and gets no gradient, which is exact where what the caller reads depends on
+    none of them but through a 0 (the Diagonal BiLSTM's skewed map: positions off the image)."""
     if inputs.dim() != 5:
-        raise ValueError(f"inputs must be (T, D, C, N, L + 1), got {tuple(inputs.shape)}")
-    d, channels = inputs.shape[1], inputs.shape[2]
+        raise ValueError(f"inputs must be (T, D, C, L, N), got {tuple(inputs.shape)}")
+    t_steps, d, channels, length = inputs.shape[:4]
     four_h = channels if in_weight is None else in_weight.shape[1]
     if four_h % 4 or weight.dim() != 3 or weight.shape[:2] != (d, four_h) or weight.shape[2] % (four_h // 4):
         raise ValueError(f"weight must be (D, 4h, k h) with D = {d}, 4h = {four_h}, got {tuple(weight.shape)}")
-    if bias is not None and (in_weight is None or bias_mask is None):
-        raise ValueError("a bias needs in_weight and bias_mask")
+    if not 0 <= left <= 1 or weight.shape[2] // (four_h // 4) - 1 - left > 1:
+        raise ValueError(f"the kernel may reach one position past each end of the line: left {left} and "
+                         f"{weight.shape[2] // (four_h // 4)} taps reach further")
+    if bias is not None and in_weight is None:
+        raise ValueError("a bias needs in_weight")
+    active = [(0, length)] * t_steps if active is None else [(int(lo), int(hi)) for lo, hi in active]
+    if len(active) != t_steps or any(not 0 <= lo < hi <= length for lo, hi in active):
+        raise ValueError(f"active must give each of the {t_steps} steps a range 0 <= lo < hi <= {length}")
     dtype = inputs.dtype
     cast = (lambda w: None if w is None else w.to(dtype).contiguous())
-    return _LSTMRecurrence.apply(inputs.contiguous(), cast(in_weight), cast(bias), cast(bias_mask), cast(weight),
-                                 int(left))
+    return _LSTMRecurrence.apply(inputs.contiguous(), cast(in_weight), cast(bias), cast(weight), int(left), active)
 
 
 def conv1d_kernel(weight: torch.Tensor, directions: int) -> torch.Tensor:
