@@ -111,6 +111,30 @@ def test_discriminator_loss_is_balanced_logistic_loss_minus_entropy():
                                torch.tensor(0.2 * np.log(2), dtype=torch.float32))
 
 
+def test_gradient_penalty_is_the_distance_of_the_logits_gradient_norm_from_one(cartpole_data):
+    """With a linear D (one layer, weight w), grad z = w everywhere: the penalty is (|w| - 1)^2 at any point, and
+    its gradient reaches w; the penalty's weight 0 leaves a run as it was (no extra draws)."""
+    (e_train, _), (r_train, _) = cartpole_data
+    gail = cartpole_gail(*e_train, hidden_sizes=(), gradient_penalty=10.0, seed=0)
+    w = gail.discriminator.net[0].weight
+    with torch.no_grad():
+        w.copy_(torch.tensor([[3.0, 0.0, -4.0, 0.0, 0.0, 0.0]]))  # 4 observation inputs + one-hot of 2 actions
+    obs, act = (torch.as_tensor(np.asarray(a)) for a in r_train)
+    e_obs, e_act = (torch.as_tensor(np.asarray(a)) for a in e_train)
+    penalty = gail._gradient_penalty(gail._obs_tensor(obs), gail._actions_tensor(act), gail._obs_tensor(e_obs),
+                                     gail._actions_tensor(e_act))
+    torch.testing.assert_close(penalty, torch.tensor(16.0))  # (|(3, -4)| - 1)^2
+    penalty.backward()  # through the gradient to the weights: 2 (|w| - 1) w / |w|
+    torch.testing.assert_close(w.grad, torch.tensor([[4.8, 0.0, -6.4, 0.0, 0.0, 0.0]]), rtol=1e-4, atol=1e-4)
+    w.grad = None
+    gail.train_discriminator(*r_train, steps=2)  # and it trains with it
+    results = []
+    for kwargs in ({}, {"gradient_penalty": 0.0}):
+        torch.manual_seed(0)  # the same initial weights
+        results.append(cartpole_gail(*e_train, seed=0, **kwargs).train_discriminator(*r_train))
+    assert results[0] == results[1]
+
+
 def test_box_actions_and_input_normalisation():
     obs_space, act_space = spaces.Box(-np.inf, np.inf, (3,)), spaces.Box(-2.0, 2.0, (2,))
     rng = np.random.default_rng(0)

@@ -53,6 +53,8 @@ FLAGS: dict[str, list[Flag]] = {
                   choices=("neg_log_1_minus_d", "log_d")),
              Flag("discriminator.policy_entropy_weight", "the paper's causal-entropy bonus lambda", kind=float,
                   minimum=0),
+             Flag("discriminator.gradient_penalty", "weight of a gradient penalty on the discriminator at points "
+                  "between policy and expert pairs (0: none)", kind=float, minimum=0),
              Flag("vime.eta", "add ETA times VIME's exploration bonus (the normalised information gain) to GAIL's "
                   "reward; 0 is off", kind=float, minimum=0, metavar="ETA", flag="--vime-eta")],
     "bc": [ENV, *DEMOS, Flag("batch_size", "expert pairs per gradient step", kind=int, minimum=1)],

@@ -72,14 +72,18 @@ class Discriminator(nn.Module):
         if self.norm is not None:
             self.norm.update(self._normalised_part(obs, actions))
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Logits ``z`` of shape ``(B,)``; ``D = sigmoid(z)``."""
+    def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The network's input for ``(s, a)``: standardised, with one-hot actions where they are discrete."""
         x = self._normalised_part(obs, actions)
         if self.norm is not None:
             x = self.norm(x)
         if self.discrete:
             x = torch.cat([x, F.one_hot(actions.reshape(-1).long() - self.action_start, self.n_actions).float()], 1)
-        return self.net(x).squeeze(-1)
+        return x
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Logits ``z`` of shape ``(B,)``; ``D = sigmoid(z)``."""
+        return self.net(self.inputs(obs, actions)).squeeze(-1)
 
 
 def reward_from_logits(logits: torch.Tensor, reward_type: str = "neg_log_1_minus_d") -> torch.Tensor:

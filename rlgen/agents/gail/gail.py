@@ -8,7 +8,7 @@ rewards PPO/TRPO then optimise. Each rollout (one policy iteration of the paper'
 2. update the discriminator's input normaliser with both, then take ``updates_per_round`` Adam steps on the
    logistic loss, expert labelled 1 and policy 0, each class weighted equally, minus a small entropy bonus on
    D's predictions (as the original code, github.com/openai/imitation: Adam, learning rate 0.01, one step,
-   entropy weight 1e-3);
+   entropy weight 1e-3), plus, optionally, a gradient penalty (``gradient_penalty``);
 3. reward every transition with the updated discriminator: ``-log(1 - D(s, a))`` (default) or ``log D(s, a)``,
    plus, optionally, the paper's causal-entropy bonus ``-lambda log pi(a|s)`` (``policy_entropy_weight``).
 
@@ -48,6 +48,10 @@ class GAIL(RewardSource):
     :param reward: ``neg_log_1_minus_d`` (``-log(1 - D)``) or ``log_d`` (``log D``, for tasks ending on success).
     :param normalize_input: standardise D's inputs with running statistics, started on the expert data.
     :param policy_entropy_weight: the paper's causal-entropy weight ``lambda`` (0 disables it).
+    :param gradient_penalty: weight of ``(|grad z| - 1)^2``, the gradient of D's logit with respect to its
+        (standardised) input at random points between a policy and an expert pair (Gulrajani et al. 2017; DAC and
+        ikostrikov's GAIL use it with weight 10): it keeps D smooth, so that its reward still ranks policy pairs
+        once it tells them from a few demos' pairs almost perfectly. 0 disables it (the paper's GAIL).
     :param seed: seed of the expert-sample draws.
     :param device: torch device of the discriminator.
     """
@@ -58,7 +62,8 @@ class GAIL(RewardSource):
                  action_space: spaces.Space, *, hidden_sizes: Sequence[int] = (100, 100),
                  activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
                  batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
-                 policy_entropy_weight: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
+                 policy_entropy_weight: float = 0.0, gradient_penalty: float = 0.0, seed: int = 0,
+                 device: str | torch.device = "cpu"):
         if reward not in REWARD_TYPES:
             raise ValueError(f"unknown GAIL reward {reward!r}; use one of {', '.join(REWARD_TYPES)}")
         if len(expert_obs) == 0 or len(expert_obs) != len(expert_actions):
@@ -75,6 +80,7 @@ class GAIL(RewardSource):
         self.batch_size = None if batch_size is None else int(batch_size)
         self.entropy_weight = float(entropy_weight)
         self.policy_entropy_weight = float(policy_entropy_weight)
+        self.gradient_penalty = float(gradient_penalty)
         self.rng = np.random.default_rng(seed)
         self.rounds = 0
         self.expert_obs = torch.as_tensor(np.asarray(expert_obs, np.float32), device=self.device)
@@ -119,9 +125,12 @@ class GAIL(RewardSource):
             if minibatch:  # a fresh draw of policy and expert pairs for each step
                 i = torch.as_tensor(self.rng.integers(0, len(p_obs), size=self.batch_size), device=self.device)
                 j = torch.as_tensor(self.rng.integers(0, len(e_obs), size=self.batch_size), device=self.device)
-                loss = discriminator_loss(d(p_obs[i], p_act[i]), d(e_obs[j], e_act[j]), self.entropy_weight)
+                step = (p_obs[i], p_act[i], e_obs[j], e_act[j])
             else:
-                loss = discriminator_loss(d(p_obs, p_act), d(e_obs, e_act), self.entropy_weight)
+                step = (p_obs, p_act, e_obs, e_act)
+            loss = discriminator_loss(d(*step[:2]), d(*step[2:]), self.entropy_weight)
+            if self.gradient_penalty:
+                loss = loss + self.gradient_penalty * self._gradient_penalty(*step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -133,6 +142,18 @@ class GAIL(RewardSource):
         return {"gail/disc_loss": float(final_loss), "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert),
                 "gail/disc_accuracy_policy": acc_policy, "gail/disc_accuracy_expert": acc_expert,
                 "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
+
+    def _gradient_penalty(self, p_obs: torch.Tensor, p_act: torch.Tensor, e_obs: torch.Tensor,
+                          e_act: torch.Tensor) -> torch.Tensor:
+        """``mean (|grad_x z(x)| - 1)^2`` at ``x = u x_expert + (1 - u) x_policy``, ``u ~ U(0, 1)`` per pair."""
+        d = self.discriminator
+        with torch.no_grad():
+            p_x, e_x = d.inputs(p_obs, p_act), d.inputs(e_obs, e_act)
+        n = min(len(p_x), len(e_x))
+        u = torch.as_tensor(self.rng.random((n, 1)), dtype=p_x.dtype, device=self.device)
+        mix = (u * e_x[:n] + (1 - u) * p_x[:n]).requires_grad_()
+        (grad,) = torch.autograd.grad(d.net(mix).sum(), mix, create_graph=True)
+        return (grad.norm(dim=1) - 1).square().mean()
 
     @torch.no_grad()
     def logits(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
