@@ -27,14 +27,25 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(2 * x).mul_(2).sub_(1)
 
 
+def _windows(previous: torch.Tensor, s0: int, s1: int, n: int, left: int, k: int) -> list[torch.Tensor]:
+    """The ``k`` slices ``(D, h, s1 - s0)`` of the previous state that the taps read for positions ``[s0, s1)``:
+    tap ``j`` at ``p + (j - left) n`` (``previous`` is padded by ``n`` at each end)."""
+    return [previous[:, :, s0 + n + (j - left) * n:s1 + n + (j - left) * n] for j in range(k)]
+
+
 class _LSTMRecurrence(torch.autograd.Function):
     """The recurrence on a position-major layout: step ``t`` is ``(D, C, L N)`` (position ``l`` of all ``N`` lines
     side by side), so tap ``j`` of the kernel reads the previous state shifted by ``(j - left) N``, one contiguous
     slice, and a step that computes only the positions ``[lo, hi)`` of its lines (``active``) computes one contiguous
     slice too. The states are kept in ``(T, D, h, (L + 2) N)``, with ``N`` zeros at each end for the taps that
-    reach past the line; positions a step does not compute stay 0 there. With ``in_weight``, the input-to-state
-    product is taken step by step too, so the ``(T, D, 4h, ...)`` gates of all steps never exist in memory: on a CPU
-    this recurrence is bound by memory traffic."""
+    reach past the line; positions a step does not compute stay 0 there.
+
+    Each step's products are one batched matrix product: the step's inputs and the ``k`` windows of the previous
+    state, stacked, times ``[in_weight | kernel]`` (one product with a long inner dimension runs faster than ``k + 1``
+    short ones); the backward takes the transposed product for the inputs' and the state's gradients, and the
+    product with the stack for the weights'. With ``in_weight``, the input-to-state product is taken step by step, so
+    the ``(T, D, 4h, ...)`` gates of all steps never exist in memory: on a CPU this recurrence is bound by memory
+    traffic."""
 
     @staticmethod
     def forward(ctx, inputs: torch.Tensor, in_weight: torch.Tensor | None,  # type: ignore[override]
@@ -45,23 +56,22 @@ class _LSTMRecurrence(torch.autograd.Function):
         k = weight.shape[2] // h
         m = length * n
         flat_in = inputs.view(t_steps, d, channels, m)
-        taps = [w.contiguous() for w in weight.view(d, four_h, k, h).unbind(2)]  # (D, 4h, h) each
+        both = None if in_weight is None else torch.cat([in_weight, weight], dim=2)  # (D, 4h, C + k h)
+        bias = None if bias is None else bias.view(d, four_h, 1)
         states = inputs.new_zeros(t_steps, d, h, m + 2 * n)  # position p of a step at p + n
         cells = inputs.new_zeros(t_steps, d, h, m)
         saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # o, f, i; g; tanh(c) of each step
         for t, (lo, hi) in enumerate(active):
             s0, s1 = lo * n, hi * n
-            if in_weight is None:
-                a = flat_in[t, :, :, s0:s1].clone()
+            x_t = flat_in[t, :, :, s0:s1]
+            if t == 0:  # the previous state is 0
+                a = x_t.clone() if in_weight is None else torch.bmm(in_weight, x_t)
+            elif in_weight is None:
+                a = torch.baddbmm(x_t, weight, torch.cat(_windows(states[t - 1], s0, s1, n, left, k), dim=1))
             else:
-                x_t = flat_in[t, :, :, s0:s1]
-                a = (torch.bmm(in_weight, x_t) if bias is None
-                     else torch.baddbmm(bias.view(d, four_h, 1), in_weight, x_t))
-            if t > 0:
-                previous = states[t - 1]
-                for j, w in enumerate(taps):  # tap j reads the previous state at p + (j - left) n
-                    shift = n + (j - left) * n
-                    a.baddbmm_(w, previous[:, :, s0 + shift:s1 + shift])
+                a = torch.bmm(both, torch.cat([x_t, *_windows(states[t - 1], s0, s1, n, left, k)], dim=1))
+            if bias is not None:
+                a.add_(bias)
             a = a.view(d, 4, h, s1 - s0)
             ofi = torch.sigmoid(a[:, :3])
             g = fast_tanh(a[:, 3])
@@ -89,12 +99,13 @@ class _LSTMRecurrence(torch.autograd.Function):
         flat_in = inputs.view(t_steps, d, channels, m)
         grad_states = grad_states.reshape(t_steps, d, h, m)
         grad_inputs = grad_states.new_empty(t_steps, d, channels, m)  # 0 where a step did not compute (below)
-        grad_in_weight = None if in_weight is None else torch.zeros_like(in_weight)
-        grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h)
-        in_weight_t = None if in_weight is None else in_weight.transpose(1, 2).contiguous()
-        taps = weight.view(d, 4 * h, k, h).unbind(2)
-        taps_t = [w.transpose(1, 2).contiguous() for w in taps]
-        grad_taps = [torch.zeros_like(w) for w in taps]
+        grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h, 1)
+        # the products' weights [in_weight | kernel] (or the kernel alone), transposed, and their gradient
+        with_in = in_weight is not None
+        both = torch.cat([in_weight, weight], dim=2) if with_in else weight
+        both_t = both.transpose(1, 2).contiguous()
+        grad_both = torch.zeros_like(both)
+        first = channels if with_in else 0  # where the state's part starts in the stack
         carry = grad_states.new_zeros(d, h, m + 2 * n)  # dL/ds_t through step t + 1's kernel, positioned as states
         carry_cell = grad_states.new_zeros(d, h, m)  # dL/dc_t through step t + 1 (0 where it did not compute)
         for t in range(t_steps - 1, -1, -1):
@@ -118,29 +129,34 @@ class _LSTMRecurrence(torch.autograd.Function):
             torch.mul(dc, i, out=da[:, 3])
             torch.ops.aten.sigmoid_backward.grad_input(da[:, :3], ofi, grad_input=da[:, :3])
             torch.ops.aten.tanh_backward.grad_input(da[:, 3], g, grad_input=da[:, 3])
-            if t > 0:  # step t - 1 reads the cell's gradient on its own range: 0 where step t did not compute
-                p0, p1 = active[t - 1][0] * n, active[t - 1][1] * n
-                carry_cell[:, :, p0:p1].zero_()
-                torch.mul(dc, f, out=carry_cell[:, :, s0:s1])
             flat_da = da.view(d, 4 * h, s1 - s0)
-            if in_weight is None:
-                grad_inputs[t, :, :, s0:s1] = flat_da
-            else:
-                torch.bmm(in_weight_t, flat_da, out=grad_inputs[t, :, :, s0:s1])
-                grad_in_weight.baddbmm_(flat_da, flat_in[t, :, :, s0:s1].transpose(1, 2))
             if grad_bias is not None:
-                grad_bias += flat_da.sum(dim=2)
-            if t > 0:  # the kernel read s_{t-1}
-                previous = states[t - 1]
-                # zero what step t - 1 reads of the carry and what the taps add to
-                carry[:, :, min(n + p0, s0 + n - left * n):max(n + p1, s1 + n + (k - 1 - left) * n)].zero_()
-                for j in range(k):
-                    window = slice(s0 + n + (j - left) * n, s1 + n + (j - left) * n)
-                    grad_taps[j].baddbmm_(flat_da, previous[:, :, window].transpose(1, 2))
-                    carry[:, :, window].baddbmm_(taps_t[j], flat_da)
-        grad_weight = torch.stack(grad_taps, dim=2).view(d, 4 * h, k * h)
+                grad_bias += flat_da.sum(dim=2, keepdim=True)
+            x_t = flat_in[t, :, :, s0:s1]
+            if t == 0:  # the products saw the inputs alone
+                if with_in:
+                    grad_both[:, :, :channels].baddbmm_(flat_da, x_t.transpose(1, 2))
+                    grad_inputs[t, :, :, s0:s1] = torch.bmm(both_t[:, :channels], flat_da)
+                else:
+                    grad_inputs[t, :, :, s0:s1] = flat_da
+                continue
+            p0, p1 = active[t - 1][0] * n, active[t - 1][1] * n
+            # step t - 1 reads the cell's gradient on its own range: 0 where step t did not compute
+            carry_cell[:, :, p0:p1].zero_()
+            torch.mul(dc, f, out=carry_cell[:, :, s0:s1])
+            windows = _windows(states[t - 1], s0, s1, n, left, k)
+            stack = torch.cat([x_t, *windows] if with_in else windows, dim=1)
+            grad_both.baddbmm_(flat_da, stack.transpose(1, 2))
+            back = torch.bmm(both_t, flat_da)  # (D, C + k h, positions) or (D, k h, positions)
+            grad_inputs[t, :, :, s0:s1] = back[:, :channels] if with_in else flat_da
+            # zero what step t - 1 reads of the carry and what the taps add to, then add each tap's part
+            carry[:, :, min(n + p0, s0 + n - left * n):max(n + p1, s1 + n + (k - 1 - left) * n)].zero_()
+            for j, window in enumerate(_windows(carry, s0, s1, n, left, k)):
+                window += back[:, first + j * h:first + (j + 1) * h]
+        grad_in_weight = grad_both[:, :, :channels] if with_in else None
+        grad_weight = grad_both[:, :, channels:] if with_in else grad_both
         if grad_bias is not None:
-            grad_bias = grad_bias.view_as(bias)
+            grad_bias = grad_bias.view(-1)
         return grad_inputs.view(t_steps, d, channels, length, n), grad_in_weight, grad_bias, grad_weight, None, None
 
 
