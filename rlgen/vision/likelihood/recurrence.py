@@ -9,9 +9,9 @@ step a whole line of ``L`` positions in each of ``N`` images, for ``D`` independ
 Under autograd every step records a dozen small nodes, slicing the gates or a convolution's output costs a
 zero-filled gradient per step, and oneDNN's convolutions are slow at these sizes; a 7-layer Diagonal BiLSTM on 64
 MNIST images took 4 s a step. Here each step is one row of ``(D, channels, L N)`` positions (position-major), so
-that each of the k taps of the kernel is one batched matrix product with a contiguous slice of the previous state;
-the forward keeps each step's gate activations and cells, and backpropagation through time runs by hand: per step a
-few element-wise ops and, per tap, two batched matrix products (the state's gradient, and the kernel's,
+that each of the k taps of the kernel reads a contiguous slice of the previous state; the forward keeps each step's
+gate activations and cells, and backpropagation through time runs by hand: per step a few element-wise ops and
+three batched matrix products (the step's products, the inputs' and state's gradients, the weights' gradient,
 accumulated). A step may compute only a range of positions (``active``): the Diagonal BiLSTM's skewed map is half
 off the image, and computing only the diagonal's pixels halves its work.
 """
