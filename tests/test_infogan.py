@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from rlgen.cli import main
 from rlgen.common.errors import UserError
 from rlgen.vision.datasets import Batch
-from rlgen.vision.gan.infogan import InfoGAN, InfoGANOptions, Latent, batch_statistics, information_terms
+from rlgen.vision.gan.infogan import (
+    InfoGAN,
+    InfoGANOptions,
+    Latent,
+    batch_statistics,
+    clustering_information,
+    information_terms,
+)
 from rlgen.vision.trainer import Optimizers
 
 torch.set_num_threads(1)
@@ -134,6 +141,36 @@ def test_both_players_subtract_lambda_times_the_information_term():
     plain = small(info_weight=0.0, info_weight_continuous=0.0)
     plain.load_state_dict(model.state_dict())
     assert plain.discriminator_loss(real, fake, latent)[0].item() == pytest.approx(gan.item(), abs=1e-5)
+
+
+def test_clustering_information_is_the_codes_information_about_the_batch():
+    """log K for confident predictions that use the K values equally; 0 when every image gets the same prediction
+    (confident or not); in between for a code that merges two values."""
+    k = 4
+    confident = torch.eye(k).repeat(3, 1) * 30.0  # 12 images, each value 3 times, certain
+    assert clustering_information(confident).item() == pytest.approx(math.log(k), abs=1e-4)
+    assert clustering_information(torch.zeros(12, k)).item() == pytest.approx(0.0, abs=1e-6)
+    assert clustering_information(confident[:1].repeat(12, 1)).item() == pytest.approx(0.0, abs=1e-4)
+    merged = confident.clone()
+    merged[:, 1] = merged[:, 0]  # values 0 and 1 equally likely for half the images
+    assert 0 < clustering_information(merged).item() < math.log(k) - 0.1
+
+
+def test_real_clustering_adds_the_weighted_information_on_real_images_to_the_discriminators_loss():
+    """The discriminator's loss falls by ``real_clustering`` times the information Q's first code carries about
+    the real batch (the metric is logged either way); 0 is the paper's loss."""
+    model = small(real_clustering=0.5)
+    plain = small()
+    plain.load_state_dict(model.state_dict())
+    real, latent = torch.rand(8, 1, 28, 28), model.latent(8)
+    fake = model.generate(latent).detach()
+    loss, metrics = model.discriminator_loss(real, fake, latent)
+    plain_loss, plain_metrics = plain.discriminator_loss(real, fake, latent)
+    _, q_real = model.discriminator(real)
+    expected = clustering_information(q_real[:, :10])
+    assert metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert plain_metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert loss.item() == pytest.approx(plain_loss.item() - 0.5 * expected.item(), abs=1e-5)
 
 
 def test_q_head_recovers_the_codes_after_a_short_training():
