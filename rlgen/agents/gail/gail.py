@@ -61,7 +61,8 @@ class GAIL(RewardSource):
     def __init__(self, expert_obs: np.ndarray, expert_actions: np.ndarray, observation_space: spaces.Box,
                  action_space: spaces.Space, *, hidden_sizes: Sequence[int] = (100, 100),
                  activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
-                 batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d", normalize_input: bool = True,
+                 batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d",
+                 normalize_input: bool = True,
                  policy_entropy_weight: float = 0.0, gradient_penalty: float = 0.0, seed: int = 0,
                  device: str | torch.device = "cpu"):
         if reward not in REWARD_TYPES:

@@ -122,6 +122,7 @@ class DiagonalLayout:
         assert self.into_transpose.shape[0] == 2 and self.into_transpose.max() < into.numel()  # each pixel twice
         self.back = back.to(device)
         self.back_transpose = _transpose(back, state_rows).to(device)
+        assert self.back_transpose.shape[0] == 1  # each state row goes to one pixel at most
         #: for each step, the rows ``[lo, hi)`` where its column of the skewed map holds a pixel of the image
         self.active = [(max(0, s - width + 1), min(height, s + 1)) for s in range(height + width - 1)]
 
