@@ -48,6 +48,16 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 VAE_OUTPUTS = ("bernoulli", "logistic")
 
 
+def full_precision(t: torch.Tensor) -> torch.autocast:
+    """A region without autocast on ``t``'s device."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32, or as it is if wider (fp64 in tests)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor | float = 0.0,
                       logsd: torch.Tensor | float = 0.0) -> torch.Tensor:
     """Elementwise ``log N(z; mean, exp(logsd)^2)``."""
@@ -289,21 +299,29 @@ class ConvVAE(VAEBase):
             *stage(nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)),
             nn.Conv2d(ch, c, 3, padding=1))
 
+    # Under bf16 autocast the convolutions of encoder and decoder run in bf16; the posterior's parameters, the flow,
+    # the densities and the decoder's last convolution (the logits or the logistic's mean) stay in fp32, so that
+    # the likelihood terms summed over 784 pixels and 32 latents are not rounded to bf16.
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(self.decoder_in(z).view(z.shape[0], -1, *self.small))
+        features = self.decoder[:-1](self.decoder_in(z).view(z.shape[0], -1, *self.small))
+        with full_precision(features):
+            out = self.decoder[-1](at_least_fp32(features))
         return out if self.binary else logistic_mean(out)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z ~ q(z|x)`` and ``log q(z|x)`` per dimension."""
         zd = self.options.z_dim
-        params = self.posterior(self.encoder(x - 0.5))
-        mean, logsd, context = params[:, :zd], params[:, zd:2 * zd], params[:, 2 * zd:]
-        eps = torch.randn_like(mean)
-        z = mean + torch.exp(logsd) * eps
-        log_q = -HALF_LOG_2PI - logsd - 0.5 * eps ** 2
-        if self.iaf is not None:
-            z, log_det = self.iaf(z, context)
-            log_q = log_q - log_det
+        features = self.encoder(x - 0.5)
+        with full_precision(features):
+            params = self.posterior(at_least_fp32(features))
+            mean, logsd, context = params[:, :zd], params[:, zd:2 * zd], params[:, 2 * zd:]
+            eps = torch.randn_like(mean)
+            z = mean + torch.exp(logsd) * eps
+            log_q = -HALF_LOG_2PI - logsd - 0.5 * eps ** 2
+            if self.iaf is not None:
+                z, log_det = self.iaf(z, context)
+                log_q = log_q - log_det
         return z, log_q
 
     def encode_decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
