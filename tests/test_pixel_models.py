@@ -329,27 +329,28 @@ def test_under_bf16_autocast_the_logits_stay_fp32_and_the_nll_barely_moves():
     assert (bf16 - fp32).abs().max().item() < 0.5  # nats per image, of about 550 (an untrained model)
 
 
-@pytest.mark.parametrize("with_in_weight", [True, False])
+@pytest.mark.parametrize("input_taps", [None, (1, 0), (2, 1), (3, 1)])  # (k_in, in_left), None: no in_weight
 @pytest.mark.parametrize("left,k", [(1, 2), (1, 3), (0, 1)])
 @pytest.mark.parametrize("ranges", [False, True])
-def test_the_recurrences_hand_written_backward_is_the_gradient(with_in_weight, left, k, ranges):
+def test_the_recurrences_hand_written_backward_is_the_gradient(input_taps, left, k, ranges):
     """torch.autograd.gradcheck (float64) of every input of the LSTM recurrence, with steps that compute all their
-    positions or a range of them (positions outside it stay 0)."""
+    positions or a range of them (positions outside it stay 0), and input products with taps along the line."""
     from rlgen.vision.likelihood.recurrence import lstm_recurrence
 
     torch.manual_seed(0)
     t_steps, d, h, length, n = 4, 2, 2, 3, 2
-    channels = 3 if with_in_weight else 4 * h
+    channels = 3 if input_taps else 4 * h
     inputs = torch.randn(t_steps, d, channels, length, n, dtype=torch.float64).requires_grad_()
     weight = (0.5 * torch.randn(d, 4 * h, k * h, dtype=torch.float64)).requires_grad_()
     active = [(0, 1), (0, 2), (1, 3), (2, 3)] if ranges else None
     args: dict = {}
-    if with_in_weight:
-        args = {"in_weight": torch.randn(d, 4 * h, channels, dtype=torch.float64).requires_grad_(),
+    if input_taps:
+        args = {"in_weight": torch.randn(d, 4 * h, input_taps[0] * channels, dtype=torch.float64).requires_grad_(),
                 "bias": torch.randn(d * 4 * h, dtype=torch.float64).requires_grad_()}
 
     def f(inputs, weight, *rest):
-        return lstm_recurrence(inputs, weight, left, **dict(zip(args, rest)), active=active)
+        return lstm_recurrence(inputs, weight, left, **dict(zip(args, rest)), active=active,
+                               in_left=input_taps[1] if input_taps else 0)
 
     out = f(inputs, weight, *args.values())
     if ranges:

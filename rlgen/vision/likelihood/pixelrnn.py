@@ -70,11 +70,15 @@ class RowLSTMLayer(nn.Module):
 
     def recurrence(self, x: torch.Tensor) -> torch.Tensor:
         """The LSTM's ``h``-feature output map for a ``2h``-feature input map."""
-        gates_in = self.input_to_state(x)  # the whole map in one convolution
-        # rows are the steps, position-major (lstm_recurrence's layout): (H, 1 direction, 4h, W, N); the 1x3
-        # state-to-state kernel sees the previous row at j - 1, j and j + 1 (left = 1)
-        inputs = gates_in.permute(2, 1, 3, 0).unsqueeze(1)
-        states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 1), left=1)
+        # rows are the steps, position-major (lstm_recurrence's layout): (H, 1 direction, 2h, W, N). The masked
+        # 1x3 input-to-state convolution (type B: the pixel to the left and the pixel itself, its stored columns)
+        # is the recurrence's input product with two taps (in_left = 1); the 1x3 state-to-state kernel sees the
+        # previous row at j - 1, j and j + 1 (left = 1).
+        conv = self.input_to_state
+        inputs = x.permute(2, 1, 3, 0).unsqueeze(1)
+        states = lstm_recurrence(inputs, conv1d_kernel(self.state_to_state.weight, 1), left=1,
+                                 in_weight=conv1d_kernel(conv.masked_weight()[:, :, 0].contiguous(), 1),
+                                 bias=conv.bias, in_left=1)
         return states[:, 0].permute(3, 1, 0, 2).contiguous()  # (N, h, H, W), contiguous for the 1x1 convolution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,14 @@ def fast_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(2 * x).mul_(2).sub_(1)
 
 
-def _windows(previous: torch.Tensor, s0: int, s1: int, n: int, left: int, k: int) -> list[torch.Tensor]:
-    """The ``k`` slices ``(D, h, s1 - s0)`` of the previous state that the taps read for positions ``[s0, s1)``:
-    tap ``j`` at ``p + (j - left) n`` (``previous`` is padded by ``n`` at each end)."""
-    return [previous[:, :, s0 + n + (j - left) * n:s1 + n + (j - left) * n] for j in range(k)]
+def _windows(line: torch.Tensor, s0: int, s1: int, n: int, left: int, k: int, pad: int) -> list[torch.Tensor]:
+    """The ``k`` slices ``(D, channels, s1 - s0)`` of a step's row that ``k`` taps read for positions ``[s0, s1)``:
+    tap ``j`` at ``p + (j - left) n`` (``line`` is padded by ``pad`` positions at each end)."""
+    return [line[:, :, s0 + pad + (j - left) * n:s1 + pad + (j - left) * n] for j in range(k)]
+
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 class _LSTMRecurrence(torch.autograd.Function):
@@ -49,27 +53,28 @@ class _LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs: torch.Tensor, in_weight: torch.Tensor | None,  # type: ignore[override]
-                bias: torch.Tensor | None, weight: torch.Tensor, left: int, active: list[tuple[int, int]]):
+                bias: torch.Tensor | None, weight: torch.Tensor, left: int, active: list[tuple[int, int]],
+                in_left: int):
         t_steps, d, channels, length, n = inputs.shape
         four_h = weight.shape[1]
         h = four_h // 4
         k = weight.shape[2] // h
         m = length * n
-        flat_in = inputs.view(t_steps, d, channels, m)
-        both = None if in_weight is None else torch.cat([in_weight, weight], dim=2)  # (D, 4h, C + k h)
+        source, pad, k_in = _input_rows(inputs, in_weight, in_left)
+        both = None if in_weight is None else torch.cat([in_weight, weight], dim=2)  # (D, 4h, k_in C + k h)
         bias = None if bias is None else bias.view(d, four_h, 1)
         states = inputs.new_zeros(t_steps, d, h, m + 2 * n)  # position p of a step at p + n
         cells = inputs.new_zeros(t_steps, d, h, m)
         saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # o, f, i; g; tanh(c) of each step
         for t, (lo, hi) in enumerate(active):
             s0, s1 = lo * n, hi * n
-            x_t = flat_in[t, :, :, s0:s1]
+            xs = _windows(source[t], s0, s1, n, in_left, k_in, pad)
             if t == 0:  # the previous state is 0
-                a = x_t.clone() if in_weight is None else torch.bmm(in_weight, x_t)
+                a = xs[0].clone() if in_weight is None else torch.bmm(in_weight, _stack(xs))
             elif in_weight is None:
-                a = torch.baddbmm(x_t, weight, torch.cat(_windows(states[t - 1], s0, s1, n, left, k), dim=1))
+                a = torch.baddbmm(xs[0], weight, _stack(_windows(states[t - 1], s0, s1, n, left, k, n)))
             else:
-                a = torch.bmm(both, torch.cat([x_t, *_windows(states[t - 1], s0, s1, n, left, k)], dim=1))
+                a = torch.bmm(both, torch.cat([*xs, *_windows(states[t - 1], s0, s1, n, left, k, n)], dim=1))
             if bias is not None:
                 a.add_(bias)
             a = a.view(d, 4, h, s1 - s0)
@@ -84,35 +89,46 @@ class _LSTMRecurrence(torch.autograd.Function):
             tanh_c = fast_tanh(cell)
             torch.mul(ofi[:, 0], tanh_c, out=states[t, :, :, n + s0:n + s1])
             saved.append((ofi, g, tanh_c))
-        ctx.save_for_backward(inputs, in_weight, bias, weight, states, cells)
-        ctx.saved, ctx.left, ctx.active = saved, left, active
+        ctx.save_for_backward(source, in_weight, bias, weight, states, cells)
+        ctx.saved, ctx.left, ctx.active, ctx.in_left, ctx.shape = saved, left, active, in_left, inputs.shape
         return states[:, :, :, n:n + m].view(t_steps, d, h, length, n)
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):  # type: ignore[override]
-        inputs, in_weight, bias, weight, states, cells = ctx.saved_tensors
-        saved, left, active = ctx.saved, ctx.left, ctx.active
-        t_steps, d, channels, length, n = inputs.shape
+        source, in_weight, bias, weight, states, cells = ctx.saved_tensors
+        saved, left, active, in_left = ctx.saved, ctx.left, ctx.active, ctx.in_left
+        t_steps, d, channels, length, n = ctx.shape
         h = weight.shape[1] // 4
         k = weight.shape[2] // h
         m = length * n
-        flat_in = inputs.view(t_steps, d, channels, m)
+        pad = (source.shape[3] - m) // 2
+        k_in = 1 if in_weight is None else in_weight.shape[2] // channels
         grad_states = grad_states.reshape(t_steps, d, h, m)
-        grad_inputs = grad_states.new_empty(t_steps, d, channels, m)  # 0 where a step did not compute (below)
+        # the inputs' gradient, laid out as `source`: 0 where no step read an input (zeroed below, or from the start
+        # where taps overlap and add up)
+        grad_source = grad_states.new_empty(source.shape) if pad == 0 else grad_states.new_zeros(source.shape)
         grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h, 1)
         # the products' weights [in_weight | kernel] (or the kernel alone), transposed, and their gradient
         with_in = in_weight is not None
         both = torch.cat([in_weight, weight], dim=2) if with_in else weight
         both_t = both.transpose(1, 2).contiguous()
         grad_both = torch.zeros_like(both)
-        first = channels if with_in else 0  # where the state's part starts in the stack
+        first = k_in * channels if with_in else 0  # where the state's part starts in the stack
+
+        def add_input_grads(t: int, s0: int, s1: int, grad: torch.Tensor) -> None:
+            if pad == 0:  # one tap at the position itself
+                grad_source[t, :, :, :s0].zero_()
+                grad_source[t, :, :, s1:].zero_()
+                grad_source[t, :, :, s0:s1] = grad
+                return
+            for j, window in enumerate(_windows(grad_source[t], s0, s1, n, in_left, k_in, pad)):
+                window += grad[:, j * channels:(j + 1) * channels]
+
         carry = grad_states.new_zeros(d, h, m + 2 * n)  # dL/ds_t through step t + 1's kernel, positioned as states
         carry_cell = grad_states.new_zeros(d, h, m)  # dL/dc_t through step t + 1 (0 where it did not compute)
         for t in range(t_steps - 1, -1, -1):
             lo, hi = active[t]
             s0, s1 = lo * n, hi * n
-            grad_inputs[t, :, :, :s0].zero_()
-            grad_inputs[t, :, :, s1:].zero_()
             ofi, g, tanh_c = saved[t]
             o, f, i = ofi.unbind(1)
             ds = grad_states[t, :, :, s0:s1] + carry[:, :, n + s0:n + s1]
@@ -132,43 +148,45 @@ class _LSTMRecurrence(torch.autograd.Function):
             flat_da = da.view(d, 4 * h, s1 - s0)
             if grad_bias is not None:
                 grad_bias += flat_da.sum(dim=2, keepdim=True)
-            x_t = flat_in[t, :, :, s0:s1]
+            xs = _windows(source[t], s0, s1, n, in_left, k_in, pad)
             if t == 0:  # the products saw the inputs alone
                 if with_in:
-                    grad_both[:, :, :channels].baddbmm_(flat_da, x_t.transpose(1, 2))
-                    grad_inputs[t, :, :, s0:s1] = torch.bmm(both_t[:, :channels], flat_da)
+                    grad_both[:, :, :first].baddbmm_(flat_da, _stack(xs).transpose(1, 2))
+                    add_input_grads(t, s0, s1, torch.bmm(both_t[:, :first], flat_da))
                 else:
-                    grad_inputs[t, :, :, s0:s1] = flat_da
+                    add_input_grads(t, s0, s1, flat_da)
                 continue
             p0, p1 = active[t - 1][0] * n, active[t - 1][1] * n
             # step t - 1 reads the cell's gradient on its own range: 0 where step t did not compute
             carry_cell[:, :, p0:p1].zero_()
             torch.mul(dc, f, out=carry_cell[:, :, s0:s1])
-            windows = _windows(states[t - 1], s0, s1, n, left, k)
-            stack = torch.cat([x_t, *windows] if with_in else windows, dim=1)
-            grad_both.baddbmm_(flat_da, stack.transpose(1, 2))
-            back = torch.bmm(both_t, flat_da)  # (D, C + k h, positions) or (D, k h, positions)
-            grad_inputs[t, :, :, s0:s1] = back[:, :channels] if with_in else flat_da
+            windows = _windows(states[t - 1], s0, s1, n, left, k, n)
+            grad_both.baddbmm_(flat_da, torch.cat([*xs, *windows] if with_in else windows, dim=1).transpose(1, 2))
+            back = torch.bmm(both_t, flat_da)  # (D, k_in C + k h, positions) or (D, k h, positions)
+            add_input_grads(t, s0, s1, back[:, :first] if with_in else flat_da)
             # zero what step t - 1 reads of the carry and what the taps add to, then add each tap's part
             carry[:, :, min(n + p0, s0 + n - left * n):max(n + p1, s1 + n + (k - 1 - left) * n)].zero_()
-            for j, window in enumerate(_windows(carry, s0, s1, n, left, k)):
+            for j, window in enumerate(_windows(carry, s0, s1, n, left, k, n)):
                 window += back[:, first + j * h:first + (j + 1) * h]
-        grad_in_weight = grad_both[:, :, :channels] if with_in else None
-        grad_weight = grad_both[:, :, channels:] if with_in else grad_both
+        grad_in_weight = grad_both[:, :, :first] if with_in else None
+        grad_weight = grad_both[:, :, first:] if with_in else grad_both
         if grad_bias is not None:
             grad_bias = grad_bias.view(-1)
-        return grad_inputs.view(t_steps, d, channels, length, n), grad_in_weight, grad_bias, grad_weight, None, None
+        grad_inputs = grad_source[..., pad:pad + m].reshape(t_steps, d, channels, length, n)
+        return grad_inputs, grad_in_weight, grad_bias, grad_weight, None, None, None
 
 
 def lstm_recurrence(inputs: torch.Tensor, weight: torch.Tensor, left: int, in_weight: torch.Tensor | None = None,
-                    bias: torch.Tensor | None = None, active: list[tuple[int, int]] | None = None) -> torch.Tensor:
+                    bias: torch.Tensor | None = None, active: list[tuple[int, int]] | None = None,
+                    in_left: int = 0) -> torch.Tensor:
     """States ``(T, D, h, L, N)`` of ``D`` LSTMs over ``T`` steps of ``N`` lines of ``L`` positions.
 
     ``inputs`` ``(T, D, C, L, N)``. Each step's gates, ``[o, f, i, g]`` blocks of ``h`` per direction, are
-    ``in_weight @ inputs_t + bias`` (``in_weight`` ``(D, 4h, C)``, ``bias`` ``D 4h`` values), or the inputs
+    ``in_weight * inputs_t + bias`` (``in_weight`` ``(D, 4h, k_in C)``: a 1-d convolution of ``k_in`` taps along the
+    line over the step's own inputs, tap ``j`` at ``l + j - in_left``; ``bias`` ``D 4h`` values), or the inputs
     themselves without ``in_weight`` (``C = 4h``), plus the state-to-state kernel ``weight`` ``(D, 4h, k h)``: ``k``
     taps along the line, tap ``j`` seeing the previous state at position ``l + j - left`` (0 past the line's ends;
-    :func:`conv1d_kernel` turns a grouped ``Conv1d`` weight into this form).
+    :func:`conv1d_kernel` turns a grouped ``Conv1d`` weight into either form).
 
     ``active``: for each step, the positions ``[lo, hi)`` of its lines that it computes (all when None). The others
     are not computed: their state is 0 and gets no gradient, which is exact where what the caller reads depends on
@@ -182,6 +200,10 @@ def lstm_recurrence(inputs: torch.Tensor, weight: torch.Tensor, left: int, in_we
     if not 0 <= left <= 1 or weight.shape[2] // (four_h // 4) - 1 - left > 1:
         raise ValueError(f"the kernel may reach one position past each end of the line: left {left} and "
                          f"{weight.shape[2] // (four_h // 4)} taps reach further")
+    if in_weight is not None and (in_weight.shape[2] % channels or not 0 <= in_left <= 1
+                                  or in_weight.shape[2] // channels - 1 - in_left > 1):
+        raise ValueError(f"in_weight must be (D, 4h, k_in C) with C = {channels}, its taps reaching one position past "
+                         f"each end at most, got {tuple(in_weight.shape)} with in_left {in_left}")
     if bias is not None and in_weight is None:
         raise ValueError("a bias needs in_weight")
     active = [(0, length)] * t_steps if active is None else [(int(lo), int(hi)) for lo, hi in active]
@@ -189,7 +211,22 @@ def lstm_recurrence(inputs: torch.Tensor, weight: torch.Tensor, left: int, in_we
         raise ValueError(f"active must give each of the {t_steps} steps a range 0 <= lo < hi <= {length}")
     dtype = inputs.dtype
     cast = (lambda w: None if w is None else w.to(dtype).contiguous())
-    return _LSTMRecurrence.apply(inputs.contiguous(), cast(in_weight), cast(bias), cast(weight), int(left), active)
+    return _LSTMRecurrence.apply(inputs.contiguous(), cast(in_weight), cast(bias), cast(weight), int(left), active,
+                                 int(in_left))
+
+
+def _input_rows(inputs: torch.Tensor, in_weight: torch.Tensor | None,
+                in_left: int) -> tuple[torch.Tensor, int, int]:
+    """The inputs as rows ``(T, D, C, L N)``, padded by ``N`` zeros at each end where the input product has taps
+    along the line (a copy), with the pad and the number of taps."""
+    t_steps, d, channels, length, n = inputs.shape
+    flat = inputs.view(t_steps, d, channels, length * n)
+    k_in = 1 if in_weight is None else in_weight.shape[2] // channels
+    if k_in == 1 and in_left == 0:
+        return flat, 0, 1
+    source = inputs.new_zeros(t_steps, d, channels, (length + 2) * n)
+    source[..., n:n + length * n] = flat
+    return source, n, k_in
 
 
 def conv1d_kernel(weight: torch.Tensor, directions: int) -> torch.Tensor:
