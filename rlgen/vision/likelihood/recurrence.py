@@ -55,7 +55,7 @@ class _LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, inputs: torch.Tensor, in_weight: torch.Tensor | None,  # type: ignore[override]
                 bias: torch.Tensor | None, weight: torch.Tensor, left: int, active: list[tuple[int, int]],
                 in_left: int):
-        t_steps, d, channels, length, n = inputs.shape
+        t_steps, d, _, length, n = inputs.shape
         four_h = weight.shape[1]
         h = four_h // 4
         k = weight.shape[2] // h
