@@ -66,3 +66,14 @@ def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def full_precision(t: torch.Tensor) -> torch.autocast:
+    """A region without autocast on ``t``'s device: the parts of a model that must not round to bf16 (logits and
+    densities summed over hundreds of pixels or latents)."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32, or as it is if wider (fp64 in tests)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))

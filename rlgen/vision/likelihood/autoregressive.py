@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from rlgen.common.device import at_least_fp32, full_precision
 from rlgen.common.progress import progress
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch
@@ -50,8 +51,8 @@ class AutoregressivePixelModel(LikelihoodModel):
     def logits_in_fp32(output_net: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
         """``output_net(features)`` outside any autocast: under bf16 the network's body runs in bf16, but the
         logits, whose rounding would blur a likelihood summed over 784 pixels, come from fp32 output layers."""
-        with torch.autocast(features.device.type, enabled=False):
-            return output_net(features.to(torch.promote_types(features.dtype, torch.float32)))  # (fp64 stays)
+        with full_precision(features):
+            return output_net(at_least_fp32(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw output map ``(N, out_channels, H, W)`` for images ``x`` in [0, 1]."""

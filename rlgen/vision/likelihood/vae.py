@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlgen.common.device import at_least_fp32, full_precision
 from rlgen.common.errors import UserError
 from rlgen.common.options import option
 from rlgen.common.run_dir import RunDir
@@ -46,16 +47,6 @@ log = logging.getLogger("rlgen")
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 VAE_OUTPUTS = ("bernoulli", "logistic")
-
-
-def full_precision(t: torch.Tensor) -> torch.autocast:
-    """A region without autocast on ``t``'s device."""
-    return torch.autocast(t.device.type, enabled=False)
-
-
-def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in fp32, or as it is if wider (fp64 in tests)."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor | float = 0.0,
