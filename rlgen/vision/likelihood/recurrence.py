@@ -89,31 +89,28 @@ class _LSTMRecurrence(torch.autograd.Function):
             tanh_c = fast_tanh(cell)
             torch.mul(ofi[:, 0], tanh_c, out=states[t, :, :, n + s0:n + s1])
             saved.append((ofi, g, tanh_c))
-        ctx.save_for_backward(source, in_weight, bias, weight, states, cells)
-        ctx.saved, ctx.left, ctx.active, ctx.in_left, ctx.shape = saved, left, active, in_left, inputs.shape
+        # the backward needs the products' weights [in_weight | kernel] (or the kernel alone) and how they were laid out
+        ctx.save_for_backward(source, weight if both is None else both, bias, states, cells)
+        ctx.saved, ctx.shape = saved, inputs.shape
+        ctx.layout = (left, active, in_left, pad, k_in, in_weight is not None)
         return states[:, :, :, n:n + m].view(t_steps, d, h, length, n)
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):  # type: ignore[override]
-        source, in_weight, bias, weight, states, cells = ctx.saved_tensors
-        saved, left, active, in_left = ctx.saved, ctx.left, ctx.active, ctx.in_left
+        source, both, bias, states, cells = ctx.saved_tensors
+        saved, (left, active, in_left, pad, k_in, with_in) = ctx.saved, ctx.layout
         t_steps, d, channels, length, n = ctx.shape
-        h = weight.shape[1] // 4
-        k = weight.shape[2] // h
+        h = both.shape[1] // 4
+        first = k_in * channels if with_in else 0  # where the state's part starts in the stack
+        k = (both.shape[2] - first) // h
         m = length * n
-        pad = (source.shape[3] - m) // 2
-        k_in = 1 if in_weight is None else in_weight.shape[2] // channels
         grad_states = grad_states.reshape(t_steps, d, h, m)
         # the inputs' gradient, laid out as `source`: 0 where no step read an input (zeroed below, or from the start
         # where taps overlap and add up)
         grad_source = grad_states.new_empty(source.shape) if pad == 0 else grad_states.new_zeros(source.shape)
         grad_bias = None if bias is None else grad_states.new_zeros(d, 4 * h, 1)
-        # the products' weights [in_weight | kernel] (or the kernel alone), transposed, and their gradient
-        with_in = in_weight is not None
-        both = torch.cat([in_weight, weight], dim=2) if with_in else weight
         both_t = both.transpose(1, 2).contiguous()
         grad_both = torch.zeros_like(both)
-        first = k_in * channels if with_in else 0  # where the state's part starts in the stack
 
         def add_input_grads(t: int, s0: int, s1: int, grad: torch.Tensor) -> None:
             if pad == 0:  # one tap at the position itself
