@@ -66,8 +66,7 @@ def module_at(commit: str | None, path: str) -> ModuleType:
 def build(model: str, module: ModuleType, images: torch.Tensor, labels: torch.Tensor):
     """A model of ``module`` with the packaged MNIST defaults, and its per-group Adam settings."""
     if model == "ssgan":
-        options = module.SSGANOptions(steps_per_epoch=len(images) // 100)
-        m = module.SSGAN(options, images[:100], labels[:100], unlabelled_x=images)
+        m = module.SSGAN(module.SSGANOptions(), images[:100], labels[:100], unlabelled_x=images)
         m.initialize(images[:500])
         lr, batch = 3e-3, 100
     elif model == "infogan":

@@ -20,7 +20,7 @@ from rlgen.cli import main
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.images import encode_png, make_grid, save_image_grid
-from rlgen.vision.trainer import LikelihoodModel, Trainer, TrainerConfig
+from rlgen.vision.trainer import LikelihoodModel, Trainer, TrainerConfig, lr_factor
 from tests.cli_helpers import ENV, fails_cleanly
 
 torch.set_num_threads(1)
@@ -290,6 +290,27 @@ def test_max_minutes_stops_after_an_epoch_and_a_resumed_run_goes_on_to_the_same_
     resumed = PixelBernoulli((1, 28, 28))
     summary = Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, cfg).fit()
     assert (summary["epochs"], summary["steps"], summary["finished"]) == (3, 12, True)
+    torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
+
+
+def test_learning_rate_falls_linearly_over_the_last_fraction_and_a_resume_keeps_the_schedule(tmp_path):
+    assert [lr_factor(e, 6, 1 / 3) for e in range(6)] == pytest.approx([1, 1, 1, 1, 1, 0.5])  # min(1, (6 - e) / 2)
+    assert [lr_factor(e, 300, 1 / 3) for e in (199, 200, 299)] == pytest.approx([1, 1, 0.01])  # improved-gan's
+    assert lr_factor(5, 6, 0.0) == 1.0
+    data = ImageDataset("noise", np.random.default_rng(0).integers(0, 256, (32, 1, 28, 28), dtype=np.uint8))
+    cfg = TrainerConfig(epochs=4, batch_size=16, lr=0.04, lr_decay_fraction=0.5, log_every=0, n_samples=4,
+                        binarize="dynamic")
+    torch.manual_seed(0)
+    straight = PixelBernoulli((1, 28, 28))
+    run = RunDir.create(tmp_path / "a", "test", "noise", 0, {"command": "test"})
+    Trainer(straight, run, data, cfg).fit()
+    with open(run.path / "progress.csv") as f:
+        assert [float(r["train/lr"]) for r in csv.DictReader(f)] == pytest.approx([0.04, 0.04, 0.04, 0.02])
+    torch.manual_seed(0)
+    run = RunDir.create(tmp_path / "b", "test", "noise", 0, {"command": "test"})
+    Trainer(PixelBernoulli((1, 28, 28)), run, data, dataclasses.replace(cfg, max_minutes=1e-9)).fit()
+    resumed = PixelBernoulli((1, 28, 28))  # its optimiser starts at lr 0.04; the checkpoint's initial rate rules
+    Trainer(resumed, RunDir(run.path, run.config, resumed=True), data, dataclasses.replace(cfg, lr=1.0)).fit()
     torch.testing.assert_close(resumed.logits, straight.logits, rtol=0, atol=0)
 
 

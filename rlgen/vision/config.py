@@ -49,7 +49,7 @@ def _skipped(command: str) -> tuple[str, ...]:
 
 
 #: options-dataclass fields that come from the data or the trainer, not from the run configuration's model options
-DERIVED_FIELDS = ("image_shape", "output", "num_classes", "steps_per_epoch", "epochs")
+DERIVED_FIELDS = ("image_shape", "output", "num_classes")
 
 
 def _option_classes(command: str) -> list[tuple[str, type, tuple[str, ...]]]:

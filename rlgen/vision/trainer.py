@@ -164,6 +164,8 @@ class TrainerConfig:
     epochs: int = 25  # (its flag is every run's budget: rlgen.common.resolve.run_flags)
     batch_size: int = option(64, "images per training step", minimum=1)
     lr: float = option(2e-4, "Adam learning rate", minimum=0, strict=True)
+    lr_decay_fraction: float = option(0.0, "the learning rate falls linearly to 0 over the last F of the epochs "
+                                      "(0: constant)", minimum=0, maximum=1, metavar="F")
     beta1: float = option(0.5, "Adam beta1", minimum=0, maximum=1)
     beta2: float = 0.999
     amp: bool = option(True, "bf16 mixed precision, used on CUDA and on CPUs with native bf16 (AVX-512 BF16 or AMX)")
@@ -200,6 +202,16 @@ def make_optimizers(model: GenerativeModel, lr: float, betas: tuple[float, float
             params = list(group)
         out[name] = torch.optim.Adam(params, fused=fused, **settings)
     return out
+
+
+def lr_factor(epoch: int, epochs: int, decay_fraction: float) -> float:
+    """Multiplier of the base learning rate in epoch ``epoch`` (0-based) of ``epochs``: 1, then a linear fall to 0
+    over the last ``decay_fraction`` of the epochs (improved-gan's MNIST schedule, ``min(3 - epoch / 100, 1)`` for
+    300 epochs, is ``decay_fraction`` 1/3). A schedule of epochs, so that a resumed run with a new --epochs
+    budget stretches it."""
+    if decay_fraction <= 0 or epochs <= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, (epochs - epoch) / (decay_fraction * epochs))))
 
 
 def _mean_metrics(history: dict[str, list[torch.Tensor | float]],
@@ -247,12 +259,22 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # training steps completed
         self.elapsed = 0.0  # training seconds before this process (from the checkpoint)
+        self.lr_factor = 1.0  # of the current epoch (_schedule_lr)
         self._start = time.time()
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return make_optimizers(self.model, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
+
+    def _schedule_lr(self) -> None:
+        """Set every optimiser group's learning rate for the current epoch: its initial rate (a group's own, kept
+        in the optimiser's state, so that a resume has it) times :func:`lr_factor`."""
+        self.lr_factor = lr_factor(self.epoch, self.cfg.epochs, self.cfg.lr_decay_fraction)
+        for opt in self.opt.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * self.lr_factor
 
     @property
     def ckpt_dir(self) -> Path:
@@ -365,6 +387,7 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 epoch_start = time.time()
+                self._schedule_lr()
                 history: dict[str, list] = {}
                 window_start, window_images = time.time(), 0
                 # Batches of this epoch trained before an interrupted run stopped (0 at an epoch's start).
@@ -435,6 +458,7 @@ class Trainer:
                             "resume from the last checkpoint")
         for k, v in means.items():
             self.logger.record(f"train/{k}", v)
+        self.logger.record("train/lr", self.cfg.lr * self.lr_factor)  # --lr now (groups with their own scale alike)
         self.logger.record("time/images_per_s", images_per_s)
         if dump:
             self.logger.dump(self.step)

@@ -22,8 +22,9 @@ The MNIST model
     * :class:`WeightNormDense`: ``W[j] = scale[j] * theta[j] / ||theta[j]||``, ``theta ~ N(0, 0.1)``, and the
       original's data-dependent initialisation (:meth:`SSGAN.initialize`, on 500 training images): each layer's
       pre-activations are standardised on that batch by setting ``scale = 1 / std`` and ``bias = -mean / std``.
-    * Adam(lr 0.003, beta1 0.5) for both players; the learning rate falls linearly to 0 over the final
-      ``lr_decay_fraction`` of the epochs (the older improved-gan MNIST script: the last 100 of 300 epochs).
+    * Adam(lr 0.003, beta1 0.5) for both players; the learning rate falls linearly to 0 over the last third of
+      the epochs (the older improved-gan MNIST script: the last 100 of 300 epochs; the trainer's
+      ``lr_decay_fraction``, 1/3 in the ssgan section of ``rlgen/configs/vision.yaml``).
       The original's Adam (``nn.adam_updates``) divides by ``sqrt(v + 1e-8)``, not ``sqrt(v) + 1e-8``: parameters
       with gradients below about 1e-4 (most of the generator's hidden weights) take proportionally smaller steps.
       ``adam_eps = 1e-4`` in PyTorch's Adam reproduces that within a factor of sqrt(2).
@@ -278,21 +279,16 @@ class SSGANOptions:
     unlabeled_weight: float = option(1.0, "weight of the unlabelled (real/fake) loss", minimum=0)
     ema: float = option(1e-4, "moving-average rate of the discriminator weights behind test_error_ema (0: off)",
                         minimum=0, maximum=1, metavar="RATE")
-    lr_decay_fraction: float = option(1 / 3, "the learning rate falls linearly to 0 over the last F of the epochs "
-                                             "(0: off)", minimum=0, maximum=1, metavar="F")
     adam_eps: float = option(1e-4, "Adam's epsilon (1e-4 mimics the original's sqrt(v + 1e-8))", minimum=0,
                              metavar="EPS")
-    epochs: int = 300  # for the learning-rate schedule
-    steps_per_epoch: int = 0  # for the learning-rate schedule (0: no schedule)
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int,
-                    steps_per_epoch: int) -> SSGANOptions:
+    def from_config(cls, cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int) -> SSGANOptions:
         values = {f.name: cfg[f.name] for f in fields(cls) if f.name in cfg}
         for key in ("d_hidden", "g_hidden"):
             if key in values:
                 values[key] = tuple(int(v) for v in values[key])
-        values.update(image_shape=tuple(image_shape), num_classes=int(num_classes), steps_per_epoch=steps_per_epoch)
+        values.update(image_shape=tuple(image_shape), num_classes=int(num_classes))
         return cls(**values)
 
     def check(self) -> None:
@@ -302,8 +298,8 @@ class SSGANOptions:
             raise UserError("--d-hidden needs at least one layer, and every layer size must be positive")
         if self.z_dim <= 0 or min(self.input_noise, self.hidden_noise, self.unlabeled_weight, self.ema) < 0:
             raise UserError("--z-dim must be positive; noise levels, --unlabeled-weight and --ema must be >= 0")
-        if not 0 <= self.lr_decay_fraction <= 1 or self.ema >= 1 or self.adam_eps <= 0:
-            raise UserError("--lr-decay-fraction must be in [0, 1], --ema in [0, 1) and --adam-eps positive")
+        if self.ema >= 1 or self.adam_eps <= 0:
+            raise UserError("--ema must be in [0, 1) and --adam-eps positive")
 
 
 @dataclass
@@ -339,7 +335,7 @@ class SSGAN(GenerativeModel):
         seed = cfg["seed"] if cfg.get("labels_seed") is None else int(cfg["labels_seed"])
         classes = int(data.num_classes)
         chosen = class_balanced_subset(data.labels, int(cfg["labels"]), seed, classes)
-        options = SSGANOptions.from_config(cfg, data.image_shape, classes, len(data) // int(cfg["batch_size"]))
+        options = SSGANOptions.from_config(cfg, data.image_shape, classes)
         eval_size = len(test) if test is not None and test.labels is not None else None
         # The whole training set also feeds the generator's own stream of real batches (the original's trainx_unl2).
         model = cls(options, torch.from_numpy(data.images[chosen]), torch.from_numpy(data.labels[chosen]), eval_size,
@@ -440,15 +436,6 @@ class SSGAN(GenerativeModel):
                                                                                  self.unlabelled_cursor, n)
         return _to_float(self.unlabelled_x[idx])
 
-    def lr_factor(self) -> float:
-        """Multiplier of the base learning rate in the current epoch: 1, then a linear fall to 0 over the last
-        ``lr_decay_fraction`` of the epochs (the older original: ``min(3 - epoch / 100, 1)`` for 300 epochs)."""
-        o = self.options
-        if o.lr_decay_fraction <= 0 or o.steps_per_epoch <= 0:
-            return 1.0
-        epoch = self.num_steps // o.steps_per_epoch
-        return float(min(1.0, max(0.0, (o.epochs - epoch) / (o.lr_decay_fraction * o.epochs))))
-
     def discriminator_loss(self, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor,
                            fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One pass over the three batches: the discriminator has no batch statistics, so this is the same
@@ -505,11 +492,6 @@ class SSGAN(GenerativeModel):
     # -- the trainer's interface -----------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, opt: Optimizers) -> dict[str, torch.Tensor]:
-        factor = self.lr_factor()
-        for name in ("d", "g"):
-            for group in opt[name].param_groups:
-                group.setdefault("initial_lr", group["lr"])  # saved with the optimiser, so a resume keeps it
-                group["lr"] = group["initial_lr"] * factor
         x_unl = batch.x
         x_lab, y_lab = self.labelled_batch(len(x_unl))
         with torch.no_grad():  # the discriminator step needs no gradient of the generator
@@ -526,7 +508,7 @@ class SSGAN(GenerativeModel):
         with frozen(self.discriminator):
             g_loss = self.generator_loss(x_unl if x_real is None else x_real, fake)
         opt.step("g", g_loss)
-        return {**metrics, "loss_gen": g_loss.detach(), "lr": float(opt["d"].param_groups[0]["lr"])}
+        return {**metrics, "loss_gen": g_loss.detach()}
 
     def _reset_evaluation(self) -> None:
         # A plain dict, not attributes: a module stored as an attribute would become part of the state dict.
