@@ -22,7 +22,9 @@ from rlgen.vision.gan.infogan import (
     Latent,
     batch_statistics,
     clustering_information,
+    consistency,
     information_terms,
+    shifted,
 )
 from rlgen.vision.trainer import Optimizers
 
@@ -171,6 +173,56 @@ def test_real_clustering_adds_the_weighted_information_on_real_images_to_the_dis
     assert metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert plain_metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert loss.item() == pytest.approx(plain_loss.item() - 0.5 * expected.item(), abs=1e-5)
+
+
+def test_shifted_moves_each_image_by_its_own_offset_within_the_bound():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 10, 12] = 1.0  # one lit pixel
+    moved = shifted(x, 2)
+    assert moved.shape == x.shape and torch.equal(moved.sum((1, 2, 3)), x.sum((1, 2, 3)))
+    where = moved[:, 0].flatten(1).argmax(1)
+    dy, dx = where // 28 - 10, where % 28 - 12
+    assert dy.abs().max() <= 2 and dx.abs().max() <= 2 and len(set(zip(dy.tolist(), dx.tolist()))) > 10
+    edge = torch.zeros(1, 1, 28, 28)
+    edge[..., 0, :] = 1.0  # the top row: moved up it leaves the image, moved down zeros come in above it
+    moved = shifted(edge.repeat(64, 1, 1, 1), 2)
+    assert set(moved.unique().tolist()) == {0.0, 1.0} and moved[..., 3:, :].sum() == 0  # nothing wraps around
+    lit_rows = {int(r) for r in moved[:, 0].sum(2).argmax(1)[moved.sum((1, 2, 3)) > 0]}
+    assert lit_rows == {0, 1, 2}
+    assert torch.equal(shifted(x, 0), x)
+
+
+def test_consistency_is_the_kl_divergence_to_the_unmoved_prediction():
+    logits = torch.randn(6, 10)
+    assert consistency(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
+    moved = torch.randn(6, 10, requires_grad=True)
+    target = logits.requires_grad_()
+    kl = consistency(target, moved)
+    expected = F.kl_div(F.log_softmax(moved, 1), F.log_softmax(logits, 1), log_target=True, reduction="batchmean")
+    assert kl.item() == pytest.approx(expected.item(), rel=1e-5) and kl.item() > 0
+    kl.backward()
+    assert target.grad is None and moved.grad.abs().sum() > 0  # the unmoved prediction is the target
+
+
+def test_real_consistency_adds_the_weighted_kl_on_shifted_real_images_and_draws_nothing_when_off():
+    model = small(real_consistency=2.0)
+    plain = small()
+    plain.load_state_dict(model.state_dict())
+    real, latent = torch.rand(8, 1, 28, 28), model.latent(8)
+    fake = model.generate(latent).detach()
+    state = torch.get_rng_state()
+    plain_loss, plain_metrics = plain.discriminator_loss(real, fake, latent)
+    assert torch.equal(torch.get_rng_state(), state) and "consistency_real" not in plain_metrics
+    torch.manual_seed(5)
+    loss, metrics = model.discriminator_loss(real, fake, latent)
+    torch.manual_seed(5)
+    _, q_real = model.discriminator(real)
+    _, q_moved = model.discriminator(shifted(real, 2))
+    expected = consistency(q_real[:, :10], q_moved[:, :10])
+    assert metrics["consistency_real"].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert loss.item() == pytest.approx(plain_loss.item() + 2.0 * expected.item(), abs=1e-4)
+    with pytest.raises(UserError, match="categorical"):
+        small(real_consistency=1.0, categorical=(), continuous=2)
 
 
 def test_q_head_recovers_the_codes_after_a_short_training():

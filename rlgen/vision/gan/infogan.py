@@ -37,6 +37,12 @@ through its values while noise and the other codes stay fixed; rows are differen
 :meth:`InfoGAN.traversal` gives such a grid for any code (continuous codes from -2 to 2, as in the paper's figures:
 beyond the training range) and :meth:`InfoGAN.save_traversals` writes them all as PNG.
 
+Two rlgen variants, both off by default (the paper's recipe) and both unsupervised, train Q on real images as well,
+which the paper's Q never sees: ``real_clustering`` rewards the information Q's first categorical code carries about
+the real batch (balanced, confident clusters: regularised information maximisation, as in IMSAT), and
+``real_consistency`` penalises the KL divergence between that code on a real image and on a copy shifted by up to 2
+pixels (IMSAT's self-augmentation: a digit's class survives the shift, a merely visual split of the data may not).
+
 Deviation: the generator step reuses the noise and codes of the discriminator step (the original draws new ones for
 each optimiser step); the expectation is the same and it saves a generator pass.
 """
@@ -70,6 +76,7 @@ log = logging.getLogger("rlgen")
 
 SIZES = (28, 32)
 LOG_2PI = math.log(2 * math.pi)
+REAL_SHIFT = 2  # pixels, each way: IMSAT's MNIST augmentation; a digit's class does not change with it
 
 
 @dataclass
@@ -87,6 +94,10 @@ class InfoGANOptions:
     real_clustering: float = option(0.0, "weight of the information Q's first categorical code carries about the "
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
+    real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
+                                          "image and on a copy moved by up to 2 pixels (0: off, the paper; an rlgen "
+                                          "variant, unsupervised: IMSAT's self-augmentation)", minimum=0,
+                                     metavar="WEIGHT")
     g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
     ngf: int = option(64, "generator up-convolution width", minimum=1)
     ndf: int = option(64, "discriminator convolution width", minimum=1)
@@ -115,6 +126,9 @@ class InfoGANOptions:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         if self.noise_dim < 0 or self.continuous < 0 or min(self.info_weight, self.info_weight_continuous) < 0:
             raise UserError("--noise-dim, --continuous and the information weights must be >= 0")
+        if (self.real_clustering or self.real_consistency) and not self.categorical:
+            raise UserError("--real-clustering and --real-consistency act on the first categorical code: give "
+                            "--categorical K")
 
     @property
     def code_dim(self) -> int:
@@ -224,6 +238,25 @@ def clustering_information(logits: torch.Tensor) -> torch.Tensor:
     mean = p.mean(0)
     marginal = -(mean * mean.clamp_min(1e-12).log()).sum()
     return marginal + (p * log_p).sum(1).mean()
+
+
+def shifted(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Each image of ``x (N, C, H, W)`` moved by its own random offset of up to ``max_shift`` pixels along each
+    axis, the uncovered border filled with 0 (black: MNIST's background)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n, 1), device=x.device)
+    rows = torch.arange(h, device=x.device) + offsets[0]  # (N, H): the rows of the padded image each row reads
+    cols = torch.arange(w, device=x.device) + offsets[1]
+    moved = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return moved.permute(0, 3, 1, 2)  # the indexed dimensions come first: (N, H, W, C)
+
+
+def consistency(logits: torch.Tensor, moved_logits: torch.Tensor) -> torch.Tensor:
+    """Mean ``KL(p || p_moved)`` of two categorical predictions of the same images, ``p`` held as the target (as
+    IMSAT and VAT do): it moves the prediction on the moved copy only."""
+    target = F.log_softmax(logits.detach().float(), dim=1)
+    return (target.exp() * (target - F.log_softmax(moved_logits.float(), dim=1))).sum(1).mean()
 
 
 def information_terms(q: torch.Tensor, latent: Latent, o: InfoGANOptions) -> dict[str, torch.Tensor]:
@@ -348,10 +381,16 @@ class InfoGAN(GenerativeModel):
                    "code_accuracy": accuracy, "d_real": torch.sigmoid(logits_real.detach().float()).mean(),
                    "d_fake": torch.sigmoid(logits_fake.detach().float()).mean()}
         if o.categorical:  # how Q's first code clusters the real images (logged; trained on with real_clustering)
-            mi_real = clustering_information(q_real[:, :o.categorical[0]])
+            k = o.categorical[0]
+            mi_real = clustering_information(q_real[:, :k])
             if o.real_clustering:
                 loss = loss - o.real_clustering * mi_real
             metrics["mi_real"] = mi_real.detach()
+            if o.real_consistency:  # a shifted digit is the same digit: its code should not change
+                _, q_moved = self.discriminator(shifted(real, REAL_SHIFT))
+                kl = consistency(q_real[:, :k], q_moved[:, :k])
+                loss = loss + o.real_consistency * kl
+                metrics["consistency_real"] = kl.detach()
         return loss, metrics
 
     def generator_loss(self, fake: torch.Tensor, latent: Latent) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
