@@ -24,7 +24,8 @@ from rlgen.vision.gan.infogan import (
     clustering_information,
     consistency,
     information_terms,
-    shifted,
+    random_affine,
+    warp,
 )
 from rlgen.vision.trainer import Optimizers
 
@@ -175,21 +176,22 @@ def test_real_clustering_adds_the_weighted_information_on_real_images_to_the_dis
     assert loss.item() == pytest.approx(plain_loss.item() - 0.5 * expected.item(), abs=1e-5)
 
 
-def test_shifted_moves_each_image_by_its_own_offset_within_the_bound():
-    x = torch.zeros(64, 1, 28, 28)
-    x[:, :, 10, 12] = 1.0  # one lit pixel
-    moved = shifted(x, 2)
-    assert moved.shape == x.shape and torch.equal(moved.sum((1, 2, 3)), x.sum((1, 2, 3)))
-    where = moved[:, 0].flatten(1).argmax(1)
-    dy, dx = where // 28 - 10, where % 28 - 12
-    assert dy.abs().max() <= 2 and dx.abs().max() <= 2 and len(set(zip(dy.tolist(), dx.tolist()))) > 10
-    edge = torch.zeros(1, 1, 28, 28)
-    edge[..., 0, :] = 1.0  # the top row: moved up it leaves the image, moved down zeros come in above it
-    moved = shifted(edge.repeat(64, 1, 1, 1), 2)
-    assert set(moved.unique().tolist()) == {0.0, 1.0} and moved[..., 3:, :].sum() == 0  # nothing wraps around
-    lit_rows = {int(r) for r in moved[:, 0].sum(2).argmax(1)[moved.sum((1, 2, 3)) > 0]}
-    assert lit_rows == {0, 1, 2}
-    assert torch.equal(shifted(x, 0), x)
+def test_random_affine_maps_stay_within_their_bounds_and_warp_moves_whole_pixels_exactly():
+    theta = random_affine(2000, (28, 28), degrees=15.0, scale=0.1, shift=2.0)
+    linear = theta[:, :, :2]
+    zoom = 1 / linear[:, 0].norm(dim=1)  # rows of a rotation divided by the zoom
+    angle = torch.rad2deg(torch.atan2(linear[:, 1, 0], linear[:, 0, 0]))
+    assert zoom.min() >= 0.9 - 1e-6 and zoom.max() <= 1.1 + 1e-6 and zoom.std() > 0.04
+    assert angle.abs().max() <= 15 + 1e-4 and angle.std() > 7
+    assert (theta[:, :, 2].abs() * 14).max() <= 2 + 1e-5  # 2 pixels of 28 are 2/14 of [-1, 1]
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, :, 10, 12] = 1.0
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)
+    torch.testing.assert_close(warp(x, identity), x)
+    moved = warp(x, identity + torch.tensor([[0, 0, -2 / 14], [0, 0, 0]]))  # read 2 pixels to the left: move right
+    assert moved[0, 0, 10, 14] == pytest.approx(1.0, abs=1e-5) and moved.sum().item() == pytest.approx(2.0, abs=1e-4)
+    rotated = warp(x, random_affine(2, (28, 28), degrees=15.0, scale=0.1, shift=2.0))
+    assert rotated.min() >= 0 and rotated.sum().item() == pytest.approx(2.0, rel=0.25)  # zoom changes the mass
 
 
 def test_consistency_is_the_kl_divergence_to_the_unmoved_prediction():
@@ -217,7 +219,7 @@ def test_real_consistency_adds_the_weighted_kl_on_shifted_real_images_and_draws_
     loss, metrics = model.discriminator_loss(real, fake, latent)
     torch.manual_seed(5)
     _, q_real = model.discriminator(real)
-    _, q_moved = model.discriminator(shifted(real, 2))
+    _, q_moved = model.discriminator(warp(real, random_affine(8, (28, 28), degrees=15.0, scale=0.1, shift=2.0)))
     expected = consistency(q_real[:, :10], q_moved[:, :10])
     assert metrics["consistency_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert loss.item() == pytest.approx(plain_loss.item() + 2.0 * expected.item(), abs=1e-4)

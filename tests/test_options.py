@@ -69,3 +69,12 @@ def test_a_python_callers_options_are_checked_like_flags():
     with pytest.raises(UserError, match="unknown option.*lerning_rate"):
         resolve("gan", {"dataset": "mnist", "lerning_rate": 0.1})
     assert resolve("gan", {"dataset": "mnist", "lr": 0.001})["lr"] == 0.001
+
+
+def test_every_commands_help_renders_with_its_option_texts(capsys):
+    """argparse %-formats help texts: an option whose text has a literal % (e.g. InfoGAN's "10%") must render."""
+    parser = build_parser()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            parser.parse_args([command.name, "--help"])
+    assert "zoomed by up to 10%" in " ".join(capsys.readouterr().out.split())

@@ -25,7 +25,8 @@ def add_flags(group: argparse._ActionsContainer, flags: Iterable[Flag]) -> None:
     """An argparse argument for each flag (``--x/--no-x`` for a switch; ``const`` makes the value optional, or, for a
     switch, is what it stores). Defaults are left out (SUPPRESS), so only typed flags override a config file."""
     for flag in flags:
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": flag.help}
+        # argparse %-formats help texts: a literal "10%" must reach it as "10%%"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": flag.help.replace("%", "%%")}
         if flag.metavar or ("." in flag.key and flag.choices is None):
             kwargs["metavar"] = flag.metavar or flag.key.rpartition(".")[2].upper()
         if flag.kind is bool:

@@ -40,8 +40,8 @@ beyond the training range) and :meth:`InfoGAN.save_traversals` writes them all a
 Two rlgen variants, both off by default (the paper's recipe) and both unsupervised, train Q on real images as well,
 which the paper's Q never sees: ``real_clustering`` rewards the information Q's first categorical code carries about
 the real batch (balanced, confident clusters: regularised information maximisation, as in IMSAT), and
-``real_consistency`` penalises the KL divergence between that code on a real image and on a copy shifted by up to 2
-pixels (IMSAT's self-augmentation: a digit's class survives the shift, a merely visual split of the data may not).
+``real_consistency`` penalises the KL divergence between that code on a real image and on a slightly rotated, zoomed
+and shifted copy (IMSAT's self-augmentation: a digit's class survives the move, a split by slant or size does not).
 
 Deviation: the generator step reuses the noise and codes of the discriminator step (the original draws new ones for
 each optimiser step); the expectation is the same and it saves a generator pass.
@@ -76,7 +76,9 @@ log = logging.getLogger("rlgen")
 
 SIZES = (28, 32)
 LOG_2PI = math.log(2 * math.pi)
-REAL_SHIFT = 2  # pixels, each way: IMSAT's MNIST augmentation; a digit's class does not change with it
+# How far --real-consistency moves a real image: small enough that a digit stays the digit it was, large enough
+# that slant, size and position (styles the continuous codes and the noise should carry) do not decide its code
+REAL_AFFINE = {"degrees": 15.0, "scale": 0.1, "shift": 2.0}
 
 
 @dataclass
@@ -95,9 +97,9 @@ class InfoGANOptions:
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
     real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
-                                          "image and on a copy moved by up to 2 pixels (0: off, the paper; an rlgen "
-                                          "variant, unsupervised: IMSAT's self-augmentation)", minimum=0,
-                                     metavar="WEIGHT")
+                                          "image and on a copy rotated by up to 15 degrees, zoomed by up to 10% "
+                                          "and moved by up to 2 pixels (0: off, the paper; an rlgen variant, "
+                                          "unsupervised)", minimum=0, metavar="WEIGHT")
     g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
     ngf: int = option(64, "generator up-convolution width", minimum=1)
     ndf: int = option(64, "discriminator convolution width", minimum=1)
@@ -240,16 +242,23 @@ def clustering_information(logits: torch.Tensor) -> torch.Tensor:
     return marginal + (p * log_p).sum(1).mean()
 
 
-def shifted(x: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Each image of ``x (N, C, H, W)`` moved by its own random offset of up to ``max_shift`` pixels along each
-    axis, the uncovered border filled with 0 (black: MNIST's background)."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, n, 1), device=x.device)
-    rows = torch.arange(h, device=x.device) + offsets[0]  # (N, H): the rows of the padded image each row reads
-    cols = torch.arange(w, device=x.device) + offsets[1]
-    moved = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return moved.permute(0, 3, 1, 2)  # the indexed dimensions come first: (N, H, W, C)
+def random_affine(n: int, size: tuple[int, int], degrees: float, scale: float, shift: float,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` random affine maps ``(n, 2, 3)`` in :func:`torch.nn.functional.affine_grid`'s convention (output
+    coordinates to input coordinates, both in [-1, 1]): a rotation of up to ``degrees`` either way, a zoom by a
+    factor within ``1 +- scale`` and a shift of up to ``shift`` pixels along each axis, each drawn uniformly."""
+    u = torch.rand(n, 4, device=device) * 2 - 1
+    angle, zoom = u[:, 0] * math.radians(degrees), 1 + u[:, 1] * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    h, w = size
+    tx, ty = u[:, 2] * 2 * shift / w, u[:, 3] * 2 * shift / h  # a pixel is 2 / width of the [-1, 1] range
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Images ``x (N, C, H, W)`` under the affine maps ``theta (N, 2, 3)``, bilinear, 0 (black) outside."""
+    grid = F.affine_grid(theta.float(), list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def consistency(logits: torch.Tensor, moved_logits: torch.Tensor) -> torch.Tensor:
@@ -386,8 +395,9 @@ class InfoGAN(GenerativeModel):
             if o.real_clustering:
                 loss = loss - o.real_clustering * mi_real
             metrics["mi_real"] = mi_real.detach()
-            if o.real_consistency:  # a shifted digit is the same digit: its code should not change
-                _, q_moved = self.discriminator(shifted(real, REAL_SHIFT))
+            if o.real_consistency:  # a digit moved a little is the same digit: its code should not change
+                theta = random_affine(len(real), real.shape[-2:], **REAL_AFFINE, device=real.device)
+                _, q_moved = self.discriminator(warp(real, theta))
                 kl = consistency(q_real[:, :k], q_moved[:, :k])
                 loss = loss + o.real_consistency * kl
                 metrics["consistency_real"] = kl.detach()
