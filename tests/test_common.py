@@ -18,8 +18,8 @@ from rlgen.common.device import resolve_device
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
-from rlgen.common.resolve import resolve_config, run_flags
-from rlgen.common.run_dir import RunDir
+from rlgen.common.resolve import resolve_config, resume_request, run_flags
+from rlgen.common.run_dir import RunDir, open_run
 from rlgen.common.seeding import set_seed
 
 
@@ -302,3 +302,22 @@ def test_resuming_drops_the_tensorboard_events_past_the_checkpoint(tmp_path):
     assert tensorboard_steps(tmp_path / "tb", "train/x") == [1, 2, 3, 4, 5, 6]
     with open(tmp_path / "progress.csv") as f:
         assert [int(row["step"]) for row in csv.DictReader(f)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_options_typed_with_resume_that_differ_from_the_runs_are_ignored_with_a_warning(tmp_path, monkeypatch,
+                                                                                        caplog):
+    """Typing the run's whole command line again with --resume is fine (a relative path, a tuple against JSON's
+    list, 1 against 1.0 say the same); a value that differs is ignored, and the user is told which and why."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demos.npz").touch()
+    saved = {"command": "test", "seed": 0, "device": "cpu", "steps": 10, "hidden": 4, "sizes": [64, 64],
+             "lr": 1.0, "demos": str(tmp_path / "demos.npz"), "section": {"weight": 2.0}}
+    run = RunDir.create(tmp_path / "runs", "test", "task", 0, saved)
+    flags = {"resume": str(run.path), "steps": 20, "hidden": 8, "sizes": (64, 64), "lr": 1, "demos": "demos.npz",
+             "section.weight": 3.0, "out": "elsewhere"}
+    with caplog.at_level("WARNING", logger="rlgen"):
+        resumed = open_run({**saved, "hidden": 8, "steps": 20}, "task", resume_request(flags))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and warned[0].startswith("--hidden 8 is ignored: a resumed run keeps its saved 4")
+    assert warned[1].startswith("--weight 3.0 is ignored")
+    assert resumed.config["hidden"] == 4 and resumed.config["steps"] == 20  # the budget may change

@@ -86,8 +86,15 @@ def _check_same_command(path: Path, command: str | None) -> None:
                         f"'rlgen {made_by} --resume {path}'")
 
 
+#: options that find the run to resume (``--resume`` alone: the newest of this command, task and seed under --out)
+#: or that name data by a path the run saved resolved; they are not compared with the run's saved values
+LOCATING = ("resume", "config", "out", "env", "dataset", "data_dir")
+
+
 def resume_request(flags: Mapping[str, Any]) -> Resume | None:
-    """``--resume`` and the options given with it that change a resumed run, or None for a new run."""
+    """``--resume``, the options given with it that change a resumed run and the others typed with it (compared
+    with the run's saved values), or None for a new run."""
     if "resume" not in flags:
         return None
-    return Resume(flags["resume"], {key: flags[key] for key in RESUME_OPTIONS if key in flags})
+    return Resume(flags["resume"], {key: flags[key] for key in RESUME_OPTIONS if key in flags},
+                  {key: value for key, value in flags.items() if key not in (*RESUME_OPTIONS, *LOCATING)})

@@ -9,6 +9,7 @@ failed before its first checkpoint holds ``failed.json`` (see :func:`discard_uns
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -21,6 +22,9 @@ from typing import Any
 from rlgen.common.checkpoint import atomic_write_json, load_json
 from rlgen.common.config import deep_merge
 from rlgen.common.errors import UserError
+from rlgen.common.options import lookup
+
+log = logging.getLogger("rlgen")
 
 
 def _slug(text: str) -> str:
@@ -172,6 +176,27 @@ class Resume:
 
     run: str = "latest"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: the other options typed with --resume (e.g. the run's whole command line again): where one differs from the
+    #: run's saved value, it is ignored, and the user is told
+    typed: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _same_value(typed: Any, saved: Any) -> bool:
+    """A typed option and a run's saved value (JSON: lists for tuples, absolute paths) say the same."""
+    if isinstance(typed, (list, tuple)) and isinstance(saved, (list, tuple)):
+        return len(typed) == len(saved) and all(_same_value(a, b) for a, b in zip(typed, saved))
+    if isinstance(typed, str) and isinstance(saved, str) and typed != saved:
+        return Path(typed).expanduser().resolve() == Path(saved).expanduser().resolve()
+    return typed == saved  # (1 == 1.0; True == 1 cannot arise: a switch's saved value is a bool)
+
+
+def _flag(key: str) -> str:
+    """The flag of a config key (a dotted key's flag is its last part: ``discriminator.gradient_penalty``)."""
+    return key.rpartition(".")[2].replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> RunDir:
@@ -188,6 +213,12 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
     if unknown:
         raise ValueError(f"a resumed run cannot change {', '.join(unknown)}")
     run = RunDir.open_for_resume(resume.run, out, cfg["command"], tag, cfg["seed"])
+    for key, value in resume.typed.items():
+        saved = lookup(run.config, key)
+        if saved is not None and not _same_value(value, saved):
+            log.warning("--%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes and "
+                        "--device may change); start a new run to change it", _flag(key), _shown(value),
+                        _shown(saved))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)
     run.save_config()
