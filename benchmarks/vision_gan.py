@@ -22,8 +22,13 @@ rows of an earlier result file for the seeds not run again (run directories are 
     python benchmarks/vision_gan.py infogan --dataset mnist_partial.npz --from-runs RUN1 RUN2 \
         --with-rows benchmarks/results/vision-gan/infogan-mnist_partial.json
 
-``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``). ``--epochs``
-and ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default budgets.
+``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``), and ``--tag``
+names a variant's result file, e.g. InfoGAN with Q trained on the real images too (its rows record both weights):
+
+    python benchmarks/vision_gan.py infogan --dataset mnist --from-runs RUN0 ... RUN4 --tag real-terms
+
+``--epochs`` and ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default
+budgets.
 """
 
 from __future__ import annotations
@@ -172,7 +177,9 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
     rows = []
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
+        cfg = json.loads((run / "config.json").read_text())
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
+                     **{key: cfg.get(key, 0.0) for key in ("real_clustering", "real_consistency")},
                      "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})
@@ -295,6 +302,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     p.add_argument("--with-rows", default=None, metavar="RESULT_JSON",
                    help="also table the rows of this earlier result file of the same benchmark whose seeds were "
                         "not run again (their run directories may be gone)")
+    p.add_argument("--tag", default=None, help="a name for a variant's results (<benchmark>-<dataset>-<tag>.json), "
+                                               "so that they do not replace the default's")
     p.add_argument("--out", default=str(RUNS), help=f"parent of the run directories (default {RUNS})")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON results go")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         result.update(command="python benchmarks/vision_gan.py " + shlex.join(argv), commit=git_commit(),
                       device=device_description(), date=utc_now(), seconds=round(time.time() - started, 1))
-        path = Path(args.results) / f"{name}-{Path(args.dataset).stem}.json"
+        path = Path(args.results) / f"{name}-{Path(args.dataset).stem}{'-' + args.tag if args.tag else ''}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(markdown(result))

@@ -19,9 +19,9 @@ def vision_gan():
     return module
 
 
-def finished_infogan_run(path: Path, seed: int, error: float) -> Path:
+def finished_infogan_run(path: Path, seed: int, error: float, **options: float) -> Path:
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"command": "infogan", "seed": seed}))
+    (path / "config.json").write_text(json.dumps({"command": "infogan", "seed": seed, **options}))
     (path / "summary.json").write_text(json.dumps({"epochs": 40, "test_images": 10000, "categorical_error": error,
                                                    "wall_clock_s": 10.0}))
     (path / "progress.csv").write_text("time/images_per_s\n200\n")
@@ -61,3 +61,16 @@ def test_with_rows_of_another_benchmark_is_one_line_error(vision_gan, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "holds 'ssgan' results, not 'infogan'" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_tagged_variant_gets_its_own_file_and_its_rows_say_how_q_was_trained(vision_gan, tmp_path):
+    paper = finished_infogan_run(tmp_path / "runs" / "paper", seed=0, error=0.20)
+    variant = finished_infogan_run(tmp_path / "runs" / "variant", seed=0, error=0.04, real_clustering=1.0,
+                                   real_consistency=1.0)
+    results = tmp_path / "results"
+    assert vision_gan.main(["infogan", "--from-runs", str(paper), "--results", str(results)]) == 0
+    assert vision_gan.main(["infogan", "--from-runs", str(variant), "--results", str(results), "--tag", "real"]) == 0
+    (row,) = json.loads((results / "infogan-mnist.json").read_text())["rows"]
+    assert (row["categorical_error"], row["real_clustering"], row["real_consistency"]) == (0.20, 0.0, 0.0)
+    (row,) = json.loads((results / "infogan-mnist-real.json").read_text())["rows"]
+    assert (row["categorical_error"], row["real_clustering"], row["real_consistency"]) == (0.04, 1.0, 1.0)
