@@ -40,9 +40,8 @@ beyond the training range) and :meth:`InfoGAN.save_traversals` writes them all a
 Two rlgen variants, both off by default (the paper's recipe) and both unsupervised, train Q on real images as well,
 which the paper's Q never sees: ``real_clustering`` rewards the information Q's first categorical code carries about
 the real batch (balanced, confident clusters: regularised information maximisation, as in IMSAT), and
-``real_consistency`` penalises the KL divergence between that code on a real image and on a copy with its strokes
-a little thicker or thinner, slightly rotated, zoomed and shifted (IMSAT's self-augmentation: a digit's class
-survives the change, a split by stroke weight, slant or size does not).
+``real_consistency`` penalises the KL divergence between that code on a real image and on a slightly rotated, zoomed
+and shifted copy (IMSAT's self-augmentation: a digit's class survives the move, a split by slant or size does not).
 
 Deviation: the generator step reuses the noise and codes of the discriminator step (the original draws new ones for
 each optimiser step); the expectation is the same and it saves a generator pass.
@@ -80,9 +79,6 @@ LOG_2PI = math.log(2 * math.pi)
 # How far --real-consistency moves a real image: small enough that a digit stays the digit it was, large enough
 # that slant, size and position (styles the continuous codes and the noise should carry) do not decide its code
 REAL_AFFINE = {"degrees": 15.0, "scale": 0.1, "shift": 2.0}
-# ... and how far it thickens or thins the strokes: on MNIST, without it two code values split 7s and 9s together
-# by stroke weight and slant, and the noise chose between 7 and 9 (seed 1, benchmarks/README.md)
-REAL_STROKE = 0.5
 
 
 @dataclass
@@ -101,9 +97,9 @@ class InfoGANOptions:
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
     real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
-                                          "image and on a copy with thicker or thinner strokes, rotated by up to "
-                                          "15 degrees, zoomed by up to 10% and moved by up to 2 pixels (0: off, "
-                                          "the paper; an rlgen variant, unsupervised)", minimum=0, metavar="WEIGHT")
+                                          "image and on a copy rotated by up to 15 degrees, zoomed by up to 10% "
+                                          "and moved by up to 2 pixels (0: off, the paper; an rlgen variant, "
+                                          "unsupervised)", minimum=0, metavar="WEIGHT")
     g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
     ngf: int = option(64, "generator up-convolution width", minimum=1)
     ndf: int = option(64, "discriminator convolution width", minimum=1)
@@ -265,15 +261,6 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_stroke_width(x: torch.Tensor, strength: float) -> torch.Tensor:
-    """Images ``x (N, C, H, W)`` with their strokes thickened or thinned, each by its own random amount: a blend
-    towards the 3x3 dilation (max filter) or erosion (min filter) of the image, of weight drawn uniformly up to
-    ``strength``."""
-    t = (torch.rand(len(x), 1, 1, 1, device=x.device) * 2 - 1) * strength
-    dilated, eroded = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
-    return torch.where(t > 0, x + t * (dilated - x), x - t * (eroded - x))
-
-
 def consistency(logits: torch.Tensor, moved_logits: torch.Tensor) -> torch.Tensor:
     """Mean ``KL(p || p_moved)`` of two categorical predictions of the same images, ``p`` held as the target (as
     IMSAT and VAT do): it moves the prediction on the moved copy only."""
@@ -410,7 +397,7 @@ class InfoGAN(GenerativeModel):
             metrics["mi_real"] = mi_real.detach()
             if o.real_consistency:  # a digit moved a little is the same digit: its code should not change
                 theta = random_affine(len(real), real.shape[-2:], **REAL_AFFINE, device=real.device)
-                _, q_moved = self.discriminator(warp(random_stroke_width(real.float(), REAL_STROKE), theta))
+                _, q_moved = self.discriminator(warp(real, theta))
                 kl = consistency(q_real[:, :k], q_moved[:, :k])
                 loss = loss + o.real_consistency * kl
                 metrics["consistency_real"] = kl.detach()
