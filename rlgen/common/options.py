@@ -45,7 +45,13 @@ class Flag:
 
     @property
     def option_string(self) -> str:
-        return self.flag or "--" + self.key.rpartition(".")[2].replace("_", "-")
+        return self.flag or option_string_of(self.key)
+
+
+def option_string_of(key: str) -> str:
+    """The flag of a config key unless its declaration names another: ``--`` and the key's last part, dashed
+    (``discriminator.gradient_penalty``: ``--gradient-penalty``)."""
+    return "--" + key.rpartition(".")[2].replace("_", "-")
 
 
 def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,

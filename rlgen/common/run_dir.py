@@ -22,7 +22,7 @@ from typing import Any
 from rlgen.common.checkpoint import atomic_write_json, load_json
 from rlgen.common.config import deep_merge
 from rlgen.common.errors import UserError
-from rlgen.common.options import lookup
+from rlgen.common.options import lookup, option_string_of
 
 log = logging.getLogger("rlgen")
 
@@ -190,11 +190,6 @@ def _same_value(typed: Any, saved: Any) -> bool:
     return typed == saved  # (1 == 1.0; True == 1 cannot arise: a switch's saved value is a bool)
 
 
-def _flag(key: str) -> str:
-    """The flag of a config key (a dotted key's flag is its last part: ``discriminator.gradient_penalty``)."""
-    return key.rpartition(".")[2].replace("_", "-")
-
-
 def _shown(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -216,8 +211,8 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
     for key, value in resume.typed.items():
         saved = lookup(run.config, key)
         if saved is not None and not _same_value(value, saved):
-            log.warning("--%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes and "
-                        "--device may change); start a new run to change it", _flag(key), _shown(value),
+            log.warning("%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes and "
+                        "--device may change); start a new run to change it", option_string_of(key), _shown(value),
                         _shown(saved))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)

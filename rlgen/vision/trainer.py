@@ -259,7 +259,6 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # training steps completed
         self.elapsed = 0.0  # training seconds before this process (from the checkpoint)
-        self.lr_factor = 1.0  # of the current epoch (_schedule_lr)
         self._start = time.time()
 
     # -- setup ---------------------------------------------------------------------------------------------------
@@ -270,11 +269,15 @@ class Trainer:
     def _schedule_lr(self) -> None:
         """Set every optimiser group's learning rate for the current epoch: its initial rate (a group's own, kept
         in the optimiser's state, so that a resume has it) times :func:`lr_factor`."""
-        self.lr_factor = lr_factor(self.epoch, self.cfg.epochs, self.cfg.lr_decay_fraction)
+        factor = self._lr_factor()
         for opt in self.opt.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
-                group["lr"] = group["initial_lr"] * self.lr_factor
+                group["lr"] = group["initial_lr"] * factor
+
+    def _lr_factor(self) -> float:
+        """:func:`lr_factor` of the epoch being trained (``self.epoch`` counts the epochs completed)."""
+        return lr_factor(self.epoch, self.cfg.epochs, self.cfg.lr_decay_fraction)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -458,7 +461,7 @@ class Trainer:
                             "resume from the last checkpoint")
         for k, v in means.items():
             self.logger.record(f"train/{k}", v)
-        self.logger.record("train/lr", self.cfg.lr * self.lr_factor)  # --lr now (groups with their own scale alike)
+        self.logger.record("train/lr", self.cfg.lr * self._lr_factor())  # --lr now (groups with their own scale alike)
         self.logger.record("time/images_per_s", images_per_s)
         if dump:
             self.logger.dump(self.step)
