@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import signal
@@ -136,18 +137,23 @@ def test_per_task_defaults_apply_to_full_env_ids():
     assert short == full and full["steps"] == 2_000_000 and full["policy_kwargs"]["net_arch"] == [64, 32]
 
 
-def test_rl_commands_limit_torch_threads(tmp_path):
-    """RL runs default to one intra-op thread (tiny MLPs); a config can raise it."""
+def test_rl_commands_limit_torch_threads(tmp_path, caplog):
+    """RL runs default to one intra-op thread (tiny MLPs); a config or --torch-threads raises it, also on resume
+    (a run that shared the CPU can take both cores once it runs alone), without a warning."""
     from rlgen.cli import main
 
     cfg = tmp_path / "threads.yaml"
     cfg.write_text("torch_threads: 2\nn_envs: 2\neval_episodes: 1\n")
     try:
         torch.set_num_threads(3)
-        assert main(["ppo", "--env", "CartPole-v1", "--steps", "64", "--out", str(tmp_path)]) == 0
+        assert main(["ppo", "--env", "CartPole-v1", "--steps", "64", "--out", str(tmp_path / "a")]) == 0
         assert torch.get_num_threads() == 1
         assert main(["ppo", "--env", "CartPole-v1", "--steps", "64", "--config", str(cfg), "--out", str(tmp_path)]) == 0
         assert torch.get_num_threads() == 2
+        (run,) = (tmp_path / "a").iterdir()
+        assert main(["ppo", "--resume", str(run), "--steps", "128", "--torch-threads", "3"]) == 0
+        assert torch.get_num_threads() == 3 and json.loads((run / "config.json").read_text())["torch_threads"] == 3
+        assert "ignored" not in caplog.text
     finally:
         torch.set_num_threads(1)
 

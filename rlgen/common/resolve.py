@@ -17,15 +17,17 @@ from rlgen.common.run_dir import RESUME_OPTIONS, Resume, saved_run_config
 
 
 def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
-    """The options of every run: --seed, --device, the budget (``steps`` or ``epochs``), --out, --resume, --config
-    (``help`` rewords some of them for a command)."""
+    """The options of every run: --seed, --device, --torch-threads, the budget (``steps`` or ``epochs``), --out,
+    --resume, --config (``help`` rewords some of them for a command)."""
     texts = {"seed": "random seed; fixes a run on a given CPU type", "device": "auto picks CUDA when present",
+             "torch_threads": "torch's intra-op threads; 0: torch's default (OMP_NUM_THREADS, else one per core)",
              "steps": "training budget in env steps", "epochs": "training budget in epochs",
              "out": "parent directory of run directories",
              "resume": "continue an interrupted run from its last checkpoint: its directory, or nothing for the newest "
                        "run of the same command, env/dataset and seed under --out",
              "config": "YAML or JSON file of options; flags override it", **help}
     return [Flag("seed", texts["seed"], kind=int), Flag("device", texts["device"], choices=DEVICE_CHOICES),
+            Flag("torch_threads", texts["torch_threads"], kind=int, minimum=0, metavar="N"),
             Flag(budget, texts[budget], kind=int, minimum=1),
             Flag("out", texts["out"], metavar="DIR"),
             Flag("resume", texts["resume"], metavar="RUN_DIR", const="latest"),

@@ -163,9 +163,10 @@ class RunDir:
 
 
 BUDGET_OPTIONS = ("steps", "epochs", "stop_return")
-#: What may change when a run is resumed: its budget, the wall-clock budget of the resuming process, and where it
-#: runs (checkpoints load on any device, so a run started on a GPU can go on where there is none).
-RESUME_OPTIONS = (*BUDGET_OPTIONS, "max_minutes", "device")
+#: What may change when a run is resumed: its budget, the wall-clock budget of the resuming process, and where and
+#: how it runs (checkpoints load on any device, so a run started on a GPU can go on where there is none; a run that
+#: shared the CPU with others can use every core once it runs alone).
+RESUME_OPTIONS = (*BUDGET_OPTIONS, "max_minutes", "device", "torch_threads")
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,9 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
     for key, value in resume.typed.items():
         saved = lookup(run.config, key)
         if saved is not None and not _same_value(value, saved):
-            log.warning("%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes and "
-                        "--device may change); start a new run to change it", option_string_of(key), _shown(value),
-                        _shown(saved))
+            log.warning("%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes, "
+                        "--device and --torch-threads may change); start a new run to change it",
+                        option_string_of(key), _shown(value), _shown(saved))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)
     run.save_config()

@@ -67,7 +67,9 @@ def load_data(cfg: dict[str, Any]):
 def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, go on with) the image model ``cfg["command"]`` on ``cfg["dataset"]``; return
     the run's summary (also in ``<run dir>/summary.json``)."""
-    from rlgen.common.device import resolve_device
+    import torch
+
+    from rlgen.common.device import resolve_device, set_torch_threads
     from rlgen.common.seeding import set_seed
     from rlgen.vision.models import model_class
     from rlgen.vision.trainer import Trainer, TrainerConfig
@@ -80,9 +82,11 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
         data, test = load_data(cfg)
         run = open_run(cfg, dataset_tag(cfg["dataset"]))
     device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
+    set_torch_threads(cfg["torch_threads"])
     log.info("run directory: %s", run.path)
-    log.info("%s: %d training images of shape %s%s on %s", cfg["dataset"], len(data), data.image_shape,
-             f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "", device)
+    log.info("%s: %d training images of shape %s%s on %s (%d torch threads)", cfg["dataset"], len(data),
+             data.image_shape, f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "",
+             device, torch.get_num_threads())
     set_seed(cfg["seed"])
     model = model_class(cfg["command"]).from_config(cfg, data, test)
     summary = Trainer(model, run, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
