@@ -616,3 +616,37 @@ def test_commit_of_a_copy_without_git_comes_from_rlgen_commit(tmp_path, monkeypa
     assert git_commit(tmp_path) == "unknown (not a git checkout)"
     monkeypatch.setenv("RLGEN_COMMIT", "abc1234")
     assert git_commit(tmp_path) == "abc1234 (from RLGEN_COMMIT; not a git checkout)"
+
+
+def test_jobs_waiting_for_a_free_slot_stay_pending_in_jobs_json(tmp_path):
+    """With one job at a time, jobs.json marks only the job that runs as running, not those queued behind it (the
+    runner submits no more jobs than the backend runs at once)."""
+    import concurrent.futures as cf
+
+    from rlgen.bench.execute import AttemptResult
+
+    suite = expand({"name": "q", "metric": "score", "cells": [{"command": "trpo", "env": ["A"], "seeds": 3}]})
+    statuses_while_running = []
+
+    class OneAtATime:
+        capacity = 1
+
+        def submit(self, job_id, argv, runs_root, *args):
+            run = runs_root / job_id / "trpo-A"
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps({"score": 1.0}))
+            future = cf.Future()
+            future.set_result(None)
+            return future
+
+        def finish(self, job_id, future, runs_root):
+            state = json.loads((tmp_path / "jobs.json").read_text())["jobs"]
+            statuses_while_running.append(sorted(rec["status"] for rec in state.values()))
+            return AttemptResult(job_id, 0, 1.0, True, f"{job_id}/trpo-A", None, "", None, "h", "cpu", 0.0)
+
+        def close(self):
+            pass
+
+    Runner(suite.jobs, tmp_path, OneAtATime(), echo=lambda message: None).run()
+    assert statuses_while_running == [["pending", "pending", "running"], ["done", "pending", "running"],
+                                      ["done", "done", "running"]]

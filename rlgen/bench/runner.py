@@ -44,6 +44,9 @@ class Backend:
     on the driver (never raising: a crash is a failed attempt)."""
 
     description = ""
+    #: how many jobs run at once (None: as many as are submitted; a Ray cluster queues them itself). The runner
+    #: submits no more, so that a job marked running in jobs.json is running, not waiting in a queue.
+    capacity: int | None = None
 
     def submit(self, job_id: str, argv: Sequence[str], runs_root: Path, inputs: Sequence[str],
                resources: Mapping[str, Any], timeout: float | None) -> cf.Future:
@@ -70,7 +73,7 @@ def _crashed(job_id: str, exc: BaseException) -> AttemptResult:
 
 class LocalBackend(Backend):
     def __init__(self, jobs: int, env: Mapping[str, str] | None = None):
-        self.jobs = jobs
+        self.capacity = jobs
         self.env = dict(env or {})
         self.pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bench-job")
         self.procs: set[subprocess.Popen] = set()
@@ -202,6 +205,7 @@ class Runner:
         attempts: dict[str, int] = {}
         running: dict[cf.Future, str] = {}
         finished_count = skipped
+        capacity = getattr(self.backend, "capacity", None)
         try:
             while todo or running:
                 for job in list(todo):
@@ -219,7 +223,7 @@ class Runner:
                             rec.status, rec.error = FAILED, f"not run: the job it needs ({failed_dep}) failed"
                         finished_count += 1
                         self.echo(f"[{finished_count}/{total}] skipped {job.id}: {rec.error}")
-                    elif all(d.status == DONE for d in deps):
+                    elif all(d.status == DONE for d in deps) and (capacity is None or len(running) < capacity):
                         todo.remove(job)
                         running[self._submit(job)] = job.id
                 self.state.save()
