@@ -327,3 +327,19 @@ def test_options_typed_with_resume_that_differ_from_the_runs_are_ignored_with_a_
     assert len(warned) == 2 and warned[0].startswith("--hidden 8 is ignored: a resumed run keeps its saved 4")
     assert warned[1].startswith("--weight 3.0 is ignored")
     assert resumed.config["hidden"] == 4 and resumed.config["steps"] == 20  # the budget may change
+
+
+def test_a_config_file_given_with_resume_is_read_like_its_flags(tmp_path, caplog):
+    """``--resume RUN --config FILE``: the file's budget applies (flags win over it), and each of its other values
+    that differs from the run's is ignored with a warning naming the file, not silently."""
+    saved = {"command": "test", "seed": 0, "device": "cpu", "steps": 10, "hidden": 4, "section": {"weight": 2.0}}
+    run = RunDir.create(tmp_path / "runs", "test", "task", 0, saved)
+    file = tmp_path / "more.yaml"
+    file.write_text("steps: 30\nhidden: 4\nsection: {weight: 5.0}\n")
+    with caplog.at_level("WARNING", logger="rlgen"):
+        resumed = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file)}))
+    (warned,) = [r.getMessage() for r in caplog.records]
+    assert warned.startswith(f"section.weight: 5.0 in {file} is ignored: a resumed run keeps its saved 2.0")
+    assert resumed.config["steps"] == 30 and resumed.config["section"] == {"weight": 2.0}
+    again = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file), "steps": 40}))
+    assert again.config["steps"] == 40

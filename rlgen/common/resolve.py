@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,22 @@ LOCATING = ("resume", "config", "out", "env", "dataset", "data_dir")
 
 
 def resume_request(flags: Mapping[str, Any]) -> Resume | None:
-    """``--resume``, the options given with it that change a resumed run and the others typed with it (compared
-    with the run's saved values), or None for a new run."""
+    """``--resume``, the options given with it that change a resumed run and the others typed with it or set by
+    ``--config FILE`` (compared with the run's saved values; flags over the file), or None for a new run."""
     if "resume" not in flags:
         return None
-    return Resume(flags["resume"], {key: flags[key] for key in RESUME_OPTIONS if key in flags},
-                  {key: value for key, value in flags.items() if key not in (*RESUME_OPTIONS, *LOCATING)})
+    given = dict(_leaves(load_config_file(flags["config"]))) if flags.get("config") is not None else {}
+    from_file = sorted(set(given) - set(flags))
+    given.update(flags)
+    return Resume(flags["resume"], {key: given[key] for key in RESUME_OPTIONS if key in given},
+                  {key: value for key, value in given.items() if key not in (*RESUME_OPTIONS, *LOCATING)},
+                  file=flags.get("config"), from_file=tuple(from_file))
+
+
+def _leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """A config file's values by dotted key (``discriminator.gradient_penalty``), sections opened to their leaves."""
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

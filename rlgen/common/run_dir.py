@@ -177,9 +177,11 @@ class Resume:
 
     run: str = "latest"
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    #: the other options typed with --resume (e.g. the run's whole command line again): where one differs from the
-    #: run's saved value, it is ignored, and the user is told
+    #: the other options typed with --resume (e.g. the run's whole command line again) or set by its --config file:
+    #: where one differs from the run's saved value, it is ignored, and the user is told
     typed: Mapping[str, Any] = field(default_factory=dict)
+    file: str | None = None  # the --config file given with --resume
+    from_file: tuple[str, ...] = ()  # the keys of ``typed`` and ``overrides`` that the file set (not a flag)
 
 
 def _same_value(typed: Any, saved: Any) -> bool:
@@ -212,9 +214,10 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
     for key, value in resume.typed.items():
         saved = lookup(run.config, key)
         if saved is not None and not _same_value(value, saved):
-            log.warning("%s %s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes, "
-                        "--device and --torch-threads may change); start a new run to change it",
-                        option_string_of(key), _shown(value), _shown(saved))
+            given = f"{key}: {_shown(value)} in {resume.file}" if key in resume.from_file else \
+                f"{option_string_of(key)} {_shown(value)}"
+            log.warning("%s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes, --device "
+                        "and --torch-threads may change); start a new run to change it", given, _shown(saved))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)
     run.save_config()
