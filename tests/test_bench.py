@@ -650,3 +650,11 @@ def test_jobs_waiting_for_a_free_slot_stay_pending_in_jobs_json(tmp_path):
     Runner(suite.jobs, tmp_path, OneAtATime(), echo=lambda message: None).run()
     assert statuses_while_running == [["pending", "pending", "running"], ["done", "pending", "running"],
                                       ["done", "done", "running"]]
+
+
+def test_report_only_on_a_folder_where_the_suite_never_ran_is_one_line(capsys, tmp_path):
+    from tests.cli_helpers import fails_cleanly
+
+    fails_cleanly(capsys, ["bench", "smoke", "--report-only", "--out", str(tmp_path / "empty")], "nothing to report",
+                  "smoke")
+    assert not (tmp_path / "empty").exists()

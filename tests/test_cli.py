@@ -95,6 +95,10 @@ def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path,
     (["expert", "--env", "CartPole-v1", "--stop-return", "nan"], ["--stop-return", "finite"]),
     (["ppo", "--env", "CartPole-v1", "--steps", "99999999999999999999"], ["--steps", "up to"]),
     (["pixelcnn", "--max-minutes", "-1"], ["--max-minutes", "> 0"]),
+    # a misspelt option: the command's own message and help, with the nearest option; no abbreviations taken
+    (["vime", "--stpes", "100"], ["rlgen vime: error", "--stpes", "did you mean --steps?", "'rlgen vime --help'"]),
+    (["ppo", "--env", "CartPole-v1", "--step", "10"], ["unrecognized", "did you mean --steps?"]),
+    (["ppo"], ["no --env given", "e.g. --env SparseMountainCar"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime", "expert") else argv, *words)
@@ -146,7 +150,42 @@ def test_cuda_asked_for_without_cuda(capsys, tmp_path):
         pytest.skip("this machine has CUDA")
     fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--steps", "10", "--device", "cuda", "--out",
                            str(tmp_path)], "CUDA")
+    fails_cleanly(capsys, ["bench", "smoke", "--tasks", "CartPole-v1", "--device", "cuda", "--out", str(tmp_path)],
+                  "rlgen bench", "CUDA")
     assert not any(tmp_path.iterdir()), "a failed start left a run directory behind"
+
+
+def test_a_config_file_for_another_command_or_a_runs_config_json_is_refused(capsys, tmp_path):
+    """A file's ``command: ppo`` must not turn ``rlgen vime`` into PPO; a run's resolved config.json (with the keys
+    the run derives) is not an options file: the message says how to continue that run."""
+    other = tmp_path / "ppo.yaml"
+    other.write_text("command: ppo\nn_envs: 2\n")
+    out = tmp_path / "runs"
+    fails_cleanly(capsys, ["vime", "--env", "CartPole-v1", "--config", str(other), "--out", str(out)],
+                  "is for 'rlgen ppo'", f"rlgen ppo --config {other}")
+    run = tmp_path / "ppo-CartPole-v1-s0-20261207-000000"
+    run.mkdir()
+    (run / "provenance.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({"command": "ppo", "env": "CartPole-v1", "env_name": "CartPole-v1"}))
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(run / "config.json"), "--out", str(out)],
+                  "resolved configuration", f"--resume {run}")
+    assert not out.exists()
+
+
+def test_resuming_a_run_with_another_task_is_refused(capsys, tmp_path):
+    run = tmp_path / "ppo-CartPole-v1-s0-20261207-000000"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "ppo", "env": "CartPole-v1", "env_name": "CartPole-v1",
+                                                 "seed": 0}))
+    fails_cleanly(capsys, ["ppo", "--env", "Pendulum-v1", "--resume", str(run)], "a run on CartPole-v1",
+                  "not on Pendulum-v1", "drop --env")
+    image_run = tmp_path / "gan-fashion-mnist-s0-20261207-000000"
+    image_run.mkdir()
+    (image_run / "config.json").write_text(json.dumps({"command": "gan", "dataset": "fashion-mnist", "seed": 0}))
+    fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--resume", str(image_run)], "not on mnist")
+    main(["gan", "--dataset", "fashion_mnist", "--resume", str(image_run), "--data-dir", str(tmp_path)])
+    assert "not on" not in capsys.readouterr().err  # an alias of the run's dataset is its dataset (then: no data)
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
 
 
 def _steps(progress: Path) -> list[int]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen.common.checkpoint import atomic_torch_save, atomic_write, load_torch
+from rlgen.common.checkpoint import FILE_MODE, atomic_torch_save, atomic_write, atomic_write_json, load_torch
 from rlgen.common.config import deep_merge
 from rlgen.common.device import resolve_device
 from rlgen.common.errors import UserError
@@ -37,6 +37,14 @@ def test_atomic_write_leaves_old_file_when_the_write_fails(tmp_path):
         atomic_write(path, broken_write)
     assert torch.equal(load_torch(path)["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_atomically_written_files_get_a_plain_files_mode(tmp_path):
+    """Not mkstemp's owner-only 0600: results and checkpoints are as readable as any file the user makes."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_load_torch_refuses_pickled_objects_and_corrupt_files(tmp_path):

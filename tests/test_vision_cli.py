@@ -183,6 +183,20 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
     fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--label-smoothing", "2"], "--label-smoothing")
 
 
+@pytest.mark.parametrize("argv,words", [
+    (["gan", "--batch-size", "1000"], ["fewer than one batch of 1000"]),
+    (["ssgan", "--labels", "7", "--batch-size", "16"], ["--labels", "multiple"]),
+    (["infogan", "--real-clustering", "1", "--categorical", "--batch-size", "16"], ["--categorical K"]),
+])
+def test_options_the_model_refuses_fail_alone_before_the_run_directory(tmp_path, capsys, argv, words):
+    """The error line is all the user sees: no 'run directory' line for a directory that is then removed."""
+    data = two_class_npz(tmp_path / "halves.npz", n_train=64, n_test=16)
+    code = main([*argv, "--dataset", str(data), "--device", "cpu", "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and all(word in err[0] for word in words), err
+    assert not (tmp_path / "runs").exists()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The trainer with another kind of model (what VAE/PixelCNN will use)
 

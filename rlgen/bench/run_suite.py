@@ -145,12 +145,13 @@ def run_suite(name: str | None, options: dict[str, Any], given: Collection[str] 
     resumed suite's saved ones); ``command`` is the command line recorded in ``RESULTS.md``. A failed job exits
     with status 1 after the tables are written."""
     from rlgen.bench.aggregate import aggregate, aggregate_normalised
-    from rlgen.bench.collect import collect, keep_results
+    from rlgen.bench.collect import KEPT_DIR, collect, keep_results
     from rlgen.bench.report import Provenance, plot_curves, write_csv, write_markdown
     from rlgen.bench.runner import LocalBackend, RayBackend, Runner
     from rlgen.bench.state import FAILED, StateFile
     from rlgen.common import provenance
     from rlgen.common.checkpoint import atomic_write_json
+    from rlgen.common.device import resolve_device
     from rlgen.common.run_dir import ensure_writable_dir
 
     opts = {**DEFAULTS, **options}
@@ -162,6 +163,11 @@ def run_suite(name: str | None, options: dict[str, Any], given: Collection[str] 
         return
     for warning in suite.warnings:
         log.warning("warning: %s", warning)
+    if opts["report_only"] and not (suite_dir / "jobs.json").is_file() and not (suite_dir / KEPT_DIR).is_dir():
+        raise UserError(f"nothing to report: no job of suite {suite.name} has run in {suite_dir}; run the suite "
+                        "first, or give the --out it ran with")
+    if opts["device"] and not opts["ray"] and not opts["report_only"]:  # (a cluster's workers may have a GPU)
+        resolve_device(opts["device"])  # --device cuda without CUDA: one line before the suite folder exists
     backend = None
     if opts["ray"] and not opts["report_only"]:  # no Ray, or no cluster: one line before the suite folder exists
         backend = RayBackend(str(opts["ray"]))

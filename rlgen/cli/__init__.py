@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rlgen import __version__
 from rlgen.cli.options import add_flags, quote_defaults
@@ -16,10 +18,23 @@ from rlgen.common.errors import UserError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (no usage dump), exit code 2."""
+    """argparse that reports a bad command line in one line (no usage dump), exit code 2, and takes no abbreviated
+    option (``--step`` silently meaning ``--steps`` hides typos, and breaks when a new option shares the prefix)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def reject(self, unknown: Sequence[str]) -> None:
+        """One line for options this (sub)command does not have, with the nearest one it has."""
+        known = {s.lstrip("-"): s for action in self._actions for s in action.option_strings}
+        first = unknown[0].partition("=")[0]
+        near = difflib.get_close_matches(first.lstrip("-"), known, n=1, cutoff=0.7) if first.startswith("-") else []
+        self.error(f"unrecognized arguments: {' '.join(unknown)}"
+                   + (f"; did you mean {known[near[0]]}?" if near else ""))
 
 
 @dataclass(frozen=True)
@@ -54,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Each run writes config.json, progress.csv, TensorBoard events and checkpoints to "
                     "runs/<command>-<env or dataset>-s<seed>-<time>/.")
     parser.add_argument("--version", action="version", version=f"rlgen {__version__}")
+    parser.commands = {}  # each command's parser, for the messages about its options
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True, parser_class=Parser)
     for command in COMMANDS:
         module = importlib.import_module(command.module)
         p = sub.add_parser(command.name, help=command.help, description=command.help)
+        parser.commands[command.name] = p
         for title, flags in module.flag_groups(command.name):
             add_flags(p.add_argument_group(title) if title else p, flags)
         quote_defaults(p, *module.packaged_defaults(command.name))
@@ -66,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's parser: its --help lists the options it does have
+        parser.commands[args.command].reject(unknown)
     from rlgen.common.logger import setup_logging
     from rlgen.common.memory import keep_freed_memory
     from rlgen.common.run_dir import discard_unstarted_runs

@@ -18,8 +18,19 @@ import torch
 from rlgen.common.errors import UserError
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (``rw-r--r--`` under the usual umask 022): mkstemp makes its file
+    readable by its owner only, and a run's results are meant to be read by others too."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and then move ``tmp_path`` onto ``path`` atomically."""
+    """Call ``write(tmp_path)`` and then move ``tmp_path`` onto ``path`` atomically (with a plain file's mode)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -28,6 +39,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

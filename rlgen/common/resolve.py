@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
     """The options of every run: --seed, --device, --torch-threads, the budget (``steps`` or ``epochs``), --out,
     --resume, --config (``help`` rewords some of them for a command)."""
     texts = {"seed": "random seed; fixes a run on a given CPU type", "device": "auto picks CUDA when present",
-             "torch_threads": "torch's intra-op threads; 0: torch's default (OMP_NUM_THREADS, else one per core)",
+             "torch_threads": "torch's intra-op threads; 0: as torch sets them (OMP_NUM_THREADS, else one per core)",
              "steps": "training budget in env steps", "epochs": "training budget in epochs",
              "out": "parent directory of run directories",
              "resume": "continue an interrupted run from its last checkpoint: its directory, or nothing for the newest "
@@ -36,16 +36,19 @@ def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
 
 def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declared: Sequence[Flag],
                    tasks: Mapping[str, Mapping[str, Any]] | None = None, task_key: str = "env",
-                   presets: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                   presets: Mapping[str, Mapping[str, Any]] | None = None,
+                   canonical: Callable[[str], str] = str) -> dict[str, Any]:
     """The configuration of a run of ``defaults["command"]`` from ``flags`` (the options the user typed, by key,
     with ``config`` and ``resume``); ``declared``: the command's flags, whose rules a config file's values meet.
 
     ``tasks[config[task_key]]`` is the task's entry. With ``presets``, the ``preset`` key (a flag, the file, the
     task's entry or the defaults, in that order) names one of them: a set of options over the defaults (e.g.
-    GAIL's ``paper`` settings)."""
+    GAIL's ``paper`` settings). ``canonical`` turns a task as typed into the name a run saves (dataset aliases)."""
     flags = dict(flags)
     path = flags.pop("config", None)
     file_cfg = load_config_file(path) if path is not None else {}
+    if path is not None:
+        _check_options_file(Path(path), file_cfg, defaults.get("command"))
     resume = flags.pop("resume", None)
     flags = nest(flags)
     check_known_keys(flags, defaults, "options")  # (a Python caller's options are checked like a file's)
@@ -56,12 +59,18 @@ def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declar
     task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
     if resume not in (None, "latest"):
         _check_same_command(Path(resume), defaults.get("command"))
+        saved = saved_run_config(Path(resume))
+        saved_task = saved.get(f"{task_key}_name") or saved.get(task_key)
         if task is None:  # `--resume RUN_DIR` alone: the run names its own task
-            saved = saved_run_config(Path(resume))
-            task = flags[task_key] = saved.get(f"{task_key}_name") or saved.get(task_key)
+            task = flags[task_key] = saved_task
+        elif not _same_task(str(task), saved, task_key, canonical):
+            flag = f"--{task_key.replace('_', '-')}"
+            raise UserError(f"--resume {resume} is a run on {saved_task}, not on {task}; drop {flag} to resume it, "
+                            f"or leave out --resume to start a run on {task}")
     if task is None:
-        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} ...) or set it in "
-                        "--config")
+        example = next(iter(tasks or {}), "...")
+        raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} {example}) or set "
+                        "it in --config")
     task_cfg = (tasks or {}).get(str(task), {})
     cfg = dict(defaults)
     if presets:
@@ -76,6 +85,28 @@ def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declar
         if key in cfg and (not isinstance(cfg[key], int) or cfg[key] <= 0):
             raise UserError(f"{key} must be a positive integer, got {cfg[key]!r}; fix --{key} or the config file")
     return cfg
+
+
+def _check_options_file(path: Path, values: dict[str, Any], command: str | None) -> None:
+    """A ``--config`` file holds options for this command: not a run's resolved ``config.json`` (with the keys the
+    run derives), nor another command's options (its ``command`` key, which is then dropped, may name this one)."""
+    if (path.parent / "provenance.json").is_file():
+        raise UserError(f"{path} is a run's resolved configuration, not an options file; continue that run with "
+                        f"--resume {path.parent}, or write the options to repeat into a file of their own")
+    made_for = values.pop("command", command)
+    if made_for != command:
+        raise UserError(f"config file {path} is for 'rlgen {made_for}' (its command key), not 'rlgen {command}'; "
+                        f"run 'rlgen {made_for} --config {path}', or remove the key")
+
+
+def _same_task(task: str, saved: Mapping[str, Any], task_key: str, canonical: Callable[[str], str]) -> bool:
+    """Whether the task typed with ``--resume RUN_DIR`` is the run's: its name as typed, its id, or its file."""
+    names = {str(saved.get(f"{task_key}_name")), str(saved.get(task_key))}
+    if task in names or canonical(task) in names:
+        return True
+    if task.endswith(".npz"):  # a file, perhaps typed relative to --data-dir: the run saved it resolved
+        return Path(task).name in {Path(name).name for name in names}
+    return False
 
 
 def _check_same_command(path: Path, command: str | None) -> None:

@@ -101,7 +101,7 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
 
     defaults, section, _ = packaged_defaults(command)
     cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}),
-                         task_key="dataset")
+                         task_key="dataset", canonical=canonical_name)
     cfg["dataset"] = canonical_name(str(cfg["dataset"]))
     if cfg["dataset"].endswith(".npz"):
         path = Path(cfg["dataset"]).expanduser()

@@ -708,6 +708,15 @@ class Batch:
         return self.x.shape[0]
 
 
+def check_batch_size(data: ImageDataset, batch_size: int, whole_batches: bool = True) -> None:
+    """A positive batch size, and (training on whole batches only) at least one batch in ``data``."""
+    if batch_size <= 0:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    if whole_batches and len(data) < batch_size:
+        raise UserError(f"{data.name} has {len(data)} images, fewer than one batch of {batch_size}; "
+                        "lower --batch-size")
+
+
 class BatchLoader:
     """Shuffled batches of an :class:`ImageDataset`, vectorised: the whole dataset sits on ``device`` as uint8 and a
     batch is one index operation. Epoch ``e`` is shuffled with seed ``(seed, e)``, so a resumed run sees the same
@@ -715,11 +724,7 @@ class BatchLoader:
 
     def __init__(self, data: ImageDataset, batch_size: int, device: torch.device | str = "cpu", shuffle: bool = True,
                  drop_last: bool = True, binarize: str | None = None, seed: int = 0):
-        if batch_size <= 0:
-            raise UserError(f"batch size must be positive, got {batch_size}")
-        if drop_last and len(data) < batch_size:
-            raise UserError(f"{data.name} has {len(data)} images, fewer than one batch of {batch_size}; "
-                            "lower --batch-size")
+        check_batch_size(data, batch_size, whole_batches=drop_last)
         self.device = torch.device(device)
         self.images = torch.from_numpy(data.images).to(self.device)
         self.labels = None if data.labels is None else torch.from_numpy(data.labels).to(self.device)

@@ -71,25 +71,28 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
 
     from rlgen.common.device import resolve_device, set_torch_threads
     from rlgen.common.seeding import set_seed
+    from rlgen.vision.datasets import check_batch_size
     from rlgen.vision.models import model_class
     from rlgen.vision.trainer import Trainer, TrainerConfig
 
+    run = None
     if resume is not None:  # the run's saved config says which data it trains on
         run = open_run(cfg, dataset_tag(cfg["dataset"]), resume)
         cfg = run.config
-        data, test = load_data(cfg)
-    else:  # load first: missing data should not leave an empty run directory behind
-        data, test = load_data(cfg)
-        run = open_run(cfg, dataset_tag(cfg["dataset"]))
+    # A new run's directory comes last: missing data or options the model refuses leave nothing behind
+    data, test = load_data(cfg)
     device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
     set_torch_threads(cfg["torch_threads"])
+    set_seed(cfg["seed"])
+    model = model_class(cfg["command"]).from_config(cfg, data, test)
+    trainer_config = TrainerConfig.from_config(cfg)
+    check_batch_size(data, trainer_config.batch_size)
+    run = run or open_run(cfg, dataset_tag(cfg["dataset"]))
     log.info("run directory: %s", run.path)
     log.info("%s: %d training images of shape %s%s on %s (%d torch threads)", cfg["dataset"], len(data),
              data.image_shape, f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "",
              device, torch.get_num_threads())
-    set_seed(cfg["seed"])
-    model = model_class(cfg["command"]).from_config(cfg, data, test)
-    summary = Trainer(model, run, data, TrainerConfig.from_config(cfg), device, eval_data=test).fit()
+    summary = Trainer(model, run, data, trainer_config, device, eval_data=test).fit()
     report_done(summary, run)
     return summary
 
