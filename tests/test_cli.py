@@ -84,8 +84,10 @@ def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path,
     (["vime", "--env", "CartPole-v1", "--steps", "-5"], ["--steps", "positive"]),
     (["ppo", "--env", "CartPole-v1", "--config", "/no/such/file.yaml"], ["/no/such/file.yaml", "does not exist"]),
     (["ppo", "--env", "CartPole-v1", "--resume", "/no/such/run"], ["/no/such/run"]),
-    (["ppo", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),  # no --env to fall back on
-    (["vae", "--resume", "/no/such/run"], ["/no/such/run", "not an rlgen run directory"]),
+    (["ppo", "--resume", "/no/such/run"], ["/no/such/run", "does not exist"]),  # no --env to fall back on
+    (["vae", "--resume", "/no/such/run"], ["/no/such/run", "does not exist"]),
+    (["ppo", "--resume", "/"], ["--resume /", "not an rlgen run directory"]),
+    (["ppo", "--env", "CartPole-v1", "--config", "/"], ["config file /", "is a directory"]),
     # issue #24's bad numbers: NaN, infinities, zero learning rates and absurd budgets are refused by the parser
     (["gan", "--lr", "nan"], ["--lr", "finite"]),
     (["vae", "--lr", "0"], ["--lr", "> 0"]),
@@ -127,7 +129,7 @@ def test_a_config_files_values_are_checked_as_the_flags_are(capsys, tmp_path, ar
 def test_corrupt_and_misspelt_config_files(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1, 2\n")
-    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(bad)], "could not be parsed")
+    fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(bad)], "could not be parsed at line 2")
     typo = tmp_path / "typo.yaml"
     typo.write_text("stepz: 100\n")
     fails_cleanly(capsys, ["ppo", "--env", "CartPole-v1", "--config", str(typo)], "stepz")

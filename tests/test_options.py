@@ -27,6 +27,14 @@ def test_a_value_outside_its_declaration_is_refused_with_the_reason(flag, text, 
         parse_value(flag, text)
 
 
+def test_a_whole_number_written_as_a_float_is_an_integer():
+    steps = Flag("steps", "", kind=int, minimum=1)
+    assert parse_value(steps, "1e6") == 1_000_000 and parse_value(steps, "2.5e5") == 250_000
+    for text in ("1e-3", "inf", "1.5e0"):
+        with pytest.raises(ValueError, match="an integer"):
+            parse_value(steps, text)
+
+
 def test_config_file_values_meet_the_same_rules_in_the_files_types():
     check_value(Flag("x", "", kind=float, minimum=0), 0.5)
     check_value(Flag("xs", "", kind=int, minimum=1, many=True), [1, 2])

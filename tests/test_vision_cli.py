@@ -181,6 +181,12 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
     fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--data-dir", str(data), "--no-verify-checksums",
                            "--batch-size", "64", "--out", str(tmp_path / "runs")], "fewer than one batch")
     fails_cleanly(capsys, ["gan", "--dataset", "mnist", "--label-smoothing", "2"], "--label-smoothing")
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    for name, words in (("text.npz", "not a zip archive"), ("objects.npz", "Python objects")):
+        line = fails_cleanly(capsys, ["gan", "--dataset", str(tmp_path / name), "--out", str(tmp_path / "runs")],
+                             words)
+        assert "allow_pickle" not in line  # numpy's advice to load it unsafely is not passed on
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -25,9 +25,10 @@ def train_rl(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any
     set_torch_threads(cfg.get("torch_threads", 1))
     device = str(resolve_device(cfg["device"]))
     summary = train_sb3(run, reward_source_for(cfg, device), device=device)
-    log.info("done: %d steps in %.0f s (%.0f steps/s); eval return %.3g; reached sparse reward: %s",
+    sparse = str(cfg["env"]).startswith("rlgen/")  # rlgen's sparse-reward tasks: whether the reward was found
+    log.info("done: %d steps in %.0f s (%.0f steps/s); eval return %.3g%s",
              summary["steps"], summary["wall_clock_s"], summary["env_steps_per_s"] or 0,
              summary["eval_return_mean"] if summary["eval_return_mean"] is not None else float("nan"),
-             summary["reached_reward"])
+             f"; reached the sparse reward: {summary['reached_reward']}" if sparse else "")
     print(f"results: {run.path} (config.json, progress.csv, tb/, checkpoints/, model.zip, summary.json)")
     return summary

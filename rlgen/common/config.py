@@ -17,6 +17,8 @@ from rlgen.common.errors import UserError
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON mapping; a missing, unreadable or non-mapping file is a :class:`UserError`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a directory; pass a YAML or JSON file to --config")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; check the path given to --config")
     try:
@@ -24,7 +26,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"config file {path} could not be parsed ({first_line}); fix its YAML/JSON syntax") from exc
+        mark = getattr(exc, "problem_mark", None)  # YAML's position of the error (JSON's message has its own)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"config file {path} could not be parsed{where} ({first_line}); fix its YAML/JSON "
+                        "syntax") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

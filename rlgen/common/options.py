@@ -81,13 +81,24 @@ def flags_of(options: type, skip: Sequence[str] = ()) -> list[Flag]:
     return out
 
 
+def _whole_number(text: str) -> int | None:
+    """``text`` as an integer where it is a whole number written as a float (``1e6``), else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
+
+
 def parse_value(flag: Flag, text: str) -> Any:
     """One value of ``flag`` from its text; a ValueError says what is wrong with it."""
     if flag.kind is int:
         try:
             value: Any = int(text)
         except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
+            value = _whole_number(text)  # 1e6 or 2.5e5, as budgets are often written
+            if value is None:
+                raise ValueError(f"expected an integer, got {text!r}") from None
         if flag.minimum is not None and flag.minimum >= 1 and not 0 < value <= MAX_COUNT:
             raise ValueError(f"must be a positive integer up to {MAX_COUNT:.0e}, got {value}")
     elif flag.kind is float:

@@ -55,6 +55,8 @@ OPTIONS_ADDED_LATER: dict[str, dict[str, Any]] = {
 def saved_run_config(path: Path) -> dict[str, Any]:
     """The ``config.json`` of the run directory ``path`` that ``--resume`` names (completed with
     :data:`OPTIONS_ADDED_LATER`), or a :class:`UserError` saying that ``path`` is not one."""
+    if not path.exists():
+        raise UserError(f"--resume {path} does not exist; pass the run directory printed when the run started")
     if not (path / "config.json").is_file():
         raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
                         "pass the directory printed when the run started")

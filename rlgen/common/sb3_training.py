@@ -279,7 +279,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
                 if latest.get("replay"):
                     log.warning("replay buffer %s is missing: resuming with an empty one", latest["replay"])
                 model.learning_starts = resume_step + int(cfg.get("algo_kwargs", {}).get("learning_starts", 100))
-        log.info("resuming %s from step %d", run.path, resume_step)
+        if resume_step >= cfg["steps"]:
+            log.info("%s has trained its %d steps already (--steps %d); pass a larger --steps to extend it",
+                     run.path, resume_step, cfg["steps"])
+        else:
+            log.info("resuming %s from step %d", run.path, resume_step)
     else:
         policy_kwargs = policy_kwargs_from_config(cfg.get("policy_kwargs"))
         if cfg.get("obs_norm"):

@@ -550,7 +550,7 @@ def _binarized_mnist_split(split: str, dirs: Sequence[Path], verify: bool) -> np
                     raise UserError(f"{npz} has no array {split!r}; it must hold train, valid and test")
                 bits = np.asarray(arrays[split])
         except (OSError, ValueError, EOFError) as exc:
-            raise UserError(f"{npz} is not a readable .npz file ({exc})") from exc
+            raise unreadable_npz(npz, exc) from exc
         if bits.ndim != 3 or bits.shape[1:] != (28, 28) or not np.isin(bits, (0, 1)).all():
             raise UserError(f"{npz}[{split}] must be 0/1 images shaped (N, 28, 28), got {bits.dtype} {bits.shape}")
         if verify:  # the arrays must be the published files: the SHA-256 of their text
@@ -612,7 +612,7 @@ def load_npz(path: str | os.PathLike, split: str = "train", data_dir: str | os.P
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npz file ({exc})") from exc
+        raise unreadable_npz(path, exc) from exc
     x_key = f"x_{split}" if f"x_{split}" in arrays else ("x" if split == "train" and "x" in arrays else None)
     if x_key is None:
         raise UserError(f"{path} has no {split} images: expected array x_{split}"
@@ -706,6 +706,20 @@ class Batch:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+
+def unreadable_npz(path: Path, exc: BaseException) -> UserError:
+    """The error for an .npz that ``np.load(..., allow_pickle=False)`` refused: without numpy's advice to load it
+    unsafely."""
+    try:
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+    except OSError:
+        is_zip = False
+    why = ("not a zip archive of numpy arrays" if not is_zip else
+           "it holds Python objects, which rlgen does not unpickle" if "allow_pickle" in str(exc) else
+           f"a damaged archive: {type(exc).__name__}")
+    return UserError(f"{path} is not a readable .npz file ({why}); write it with numpy.savez of numeric arrays")
 
 
 def check_batch_size(data: ImageDataset, batch_size: int, whole_batches: bool = True) -> None:
