@@ -196,6 +196,9 @@ def _same_value(typed: Any, saved: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
+    """A value as typed: ``64 64`` for a list, ``on``/``off`` for a switch."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
