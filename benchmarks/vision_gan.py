@@ -180,8 +180,6 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
         cfg = json.loads((run / "config.json").read_text())
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
                      **{key: cfg.get(key, 0.0) for key in ("real_clustering", "real_consistency")},
-                     "real_perturbation": cfg.get("real_perturbation", "affine") if cfg.get("real_consistency")
-                     else None,
                      "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})

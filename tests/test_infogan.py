@@ -17,17 +17,14 @@ from rlgen.cli import main
 from rlgen.common.errors import UserError
 from rlgen.vision.datasets import Batch
 from rlgen.vision.gan.infogan import (
-    REAL_ADVERSARIAL,
     InfoGAN,
     InfoGANOptions,
     Latent,
-    adversarial_perturbation,
     batch_statistics,
     clustering_information,
     consistency,
     information_terms,
     random_affine,
-    unit,
     warp,
 )
 from rlgen.vision.trainer import Optimizers
@@ -228,39 +225,6 @@ def test_real_consistency_adds_the_weighted_kl_on_shifted_real_images_and_draws_
     assert loss.item() == pytest.approx(plain_loss.item() + 2.0 * expected.item(), abs=1e-4)
     with pytest.raises(UserError, match="categorical"):
         small(real_consistency=1.0, categorical=(), continuous=2)
-
-
-def test_the_adversarial_perturbation_has_norm_epsilon_and_moves_the_prediction_more_than_a_random_one():
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(28 * 28, 10)
-    q_of = lambda x: 20 * layer(x.flatten(1))
-    x = torch.rand(64, 1, 28, 28)
-    logits = q_of(x).detach()
-    r = adversarial_perturbation(q_of, x, logits, epsilon=0.5, xi=1e-3)
-    assert torch.allclose(r.flatten(1).norm(dim=1), torch.full((64,), 0.5), atol=1e-5)
-    random = 0.5 * unit(torch.randn_like(x))
-    kl = lambda moved: consistency(logits, q_of(x + moved)).item()
-    assert kl(r) > 3 * kl(random) and layer.weight.grad is None  # only the direction gets a gradient
-
-
-def test_real_consistency_with_the_adversarial_perturbation_adds_the_weighted_kl_at_the_moved_images():
-    model = small(real_consistency=2.0, real_perturbation="adversarial")
-    plain = small()
-    plain.load_state_dict(model.state_dict())
-    real, latent = torch.rand(8, 1, 28, 28), model.latent(8)
-    fake = model.generate(latent).detach()
-    plain_loss, _ = plain.discriminator_loss(real, fake, latent)
-    torch.manual_seed(5)
-    loss, metrics = model.discriminator_loss(real, fake, latent)
-    torch.manual_seed(5)
-    q_real = model.discriminator(real)[1][:, :10]
-    first_code = lambda x: model.discriminator(x)[1][:, :10]
-    moved = real + adversarial_perturbation(first_code, real, q_real, **REAL_ADVERSARIAL)
-    expected = consistency(q_real, first_code(moved))
-    assert metrics["consistency_real"].item() == pytest.approx(expected.item(), abs=1e-5) and expected > 0
-    assert loss.item() == pytest.approx(plain_loss.item() + 2.0 * expected.item(), abs=1e-4)
-    with pytest.raises(UserError, match="real-perturbation"):
-        small(real_perturbation="elastic")
 
 
 def test_q_head_recovers_the_codes_after_a_short_training():

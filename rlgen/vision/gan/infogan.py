@@ -40,11 +40,8 @@ beyond the training range) and :meth:`InfoGAN.save_traversals` writes them all a
 Two rlgen variants, both off by default (the paper's recipe) and both unsupervised, train Q on real images as well,
 which the paper's Q never sees: ``real_clustering`` rewards the information Q's first categorical code carries about
 the real batch (balanced, confident clusters: regularised information maximisation, as in IMSAT), and
-``real_consistency`` penalises the KL divergence between that code on a real image and on a moved copy
-(IMSAT's self-augmentation): slightly rotated, zoomed and shifted (``real_perturbation="affine"``: a digit's class
-survives the move, a split by slant or size does not) or moved a short way in the direction that changes the code
-most (``"adversarial"``, VAT: the code's boundaries then avoid the dense regions of the data, as between two styles
-of one digit, and pass through the sparse ones, as between two digits).
+``real_consistency`` penalises the KL divergence between that code on a real image and on a slightly rotated, zoomed
+and shifted copy (IMSAT's self-augmentation: a digit's class survives the move, a split by slant or size does not).
 
 Deviation: the generator step reuses the noise and codes of the discriminator step (the original draws new ones for
 each optimiser step); the expectation is the same and it saves a generator pass.
@@ -82,11 +79,6 @@ LOG_2PI = math.log(2 * math.pi)
 # How far --real-consistency moves a real image: small enough that a digit stays the digit it was, large enough
 # that slant, size and position (styles the continuous codes and the noise should carry) do not decide its code
 REAL_AFFINE = {"degrees": 15.0, "scale": 0.1, "shift": 2.0}
-# How --real-perturbation adversarial moves it (VAT, Miyato et al. 2018, as IMSAT's self-augmentation): by the
-# L2 norm `epsilon` (VAT's MNIST value, pixels in [0, 1]) along the direction in which Q's code changes fastest, found
-# by one power iteration from a random direction of norm `xi` (large enough to survive bf16 autocast's rounding)
-REAL_ADVERSARIAL = {"epsilon": 2.0, "xi": 1.0}
-PERTURBATIONS = ("affine", "adversarial")
 
 
 @dataclass
@@ -105,12 +97,9 @@ class InfoGANOptions:
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
     real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
-                                          "image and on a moved copy (--real-perturbation; 0: off, the paper; an "
-                                          "rlgen variant, unsupervised)", minimum=0, metavar="WEIGHT")
-    real_perturbation: str = option("affine", "how --real-consistency moves a real image: affine (rotated by up to "
-                                              "15 degrees, zoomed by up to 10%, moved by up to 2 pixels) or "
-                                              "adversarial (VAT: by norm 2 in the direction that changes Q's code "
-                                              "most)", choices=PERTURBATIONS)
+                                          "image and on a copy rotated by up to 15 degrees, zoomed by up to 10% "
+                                          "and moved by up to 2 pixels (0: off, the paper; an rlgen variant, "
+                                          "unsupervised)", minimum=0, metavar="WEIGHT")
     g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
     ngf: int = option(64, "generator up-convolution width", minimum=1)
     ndf: int = option(64, "discriminator convolution width", minimum=1)
@@ -139,9 +128,6 @@ class InfoGANOptions:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         if self.noise_dim < 0 or self.continuous < 0 or min(self.info_weight, self.info_weight_continuous) < 0:
             raise UserError("--noise-dim, --continuous and the information weights must be >= 0")
-        if self.real_perturbation not in PERTURBATIONS:
-            raise UserError(f"--real-perturbation must be one of {', '.join(PERTURBATIONS)}, not "
-                            f"{self.real_perturbation!r}")
         if (self.real_clustering or self.real_consistency) and not self.categorical:
             raise UserError("--real-clustering and --real-consistency act on the first categorical code: give "
                             "--categorical K")
@@ -282,21 +268,6 @@ def consistency(logits: torch.Tensor, moved_logits: torch.Tensor) -> torch.Tenso
     return (target.exp() * (target - F.log_softmax(moved_logits.float(), dim=1))).sum(1).mean()
 
 
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """Each image of ``x (N, ...)`` scaled to L2 norm 1 (0 stays 0)."""
-    return x / x.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-
-
-def adversarial_perturbation(q_of: Any, x: torch.Tensor, logits: torch.Tensor, epsilon: float,
-                             xi: float) -> torch.Tensor:
-    """VAT's perturbation of ``x`` (Miyato et al. 2018): of L2 norm ``epsilon`` per image, along the gradient of the
-    KL divergence between the prediction ``logits`` on ``x`` and ``q_of(x + d)`` at a random ``d`` of norm ``xi``
-    (one power iteration towards the direction that changes the prediction most). Only ``d`` gets a gradient."""
-    d = (xi * unit(torch.randn_like(x, dtype=torch.float32))).requires_grad_(True)
-    (grad,) = torch.autograd.grad(consistency(logits, q_of(x.float() + d)), d)
-    return epsilon * unit(grad)
-
-
 def information_terms(q: torch.Tensor, latent: Latent, o: InfoGANOptions) -> dict[str, torch.Tensor]:
     """The mutual-information lower bounds (nats, averaged over the batch) of the categorical and continuous codes
     from Q's output ``q``: ``mi_cat = sum_i (log K_i - CE_i)``, ``mi_cont = sum_j (log 2 - E[-log N(c_j; mu_j,
@@ -425,17 +396,12 @@ class InfoGAN(GenerativeModel):
                 loss = loss - o.real_clustering * mi_real
             metrics["mi_real"] = mi_real.detach()
             if o.real_consistency:  # a digit moved a little is the same digit: its code should not change
-                kl = consistency(q_real[:, :k], self.discriminator(self.moved(real, q_real[:, :k]))[1][:, :k])
+                theta = random_affine(len(real), real.shape[-2:], **REAL_AFFINE, device=real.device)
+                _, q_moved = self.discriminator(warp(real, theta))
+                kl = consistency(q_real[:, :k], q_moved[:, :k])
                 loss = loss + o.real_consistency * kl
                 metrics["consistency_real"] = kl.detach()
         return loss, metrics
-
-    def moved(self, real: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The copy of the real batch that ``real_consistency`` compares it with (``logits``: Q's first code on it)."""
-        if self.options.real_perturbation == "adversarial":
-            first_code = lambda x: self.discriminator(x)[1][:, :logits.shape[1]]
-            return real.float() + adversarial_perturbation(first_code, real, logits, **REAL_ADVERSARIAL)
-        return warp(real, random_affine(len(real), real.shape[-2:], **REAL_AFFINE, device=real.device))
 
     def generator_loss(self, fake: torch.Tensor, latent: Latent) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, q = self.discriminator(fake)
