@@ -19,6 +19,7 @@ from rlgen.common.device import resolve_device
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import signals_held
 from rlgen.common.logger import make_logger
+from rlgen.common.options import Flag
 from rlgen.common.resolve import resolve_config, resume_request, run_flags
 from rlgen.common.run_dir import RunDir, open_run
 from rlgen.common.seeding import set_seed
@@ -145,7 +146,7 @@ def test_per_task_defaults_apply_to_full_env_ids():
     assert short == full and full["steps"] == 2_000_000 and full["policy_kwargs"]["net_arch"] == [64, 32]
 
 
-def test_rl_commands_limit_torch_threads(tmp_path, caplog):
+def test_rl_commands_limit_torch_threads(tmp_path, capsys):
     """RL runs default to one intra-op thread (tiny MLPs); a config or --torch-threads raises it, also on resume
     (a run that shared the CPU can take both cores once it runs alone), without a warning."""
     from rlgen.cli import main
@@ -161,7 +162,7 @@ def test_rl_commands_limit_torch_threads(tmp_path, caplog):
         (run,) = (tmp_path / "a").iterdir()
         assert main(["ppo", "--resume", str(run), "--steps", "128", "--torch-threads", "3"]) == 0
         assert torch.get_num_threads() == 3 and json.loads((run / "config.json").read_text())["torch_threads"] == 3
-        assert "ignored" not in caplog.text
+        assert "ignored" not in capsys.readouterr().err  # (rlgen's log handler writes to stderr)
     finally:
         torch.set_num_threads(1)
 
@@ -343,11 +344,14 @@ def test_a_config_file_given_with_resume_is_read_like_its_flags(tmp_path, caplog
     saved = {"command": "test", "seed": 0, "device": "cpu", "steps": 10, "hidden": 4, "section": {"weight": 2.0}}
     run = RunDir.create(tmp_path / "runs", "test", "task", 0, saved)
     file = tmp_path / "more.yaml"
-    file.write_text("steps: 30\nhidden: 4\nsection: {weight: 5.0}\n")
+    file.write_text("steps: 3e1\nhidden: 4\nsection: {weight: 5.0}\nunflagged: {a: 1}\n")
+    declared = [Flag("steps", "", kind=int, minimum=1), Flag("hidden", "", kind=int), Flag("section.weight", "",
+                                                                                            kind=float)]
     with caplog.at_level("WARNING", logger="rlgen"):
-        resumed = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file)}))
+        resumed = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file)}, declared))
     (warned,) = [r.getMessage() for r in caplog.records]
     assert warned.startswith(f"section.weight: 5.0 in {file} is ignored: a resumed run keeps its saved 2.0")
-    assert resumed.config["steps"] == 30 and resumed.config["section"] == {"weight": 2.0}
-    again = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file), "steps": 40}))
+    assert resumed.config["steps"] == 30 and resumed.config["section"] == {"weight": 2.0}  # 3e1: YAML's text, read
+    again = open_run(saved, "task", resume_request({"resume": str(run.path), "config": str(file), "steps": 40},
+                                                   declared))
     assert again.config["steps"] == 40

@@ -38,6 +38,12 @@ def test_a_whole_number_written_as_a_float_is_an_integer():
 def test_config_file_values_meet_the_same_rules_in_the_files_types():
     check_value(Flag("x", "", kind=float, minimum=0), 0.5)
     check_value(Flag("xs", "", kind=int, minimum=1, many=True), [1, 2])
+    # numbers YAML leaves as text (3e-4, 1e6) or as floats (2.0) come back in the flag's type
+    assert check_value(Flag("lr", "", kind=float, minimum=0), "3e-4") == 3e-4
+    assert check_value(Flag("steps", "", kind=int, minimum=1), "1e6") == 1_000_000
+    assert check_value(Flag("n", "", kind=int, minimum=1), 2.0) == 2 and check_value(Flag("n", "", kind=int), 2) == 2
+    with pytest.raises(ValueError, match="an integer"):
+        check_value(Flag("n", "", kind=int), 2.5)
     for flag, value in [(Flag("on", "", kind=bool), 1), (Flag("n", "", kind=int), True),
                         (Flag("xs", "", kind=int, many=True), 3), (Flag("n", "", kind=int), [3]),
                         (Flag("x", "", kind=float), math.inf)]:
@@ -86,3 +92,17 @@ def test_every_commands_help_renders_with_its_option_texts(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args([command.name, "--help"])
     assert "zoomed by up to 10%" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_config_files_numbers_reach_the_run_in_their_options_types(tmp_path):
+    """PyYAML reads 3e-4 and 1e6 as text: the run gets numbers, not strings that fail later."""
+    from rlgen.agents.rl_config import resolve as resolve_rl
+    from rlgen.vision.config import resolve as resolve_vision
+
+    file = tmp_path / "opts.yaml"
+    file.write_text("n_envs: 2.0\nsteps: 1e6\n")
+    cfg = resolve_rl("ppo", {"env": "CartPole-v1", "config": str(file)})
+    assert (cfg["n_envs"], cfg["steps"]) == (2, 1_000_000) and isinstance(cfg["n_envs"], int)
+    file.write_text("lr: 3e-4\nbatch_size: 1e2\n")
+    cfg = resolve_vision("gan", {"dataset": "mnist", "config": str(file)})
+    assert (cfg["lr"], cfg["batch_size"]) == (3e-4, 100) and isinstance(cfg["batch_size"], int)

@@ -17,6 +17,7 @@ def train_rl(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any
     from rlgen.common.device import resolve_device, set_torch_threads
     from rlgen.common.sb3_training import train_sb3
     from rlgen.common.seeding import set_seed
+    from rlgen.envs import SPARSE_TASKS
 
     run = open_run(cfg, cfg["env_name"], resume)
     cfg = run.config
@@ -25,7 +26,7 @@ def train_rl(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any
     set_torch_threads(cfg.get("torch_threads", 1))
     device = str(resolve_device(cfg["device"]))
     summary = train_sb3(run, reward_source_for(cfg, device), device=device)
-    sparse = str(cfg["env"]).startswith("rlgen/")  # rlgen's sparse-reward tasks: whether the reward was found
+    sparse = cfg["env_name"] in SPARSE_TASKS  # whether the reward was found: said of the sparse-reward tasks only
     log.info("done: %d steps in %.0f s (%.0f steps/s); eval return %.3g%s",
              summary["steps"], summary["wall_clock_s"], summary["env_steps_per_s"] or 0,
              summary["eval_return_mean"] if summary["eval_return_mean"] is not None else float("nan"),

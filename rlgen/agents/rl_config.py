@@ -52,7 +52,7 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
         flags["env"] = short_name(flags["env"])
     defaults, section, _ = packaged_defaults(command)
     cfg = resolve_config(flags, dict(defaults, command=command), [*FLAGS[command], *RUN_FLAGS],
-                         section.get("tasks", {}))
+                         section.get("tasks", {}), canonical=resolve_env_id)
     if command != "vime":
         cfg["algo"] = command
         cfg.pop("vime", None)
@@ -72,4 +72,4 @@ def run(command: str, flags: Mapping[str, Any]) -> None:
     """``rlgen <command>`` with ``flags`` (the options the user gave, by key)."""
     from rlgen.agents.rl import train_rl
 
-    train_rl(resolve(command, flags), resume_request(flags))
+    train_rl(resolve(command, flags), resume_request(flags, [*FLAGS[command], *RUN_FLAGS]))

@@ -24,6 +24,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.commands: dict[str, Parser] = {}  # the top-level parser's: each command's, for messages about its options
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -64,12 +65,11 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(prog="rlgen", description="rlgen: reinforcement learning with generative components. "
                     "Each run writes config.json, progress.csv, TensorBoard events and checkpoints to "
                     "runs/<command>-<env or dataset>-s<seed>-<time>/.")
     parser.add_argument("--version", action="version", version=f"rlgen {__version__}")
-    parser.commands = {}  # each command's parser, for the messages about its options
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True, parser_class=Parser)
     for command in COMMANDS:
         module = importlib.import_module(command.module)

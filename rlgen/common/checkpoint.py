@@ -20,7 +20,8 @@ from rlgen.common.errors import UserError
 
 def _file_mode() -> int:
     """The mode a plainly created file gets (``rw-r--r--`` under the usual umask 022): mkstemp makes its file
-    readable by its owner only, and a run's results are meant to be read by others too."""
+    readable by its owner only, and a run's results are meant to be read by others too. (Reading the umask sets it
+    for a moment: done once, at import, before any thread writes files.)"""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask

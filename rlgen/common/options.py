@@ -121,20 +121,25 @@ def parse_value(flag: Flag, text: str) -> Any:
     return value
 
 
-def check_value(flag: Flag, value: Any) -> None:
-    """A config file's ``value`` for ``flag``: what the flag would accept, in the file's types (a ValueError if not)."""
+def check_value(flag: Flag, value: Any) -> Any:
+    """A config file's ``value`` for ``flag``: what the flag would accept, in the file's types (a ValueError if not),
+    returned with its numbers in the flag's type (YAML reads ``3e-4`` and ``1e6`` as text, ``2.0`` is a float)."""
     if flag.kind is bool:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
-        return
+        return value
     if isinstance(value, list) != flag.many:
         raise ValueError(f"expected {'a list' if flag.many else 'one value'}, got {value!r}")
+    checked = []
     for item in value if flag.many else [value]:
         if isinstance(item, bool) and flag.kind is not str:
             raise ValueError(f"expected a number, got {item!r}")
         if not isinstance(item, str) and flag.kind is str and flag.choices is None:
-            continue  # a free-form value (a path, a name): checked where it is used
-        parse_value(flag, str(item))
+            checked.append(item)  # a free-form value (a path, a name): checked where it is used
+            continue
+        parsed = parse_value(flag, str(item))
+        checked.append(parsed if flag.kind in (int, float) else item)
+    return checked if flag.many else checked[0]
 
 
 def lookup(config: Mapping[str, Any], key: str) -> Any:
@@ -158,18 +163,24 @@ def nest(flags: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_file_values(values: Mapping[str, Any], flags: Iterable[Flag], source: str, fix: str = "fix the file") -> None:
+def check_file_values(values: dict[str, Any], flags: Iterable[Flag], source: str, fix: str = "fix the file") -> None:
     """Check a config file's values (or a Python caller's options) with the rules of the flags that set the same
     keys, so that a value a flag would refuse (NaN, a zero learning rate, a count in words) is refused there too,
-    before any run directory exists. Keys without a flag (``algo_kwargs``, ...) are checked where they are used."""
+    before any run directory exists, and store each number in its flag's type (:func:`check_value`). Keys without a
+    flag (``algo_kwargs``, ...) are checked where they are used."""
     for flag in flags:
         value = lookup(values, flag.key)
         if value is None or flag.positional:
             continue
         try:
-            check_value(flag, value)
+            checked = check_value(flag, value)
         except ValueError as exc:
             raise UserError(f"{source}: {flag.key}: {exc}; {fix}") from None
+        *sections, name = flag.key.split(".")
+        section = values
+        for part in sections:
+            section = section[part]
+        section[name] = checked
 
 
 def argv_of(flags: Mapping[str, Any], declared: Iterable[Flag]) -> list[str]:

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlgen.common.config import check_known_keys, deep_merge, load_config_file
 from rlgen.common.device import DEVICE_CHOICES
 from rlgen.common.errors import UserError
-from rlgen.common.options import Flag, check_file_values, nest
+from rlgen.common.options import Flag, check_file_values, lookup, nest
 from rlgen.common.run_dir import RESUME_OPTIONS, Resume, saved_run_config
 
 
@@ -58,15 +58,9 @@ def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declar
     check_file_values(file_cfg, declared, source)
     task = flags.get(task_key, file_cfg.get(task_key, defaults.get(task_key)))
     if resume not in (None, "latest"):
-        _check_same_command(Path(resume), defaults.get("command"))
-        saved = saved_run_config(Path(resume))
-        saved_task = saved.get(f"{task_key}_name") or saved.get(task_key)
+        saved_task = _check_resumed_run(Path(resume), defaults.get("command"), task, task_key, canonical)
         if task is None:  # `--resume RUN_DIR` alone: the run names its own task
             task = flags[task_key] = saved_task
-        elif not _same_task(str(task), saved, task_key, canonical):
-            flag = f"--{task_key.replace('_', '-')}"
-            raise UserError(f"--resume {resume} is a run on {saved_task}, not on {task}; drop {flag} to resume it, "
-                            f"or leave out --resume to start a run on {task}")
     if task is None:
         example = next(iter(tasks or {}), "...")
         raise UserError(f"no --{task_key.replace('_', '-')} given; pass one (e.g. --{task_key} {example}) or set "
@@ -90,7 +84,7 @@ def resolve_config(flags: Mapping[str, Any], defaults: Mapping[str, Any], declar
 def _check_options_file(path: Path, values: dict[str, Any], command: str | None) -> None:
     """A ``--config`` file holds options for this command: not a run's resolved ``config.json`` (with the keys the
     run derives), nor another command's options (its ``command`` key, which is then dropped, may name this one)."""
-    if (path.parent / "provenance.json").is_file():
+    if path.name == "config.json" and (path.parent / "provenance.json").is_file():
         raise UserError(f"{path} is a run's resolved configuration, not an options file; continue that run with "
                         f"--resume {path.parent}, or write the options to repeat into a file of their own")
     made_for = values.pop("command", command)
@@ -99,24 +93,24 @@ def _check_options_file(path: Path, values: dict[str, Any], command: str | None)
                         f"run 'rlgen {made_for} --config {path}', or remove the key")
 
 
-def _same_task(task: str, saved: Mapping[str, Any], task_key: str, canonical: Callable[[str], str]) -> bool:
-    """Whether the task typed with ``--resume RUN_DIR`` is the run's: its name as typed, its id, or its file."""
-    names = {str(saved.get(f"{task_key}_name")), str(saved.get(task_key))}
-    if task in names or canonical(task) in names:
-        return True
-    if task.endswith(".npz"):  # a file, perhaps typed relative to --data-dir: the run saved it resolved
-        return Path(task).name in {Path(name).name for name in names}
-    return False
-
-
-def _check_same_command(path: Path, command: str | None) -> None:
-    """``rlgen X --resume RUN`` where RUN was made by another command fails here, saying which."""
-    if command is None or not (path / "config.json").is_file():
-        return  # not a run directory: open_run says so
-    made_by = saved_run_config(path).get("command")
-    if made_by is not None and made_by != command:
+def _check_resumed_run(path: Path, command: str | None, task: Any, task_key: str,
+                       canonical: Callable[[str], str]) -> Any:
+    """The task of the run ``--resume RUN_DIR`` names, once it is known to be a run of this ``command`` and, where a
+    task was given too, of that task (its name as typed, its id or its file); else a one-line error saying which."""
+    saved = saved_run_config(path)
+    made_by = saved.get("command")
+    if command is not None and made_by is not None and made_by != command:
         raise UserError(f"--resume {path} is a run of 'rlgen {made_by}', not of 'rlgen {command}'; resume it with "
                         f"'rlgen {made_by} --resume {path}'")
+    names = {str(saved.get(f"{task_key}_name")), str(saved.get(task_key))}
+    saved_task = saved.get(f"{task_key}_name") or saved.get(task_key)
+    if task is None or str(task) in names or canonical(str(task)) in names:
+        return saved_task
+    if str(task).endswith(".npz") and Path(task).name in {Path(name).name for name in names}:
+        return saved_task  # a file, perhaps typed relative to --data-dir: the run saved it resolved
+    flag = f"--{task_key.replace('_', '-')}"
+    raise UserError(f"--resume {path} is a run on {saved_task}, not on {task}; give it its own {flag} (or none), or "
+                    f"leave out --resume to start a run on {task}")
 
 
 #: options that find the run to resume (``--resume`` alone: the newest of this command, task and seed under --out)
@@ -124,23 +118,19 @@ def _check_same_command(path: Path, command: str | None) -> None:
 LOCATING = ("resume", "config", "out", "env", "dataset", "data_dir")
 
 
-def resume_request(flags: Mapping[str, Any]) -> Resume | None:
+def resume_request(flags: Mapping[str, Any], declared: Sequence[Flag] = ()) -> Resume | None:
     """``--resume``, the options given with it that change a resumed run and the others typed with it or set by
-    ``--config FILE`` (compared with the run's saved values; flags over the file), or None for a new run."""
+    ``--config FILE`` (the file's values of the ``declared`` options, checked as :func:`resolve_config` checks them;
+    flags over the file), or None for a new run. Each is compared with the run's saved value."""
     if "resume" not in flags:
         return None
-    given = dict(_leaves(load_config_file(flags["config"]))) if flags.get("config") is not None else {}
+    given: dict[str, Any] = {}
+    if flags.get("config") is not None:
+        file_cfg = load_config_file(flags["config"])
+        check_file_values(file_cfg, declared, f"config file {flags['config']}")
+        given = {flag.key: lookup(file_cfg, flag.key) for flag in declared if lookup(file_cfg, flag.key) is not None}
     from_file = sorted(set(given) - set(flags))
     given.update(flags)
     return Resume(flags["resume"], {key: given[key] for key in RESUME_OPTIONS if key in given},
                   {key: value for key, value in given.items() if key not in (*RESUME_OPTIONS, *LOCATING)},
                   file=flags.get("config"), from_file=tuple(from_file))
-
-
-def _leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """A config file's values by dotted key (``discriminator.gradient_penalty``), sections opened to their leaves."""
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value

@@ -221,8 +221,8 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
         if saved is not None and not _same_value(value, saved):
             given = f"{key}: {_shown(value)} in {resume.file}" if key in resume.from_file else \
                 f"{option_string_of(key)} {_shown(value)}"
-            log.warning("%s is ignored: a resumed run keeps its saved %s (only its budget, --max-minutes, --device "
-                        "and --torch-threads may change); start a new run to change it", given, _shown(saved))
+            log.warning("%s is ignored: a resumed run keeps its saved %s (only %s may change); start a new run to "
+                        "change it", given, _shown(saved), ", ".join(map(option_string_of, RESUME_OPTIONS)))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)
     run.save_config()

@@ -110,7 +110,7 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
 
     defaults, section = section_defaults(command)
     cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}),
-                         presets=section.get("presets"))
+                         presets=section.get("presets"), canonical=resolve_env_id)
     cfg["env_name"] = cfg["env"]
     cfg["env"] = resolve_env_id(cfg["env"])
     if "algo_kwargs" in cfg:
@@ -178,4 +178,4 @@ def run(command: str, flags: Mapping[str, Any]) -> None:
 
     entry = {"expert": pipeline.train_expert, "rollouts": pipeline.record_rollouts, "gail": pipeline.train_gail,
              "bc": pipeline.train_bc}[command]
-    entry(resolve(command, flags), resume_request(flags))
+    entry(resolve(command, flags), resume_request(flags, declared(command)))

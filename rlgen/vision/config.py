@@ -116,4 +116,4 @@ def run(command: str, flags: Mapping[str, Any]) -> None:
     """``rlgen <command>`` with ``flags`` (the options the user gave, by key)."""
     from rlgen.vision.train import train
 
-    train(resolve(command, flags), resume_request(flags))
+    train(resolve(command, flags), resume_request(flags, declared(command)))

@@ -708,7 +708,7 @@ class Batch:
         return self.x.shape[0]
 
 
-def unreadable_npz(path: Path, exc: BaseException) -> UserError:
+def unreadable_npz(path: str | Path, exc: BaseException) -> UserError:
     """The error for an .npz that ``np.load(..., allow_pickle=False)`` refused: without numpy's advice to load it
     unsafely."""
     try:

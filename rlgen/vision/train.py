@@ -87,7 +87,8 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     model = model_class(cfg["command"]).from_config(cfg, data, test)
     trainer_config = TrainerConfig.from_config(cfg)
     check_batch_size(data, trainer_config.batch_size)
-    run = run or open_run(cfg, dataset_tag(cfg["dataset"]))
+    if run is None:
+        run = open_run(cfg, dataset_tag(cfg["dataset"]))
     log.info("run directory: %s", run.path)
     log.info("%s: %d training images of shape %s%s on %s (%d torch threads)", cfg["dataset"], len(data),
              data.image_shape, f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "",
