@@ -25,7 +25,6 @@ from rlgen.vision.gan.infogan import (
     consistency,
     information_terms,
     random_affine,
-    random_stroke_width,
     warp,
 )
 from rlgen.vision.trainer import Optimizers
@@ -175,31 +174,6 @@ def test_real_clustering_adds_the_weighted_information_on_real_images_to_the_dis
     assert metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert plain_metrics["mi_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert loss.item() == pytest.approx(plain_loss.item() - 0.5 * expected.item(), abs=1e-5)
-
-
-def test_real_balance_weighs_the_entropy_of_the_mean_code_and_real_stroke_moves_strokes_only_when_asked():
-    torch.manual_seed(0)
-    logits = torch.randn(16, 10)
-    p = F.softmax(logits, 1)
-    marginal = -(p.mean(0) * p.mean(0).log()).sum()
-    conditional = -(p * F.log_softmax(logits, 1)).sum(1).mean()
-    assert clustering_information(logits, 4.0).item() == pytest.approx((4 * marginal - conditional).item(), abs=1e-5)
-    model = small(real_clustering=0.5, real_balance=4.0)
-    plain = small(real_clustering=0.5)
-    plain.load_state_dict(model.state_dict())
-    real, latent = torch.rand(8, 1, 28, 28), model.latent(8)
-    fake = model.generate(latent).detach()
-    loss, metrics = model.discriminator_loss(real, fake, latent)
-    plain_loss, plain_metrics = plain.discriminator_loss(real, fake, latent)
-    q_real = model.discriminator(real)[1][:, :10]
-    assert metrics["mi_real"].item() == pytest.approx(plain_metrics["mi_real"].item(), abs=1e-6)  # logged as before
-    shift = 0.5 * (clustering_information(q_real, 4.0) - clustering_information(q_real))
-    assert loss.item() == pytest.approx(plain_loss.item() - shift.item(), abs=1e-4)
-    image = torch.zeros(4, 1, 28, 28)
-    image[:, :, 10:18, 13:15] = 1.0  # a stroke two pixels wide
-    widths = random_stroke_width(image, 0.5)[:, 0, 14].sum(1)  # the ink across row 14, per image
-    assert ((widths >= 1.0 - 1e-6) & (widths <= 3.0 + 1e-6)).all()  # eroded to 1 pixel at most, dilated to 3
-    assert not torch.allclose(widths, torch.full((4,), 2.0))
 
 
 def test_random_affine_maps_stay_within_their_bounds_and_warp_moves_whole_pixels_exactly():

@@ -96,12 +96,6 @@ class InfoGANOptions:
     real_clustering: float = option(0.0, "weight of the information Q's first categorical code carries about the "
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
-    real_balance: float = option(1.0, "in --real-clustering, the weight of the balance of the code's values (the "
-                                      "entropy of their mean) against each image's confidence (IMSAT: 4)",
-                                 minimum=0, metavar="MU")
-    real_stroke: float = option(0.0, "--real-consistency's copy also has its strokes thickened or thinned: a blend "
-                                     "towards its 3x3 dilation or erosion of weight up to this (0: off)", minimum=0,
-                                maximum=1, metavar="W")
     real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
                                           "image and on a copy rotated by up to 15 degrees, zoomed by up to 10% "
                                           "and moved by up to 2 pixels (0: off, the paper; an rlgen variant, "
@@ -236,18 +230,16 @@ class Latent:
         return torch.cat([self.noise, *one_hots, self.continuous], dim=1)
 
 
-def clustering_information(logits: torch.Tensor, balance: float = 1.0) -> torch.Tensor:
+def clustering_information(logits: torch.Tensor) -> torch.Tensor:
     """The information a categorical prediction carries about a batch of images, in nats: the entropy of the batch's
     mean prediction minus the mean entropy of the predictions (regularised information maximisation, Krause et al.
     2010; IMSAT's term). It reaches ``log K`` when the ``K`` values are used equally and each image gets one value
-    with certainty: a code that merges two digits or splits one between two values scores lower. ``balance`` weighs
-    the first term against the second (IMSAT's mu: 4, so that a merge of two digits, with a split of another to
-    keep ten values, costs more)."""
+    with certainty: a code that merges two digits or splits one between two values scores lower."""
     log_p = F.log_softmax(logits.float(), dim=1)
     p = log_p.exp()
     mean = p.mean(0)
     marginal = -(mean * mean.clamp_min(1e-12).log()).sum()
-    return balance * marginal + (p * log_p).sum(1).mean()
+    return marginal + (p * log_p).sum(1).mean()
 
 
 def random_affine(n: int, size: tuple[int, int], degrees: float, scale: float, shift: float,
@@ -267,15 +259,6 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Images ``x (N, C, H, W)`` under the affine maps ``theta (N, 2, 3)``, bilinear, 0 (black) outside."""
     grid = F.affine_grid(theta.float(), list(x.shape), align_corners=False)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def random_stroke_width(x: torch.Tensor, strength: float) -> torch.Tensor:
-    """Images ``x (N, C, H, W)`` with their strokes thickened or thinned, each by its own random amount: a blend
-    towards the 3x3 dilation (max filter) or erosion (min filter) of the image, of weight drawn uniformly up to
-    ``strength``."""
-    t = (torch.rand(len(x), 1, 1, 1, device=x.device) * 2 - 1) * strength
-    dilated, eroded = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
-    return torch.where(t > 0, x + t * (dilated - x), x - t * (eroded - x))
 
 
 def consistency(logits: torch.Tensor, moved_logits: torch.Tensor) -> torch.Tensor:
@@ -410,13 +393,11 @@ class InfoGAN(GenerativeModel):
             k = o.categorical[0]
             mi_real = clustering_information(q_real[:, :k])
             if o.real_clustering:
-                objective = mi_real if o.real_balance == 1 else clustering_information(q_real[:, :k], o.real_balance)
-                loss = loss - o.real_clustering * objective
+                loss = loss - o.real_clustering * mi_real
             metrics["mi_real"] = mi_real.detach()
             if o.real_consistency:  # a digit moved a little is the same digit: its code should not change
                 theta = random_affine(len(real), real.shape[-2:], **REAL_AFFINE, device=real.device)
-                copy = random_stroke_width(real.float(), o.real_stroke) if o.real_stroke else real
-                _, q_moved = self.discriminator(warp(copy, theta))
+                _, q_moved = self.discriminator(warp(real, theta))
                 kl = consistency(q_real[:, :k], q_moved[:, :k])
                 loss = loss + o.real_consistency * kl
                 metrics["consistency_real"] = kl.detach()
