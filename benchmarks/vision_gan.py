@@ -27,6 +27,9 @@ names a variant's result file, e.g. InfoGAN with Q trained on the real images to
 
     python benchmarks/vision_gan.py infogan --dataset mnist --from-runs RUN0 ... RUN4 --tag real-terms
 
+InfoGAN's table keeps each seed's traversal of the categorical code beside it
+(``infogan-<dataset>[-<tag>]-s<seed>-categorical.png``).
+
 ``--epochs`` and ``--limit-images`` shrink a run for a smoke test; the targets are only meaningful at the default
 budgets.
 """
@@ -37,6 +40,7 @@ import argparse
 import csv
 import json
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -173,16 +177,27 @@ def code_usage(counts: list[list[int]] | None) -> dict[str, Any]:
             "merged_digits": [d for d in labels if majority.count(d) == 0]}
 
 
+def result_stem(name: str, args: argparse.Namespace) -> str:
+    """``<benchmark>-<dataset>[-<tag>]``: the name of a benchmark's results (JSON, and the PNGs beside it)."""
+    return f"{name}-{Path(args.dataset).stem}{'-' + args.tag if args.tag else ''}"
+
+
 def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
         cfg = json.loads((run / "config.json").read_text())
+        traversal, png = run / "samples" / "traversal_categorical_0.png", None
+        if traversal.is_file():  # kept beside the table (runs/ is not committed): the code's traversal for each seed
+            png = Path(args.results) / f"{result_stem('infogan', args)}-s{seed}-categorical.png"
+            png.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(traversal, png)
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
                      **{key: cfg.get(key, 0.0) for key in ("real_clustering", "real_consistency")},
                      "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
-                     "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])], "run": str(run)})
+                     "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])],
+                     "traversal_png": png.name if png else None, "run": str(run)})
     return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
             **target("infogan", rows, args.dataset)}
 
@@ -337,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         result.update(command="python benchmarks/vision_gan.py " + shlex.join(argv), commit=git_commit(),
                       device=device_description(), date=utc_now(), seconds=round(time.time() - started, 1))
-        path = Path(args.results) / f"{name}-{Path(args.dataset).stem}{'-' + args.tag if args.tag else ''}.json"
+        path = Path(args.results) / f"{result_stem(name, args)}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(markdown(result))

@@ -68,9 +68,14 @@ def test_a_tagged_variant_gets_its_own_file_and_its_rows_say_how_q_was_trained(v
     variant = finished_infogan_run(tmp_path / "runs" / "variant", seed=0, error=0.04, real_clustering=1.0,
                                    real_consistency=1.0)
     results = tmp_path / "results"
+    (variant / "samples").mkdir()
+    (variant / "samples" / "traversal_categorical_0.png").write_bytes(b"png")
     assert vision_gan.main(["infogan", "--from-runs", str(paper), "--results", str(results)]) == 0
     assert vision_gan.main(["infogan", "--from-runs", str(variant), "--results", str(results), "--tag", "real"]) == 0
     (row,) = json.loads((results / "infogan-mnist.json").read_text())["rows"]
     assert (row["categorical_error"], row["real_clustering"], row["real_consistency"]) == (0.20, 0.0, 0.0)
     (row,) = json.loads((results / "infogan-mnist-real.json").read_text())["rows"]
     assert (row["categorical_error"], row["real_clustering"], row["real_consistency"]) == (0.04, 1.0, 1.0)
+    # each seed's traversal of the code is kept beside the table (runs/ is not committed)
+    assert row["traversal_png"] == "infogan-mnist-real-s0-categorical.png"
+    assert (results / row["traversal_png"]).read_bytes() == b"png"
