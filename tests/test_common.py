@@ -86,7 +86,7 @@ def test_run_directory_layout_and_resume_lookup(tmp_path):
     assert twin.path != run.path
     again = RunDir.open_for_resume("latest", tmp_path, "vime", "SparseMountainCar", 3)
     assert again.resumed and again.path == twin.path
-    with pytest.raises(UserError, match="'vime' run"):
+    with pytest.raises(UserError, match="run of 'rlgen vime'"):
         RunDir.open_for_resume(str(run.path), tmp_path, "ppo", "SparseMountainCar", 3)
     with pytest.raises(UserError, match="no earlier run"):
         RunDir.open_for_resume("latest", tmp_path, "vime", "SparseMountainCar", 4)

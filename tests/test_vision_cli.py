@@ -58,7 +58,7 @@ def steps_of(progress: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_gan_run_end_to_end_and_resume(tmp_path):
+def test_gan_run_end_to_end_and_resume(tmp_path, capsys):
     data = tiny_mnist_dir(tmp_path / "data")
     out = tmp_path / "runs"
     first = subprocess.run([sys.executable, "-m", "rlgen.run", "gan", "--dataset", "mnist", "--data-dir", str(data),
@@ -78,6 +78,13 @@ def test_gan_run_end_to_end_and_resume(tmp_path):
     assert ckpt["epoch"] == 1 and ckpt["step"] == 6 and set(ckpt["optimizers"]) == {"d", "g"}
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["file"] == "epoch_1.pt"
     assert any((run / "tb").iterdir())
+
+    # A resume that cannot go on (its data moved away) leaves the run as it was: config and provenance untouched.
+    before = {name: (run / name).read_bytes() for name in ("config.json", "provenance.json")}
+    (data / "mnist").rename(data / "moved")
+    fails_cleanly(capsys, ["gan", "--resume", str(run), "--epochs", "2"], "mnist")
+    assert {name: (run / name).read_bytes() for name in before} == before
+    (data / "moved").rename(data / "mnist")
 
     # --resume with the run directory alone (its config has the dataset); a larger --epochs extends the run.
     second = subprocess.run([sys.executable, "-m", "rlgen.run", "gan", "--resume", str(run), "--epochs", "2"],

@@ -97,11 +97,7 @@ def _check_resumed_run(path: Path, command: str | None, task: Any, task_key: str
                        canonical: Callable[[str], str]) -> Any:
     """The task of the run ``--resume RUN_DIR`` names, once it is known to be a run of this ``command`` and, where a
     task was given too, of that task (its name as typed, its id or its file); else a one-line error saying which."""
-    saved = saved_run_config(path)
-    made_by = saved.get("command")
-    if command is not None and made_by is not None and made_by != command:
-        raise UserError(f"--resume {path} is a run of 'rlgen {made_by}', not of 'rlgen {command}'; resume it with "
-                        f"'rlgen {made_by} --resume {path}'")
+    saved = saved_run_config(path, command)
     names = {str(saved.get(f"{task_key}_name")), str(saved.get(task_key))}
     saved_task = saved.get(f"{task_key}_name") or saved.get(task_key)
     if task is None or str(task) in names or canonical(str(task)) in names:

@@ -52,16 +52,21 @@ OPTIONS_ADDED_LATER: dict[str, dict[str, Any]] = {
 }
 
 
-def saved_run_config(path: Path) -> dict[str, Any]:
+def saved_run_config(path: Path, command: str | None = None) -> dict[str, Any]:
     """The ``config.json`` of the run directory ``path`` that ``--resume`` names (completed with
-    :data:`OPTIONS_ADDED_LATER`), or a :class:`UserError` saying that ``path`` is not one."""
+    :data:`OPTIONS_ADDED_LATER`), or a :class:`UserError` saying that ``path`` is not one (or, given ``command``,
+    not a run of that command)."""
     if not path.exists():
         raise UserError(f"--resume {path} does not exist; pass the run directory printed when the run started")
     if not (path / "config.json").is_file():
         raise UserError(f"--resume {path} is not an rlgen run directory (no config.json in it); "
                         "pass the directory printed when the run started")
     config = load_json(path / "config.json", what="run config")
-    return deep_merge(OPTIONS_ADDED_LATER.get(config.get("command"), {}), config)
+    made_by = config.get("command")
+    if command is not None and made_by is not None and made_by != command:
+        raise UserError(f"--resume {path} is a run of 'rlgen {made_by}', not of 'rlgen {command}'; resume it with "
+                        f"'rlgen {made_by} --resume {path}'")
+    return deep_merge(OPTIONS_ADDED_LATER.get(made_by, {}), config)
 
 
 _CREATED: list[Path] = []  # run directories made by this process, inside discard_unstarted_runs blocks
@@ -124,8 +129,8 @@ class RunDir:
 
     @classmethod
     def open_for_resume(cls, resume: str, out: str | Path, command: str, tag: str, seed: int) -> RunDir:
-        """Open an earlier run: ``resume`` is its directory, or ``latest`` for the newest run of the same command,
-        env/dataset and seed under ``out``."""
+        """An earlier run, read but not yet written to (:meth:`begin_session` does that): ``resume`` is its
+        directory, or ``latest`` for the newest run of the same command, env/dataset and seed under ``out``."""
         if resume == "latest":
             pattern = f"{_slug(command)}-{_slug(tag)}-s{seed}-*"
             candidates = sorted((p for p in Path(out).glob(pattern)
@@ -137,16 +142,17 @@ class RunDir:
             path = candidates[-1]
         else:
             path = Path(resume)
-        config = saved_run_config(path)
-        if config.get("command") != command:
-            raise UserError(f"--resume {path} is a {config.get('command')!r} run, not {command!r}; "
-                            f"resume it with 'rlgen {config.get('command')} --resume {path}'")
-        ensure_writable_dir(path)
-        (path / "checkpoints").mkdir(exist_ok=True)
-        (path / FAILED).unlink(missing_ok=True)  # named explicitly (or not failed): it goes on
-        run = cls(path=path, config=config, resumed=True)
-        run.record_session()
-        return run
+        return cls(path=path, config=saved_run_config(path, command), resumed=True)
+
+    def begin_session(self) -> None:
+        """Go on with a resumed run: its (merged) config saved, this session in its provenance, a failed mark
+        removed (it was named explicitly, or it had not failed). Called once every input has been checked, so a
+        resume that fails on its data or options leaves the run as it was."""
+        ensure_writable_dir(self.path)
+        self.checkpoints.mkdir(exist_ok=True)
+        (self.path / FAILED).unlink(missing_ok=True)
+        self.save_config()
+        self.record_session()
 
     def save_config(self) -> None:
         atomic_write_json(self.path / "config.json", self.config)
@@ -203,19 +209,30 @@ def _shown(value: Any) -> str:
 
 
 def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> RunDir:
-    """A new run directory for ``cfg``, or the earlier run that ``resume`` names (its saved config wins, except the
-    ``resume.overrides``; keys it lacks, e.g. options added since it was written, come from ``cfg``). A device this
-    machine lacks fails before a run directory is made or a run's config is rewritten."""
+    """A new run directory for ``cfg``, or the earlier run that ``resume`` names, its session begun
+    (:func:`resumed_run`, then :meth:`RunDir.begin_session`). A device this machine lacks fails before a run
+    directory is made or a run's config is rewritten."""
+    if resume is not None:
+        run = resumed_run(cfg, tag, resume)
+        run.begin_session()
+        return run
     from rlgen.common.device import resolve_device
 
     resolve_device(cfg["device"])
-    out = cfg.get("out", "runs")
-    if resume is None:
-        return RunDir.create(out, cfg["command"], tag, cfg["seed"], cfg)
+    return RunDir.create(cfg.get("out", "runs"), cfg["command"], tag, cfg["seed"], cfg)
+
+
+def resumed_run(cfg: dict[str, Any], tag: str, resume: Resume) -> RunDir:
+    """The earlier run that ``resume`` names, with its resolved config, nothing written yet: its saved config wins,
+    except the ``resume.overrides``; keys it lacks, e.g. options added since it was written, come from ``cfg``.
+    Options typed with ``--resume`` that differ from the run's are ignored with a warning."""
+    from rlgen.common.device import resolve_device
+
+    resolve_device(cfg["device"])
     unknown = sorted(set(resume.overrides) - set(RESUME_OPTIONS))
     if unknown:
         raise ValueError(f"a resumed run cannot change {', '.join(unknown)}")
-    run = RunDir.open_for_resume(resume.run, out, cfg["command"], tag, cfg["seed"])
+    run = RunDir.open_for_resume(resume.run, cfg.get("out", "runs"), cfg["command"], tag, cfg["seed"])
     for key, value in resume.typed.items():
         saved = lookup(run.config, key)
         if saved is not None and not _same_value(value, saved):
@@ -225,5 +242,4 @@ def open_run(cfg: dict[str, Any], tag: str, resume: Resume | None = None) -> Run
                         "change it", given, _shown(saved), ", ".join(map(option_string_of, RESUME_OPTIONS)))
     run.config = deep_merge(cfg, run.config)
     run.config.update(resume.overrides)
-    run.save_config()
     return run

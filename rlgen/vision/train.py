@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rlgen.common.run_dir import Resume, RunDir, open_run
+from rlgen.common.run_dir import Resume, RunDir, open_run, resumed_run
 
 log = logging.getLogger("rlgen")
 
@@ -77,9 +77,10 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
 
     run = None
     if resume is not None:  # the run's saved config says which data it trains on
-        run = open_run(cfg, dataset_tag(cfg["dataset"]), resume)
+        run = resumed_run(cfg, dataset_tag(cfg["dataset"]), resume)
         cfg = run.config
-    # A new run's directory comes last: missing data or options the model refuses leave nothing behind
+    # The run directory is written last: missing data or options the model refuses leave nothing behind (a new
+    # run's directory is not made, a resumed run's config and provenance are not touched)
     data, test = load_data(cfg)
     device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
     set_torch_threads(cfg["torch_threads"])
@@ -89,6 +90,8 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     check_batch_size(data, trainer_config.batch_size)
     if run is None:
         run = open_run(cfg, dataset_tag(cfg["dataset"]))
+    else:
+        run.begin_session()
     log.info("run directory: %s", run.path)
     log.info("%s: %d training images of shape %s%s on %s (%d torch threads)", cfg["dataset"], len(data),
              data.image_shape, f", {len(test)} {cfg.get('eval_split', 'test')} images" if test is not None else "",
