@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_gan.py"
@@ -79,3 +80,20 @@ def test_a_tagged_variant_gets_its_own_file_and_its_rows_say_how_q_was_trained(v
     # each seed's traversal of the code is kept beside the table (runs/ is not committed)
     assert row["traversal_png"] == "infogan-mnist-real-s0-categorical.png"
     assert (results / row["traversal_png"]).read_bytes() == b"png"
+
+
+def test_code_usage_names_a_pair_that_shares_two_values_by_style(vision_gan):
+    # Seed 1 of the variant: every digit in a value of its own but 7 and 9, whose two values each hold both
+    confusion = np.diag([1000] * 10)
+    confusion[7, 7], confusion[7, 9] = 606, 293
+    confusion[9, 7], confusion[9, 9] = 403, 666
+    usage = vision_gan.code_usage(confusion.tolist())
+    assert usage["split_digits"] == [] and usage["merged_digits"] == []  # each keeps a majority value
+    assert usage["wrong_digits"] == [7, 9]
+    assert usage["digit_error"][7] == pytest.approx(403 / 1009, abs=1e-4)
+    assert usage["digit_error"][9] == pytest.approx(293 / 959, abs=1e-4) and usage["digit_error"][0] == 0
+    merged = np.diag([1000] * 10)
+    merged[4, 4], merged[4, 9], merged[9, 9], merged[9, 7] = 1000, 1000, 0, 500  # 4 and 9 share value 4
+    merged[7, 7] = 500  # 7 split over values 7 and 9
+    usage = vision_gan.code_usage(merged.tolist())
+    assert usage["split_digits"] == [7] and usage["merged_digits"] == [9] and 9 in usage["wrong_digits"]
