@@ -20,7 +20,7 @@ from rlgen.cli import main
 from rlgen.common.run_dir import RunDir
 from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.images import encode_png, make_grid, save_image_grid
-from rlgen.vision.trainer import LikelihoodModel, Trainer, TrainerConfig, lr_factor
+from rlgen.vision.trainer import LikelihoodModel, Optimizers, Trainer, TrainerConfig, lr_factor
 from tests.cli_helpers import ENV, fails_cleanly
 
 torch.set_num_threads(1)
@@ -228,6 +228,21 @@ class PixelBernoulli(LikelihoodModel):
 
     def sample(self, n: int) -> torch.Tensor:
         return torch.bernoulli(torch.sigmoid(self.logits).expand(n, *self.logits.shape))
+
+
+def test_a_step_under_autocast_is_seen_by_the_next_forward_pass():
+    # A GAN's generator step follows the discriminator's in one autocast region: it must see the updated weights,
+    # not the bf16 copies autocast cast before the update (torch.autocast is emulated where the CPU lacks bf16)
+    net = nn.Linear(4, 4)
+    opt = Optimizers({"d": torch.optim.SGD(net.parameters(), lr=0.5)}, torch.device("cpu"))
+    x = torch.randn(8, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = net(x)
+        opt.step("d", before.float().square().mean())
+        after = net(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fresh = net(x)
+    assert not torch.equal(after, before) and torch.equal(after, fresh)
 
 
 def test_trainer_runs_a_likelihood_model_with_evaluation(tmp_path):

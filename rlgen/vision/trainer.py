@@ -79,6 +79,10 @@ class Optimizers:
         with torch.autocast(self.device.type, enabled=False):
             loss.backward(retain_graph=retain_graph)
         opt.step()
+        # Autocast keeps the low-precision copy of each weight it cast until the trainer's autocast region ends, and
+        # does not see the step change the weight: without this, a GAN's generator step would run the
+        # discriminator as it was before its own step (stale bf16 weights), not the updated one.
+        torch.clear_autocast_cache()
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v.state_dict() for k, v in self.optimizers.items()}
