@@ -17,6 +17,7 @@ from rlgen.cli import main
 from rlgen.common.errors import UserError
 from rlgen.vision.datasets import Batch
 from rlgen.vision.gan.infogan import (
+    REAL_AFFINE,
     InfoGAN,
     InfoGANOptions,
     Latent,
@@ -194,6 +195,21 @@ def test_random_affine_maps_stay_within_their_bounds_and_warp_moves_whole_pixels
     assert rotated.min() >= 0 and rotated.sum().item() == pytest.approx(2.0, rel=0.25)  # zoom changes the mass
 
 
+def test_random_shear_slants_vertical_strokes_and_keeps_horizontal_ones():
+    theta = random_affine(2000, (28, 28), degrees=0.0, scale=0.0, shift=0.0, shear=0.3)
+    slant = theta[:, 0, 1]
+    assert slant.abs().max() <= 0.3 + 1e-6 and slant.std() > 0.15
+    torch.testing.assert_close(theta[:, :, [0, 2]], torch.tensor([[1.0, 0], [0, 0]]).expand(2000, 2, 2))
+    torch.testing.assert_close(theta[:, 1, 1], torch.ones(2000))
+    x = torch.zeros(1, 1, 28, 28)
+    x[:, :, 4:24, 13:15] = 1.0  # a vertical bar
+    x[:, :, 13:15, 4:24] = 1.0  # and a horizontal one
+    slanted = warp(x, torch.tensor([[[1.0, 0.25, 0], [0, 1, 0]]]))
+    assert slanted[0, 0, 13:15, 4:24].sum().item() == pytest.approx(40.0, rel=0.05)  # the horizontal bar stays
+    top, bottom = slanted[0, 0, 5].argmax(), slanted[0, 0, 22].argmax()  # the vertical bar leans
+    assert abs(int(top) - int(bottom)) >= 3
+
+
 def test_consistency_is_the_kl_divergence_to_the_unmoved_prediction():
     logits = torch.randn(6, 10)
     assert consistency(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
@@ -219,7 +235,7 @@ def test_real_consistency_adds_the_weighted_kl_on_shifted_real_images_and_draws_
     loss, metrics = model.discriminator_loss(real, fake, latent)
     torch.manual_seed(5)
     _, q_real = model.discriminator(real)
-    _, q_moved = model.discriminator(warp(real, random_affine(8, (28, 28), degrees=15.0, scale=0.1, shift=2.0)))
+    _, q_moved = model.discriminator(warp(real, random_affine(8, (28, 28), **REAL_AFFINE)))
     expected = consistency(q_real[:, :10], q_moved[:, :10])
     assert metrics["consistency_real"].item() == pytest.approx(expected.item(), abs=1e-5)
     assert loss.item() == pytest.approx(plain_loss.item() + 2.0 * expected.item(), abs=1e-4)

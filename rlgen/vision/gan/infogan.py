@@ -40,8 +40,9 @@ beyond the training range) and :meth:`InfoGAN.save_traversals` writes them all a
 Two rlgen variants, both off by default (the paper's recipe) and both unsupervised, train Q on real images as well,
 which the paper's Q never sees: ``real_clustering`` rewards the information Q's first categorical code carries about
 the real batch (balanced, confident clusters: regularised information maximisation, as in IMSAT), and
-``real_consistency`` penalises the KL divergence between that code on a real image and on a slightly rotated, zoomed
-and shifted copy (IMSAT's self-augmentation: a digit's class survives the move, a split by slant or size does not).
+``real_consistency`` penalises the KL divergence between that code on a real image and on a slightly rotated,
+slanted, zoomed and shifted copy (IMSAT's self-augmentation: a digit's class survives the move, a split by slant or
+size does not).
 
 Deviation: the generator step reuses the noise and codes of the discriminator step (the original draws new ones for
 each optimiser step); the expectation is the same and it saves a generator pass.
@@ -78,7 +79,7 @@ SIZES = (28, 32)
 LOG_2PI = math.log(2 * math.pi)
 # How far --real-consistency moves a real image: small enough that a digit stays the digit it was, large enough
 # that slant, size and position (styles the continuous codes and the noise should carry) do not decide its code
-REAL_AFFINE = {"degrees": 15.0, "scale": 0.1, "shift": 2.0}
+REAL_AFFINE = {"degrees": 15.0, "scale": 0.1, "shift": 2.0, "shear": 0.3}
 
 
 @dataclass
@@ -97,9 +98,9 @@ class InfoGANOptions:
                                          "real images (0: off, the paper; an rlgen variant, unsupervised)", minimum=0,
                                     metavar="WEIGHT")
     real_consistency: float = option(0.0, "weight of the KL divergence between Q's first categorical code on a real "
-                                          "image and on a copy rotated by up to 15 degrees, zoomed by up to 10% "
-                                          "and moved by up to 2 pixels (0: off, the paper; an rlgen variant, "
-                                          "unsupervised)", minimum=0, metavar="WEIGHT")
+                                          "image and on a copy rotated by up to 15 degrees, slanted (sheared) by "
+                                          "up to 0.3, zoomed by up to 10% and moved by up to 2 pixels (0: off, the "
+                                          "paper; an rlgen variant, unsupervised)", minimum=0, metavar="WEIGHT")
     g_lr: float = option(1e-3, "generator learning rate (--lr is the discriminator's)", minimum=0, strict=True)
     ngf: int = option(64, "generator up-convolution width", minimum=1)
     ndf: int = option(64, "discriminator convolution width", minimum=1)
@@ -242,17 +243,20 @@ def clustering_information(logits: torch.Tensor) -> torch.Tensor:
     return marginal + (p * log_p).sum(1).mean()
 
 
-def random_affine(n: int, size: tuple[int, int], degrees: float, scale: float, shift: float,
+def random_affine(n: int, size: tuple[int, int], degrees: float, scale: float, shift: float, shear: float = 0.0,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """``n`` random affine maps ``(n, 2, 3)`` in :func:`torch.nn.functional.affine_grid`'s convention (output
     coordinates to input coordinates, both in [-1, 1]): a rotation of up to ``degrees`` either way, a zoom by a
-    factor within ``1 +- scale`` and a shift of up to ``shift`` pixels along each axis, each drawn uniformly."""
-    u = torch.rand(n, 4, device=device) * 2 - 1
-    angle, zoom = u[:, 0] * math.radians(degrees), 1 + u[:, 1] * scale
+    factor within ``1 +- scale``, a shift of up to ``shift`` pixels along each axis and a horizontal shear of up to
+    ``shear`` (a row ``y`` moves by ``shear * y``: the slant of handwriting, which turns the vertical strokes and
+    leaves the horizontal ones), each drawn uniformly."""
+    u = torch.rand(n, 5, device=device) * 2 - 1
+    angle, zoom, slant = u[:, 0] * math.radians(degrees), 1 + u[:, 1] * scale, u[:, 4] * shear
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     h, w = size
     tx, ty = u[:, 2] * 2 * shift / w, u[:, 3] * 2 * shift / h  # a pixel is 2 / width of the [-1, 1] range
-    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    # the rotation and zoom after the shear [[1, slant], [0, 1]]
+    return torch.stack([torch.stack([cos, cos * slant - sin, tx], 1), torch.stack([sin, sin * slant + cos, ty], 1)], 1)
 
 
 def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
