@@ -5,11 +5,13 @@ that commit's trainer settings: fp32 on the CPU (it had no CPU autocast) and PyT
 loop; today's trainer uses the fused one). Today's run uses bf16 autocast where the model's packaged default has
 ``amp`` on (the GANs, PixelCNN) or is meant to (the VAE) and the CPU has native bf16. Both train on the same random
 images in alternating rounds, so that load from other processes falls on both alike; the table gives ms per step,
-images/s and the ratio.
+images/s and the ratio. Each run also measures this core's matrix-product rate in fp32 and bf16, the ceiling of what
+bf16 can gain on a step made of matrix products, and with ``--profile`` the share of today's step they take.
 
     python benchmarks/step_speed.py --models ssgan infogan --baseline dd9ca86 --threads 1
     python benchmarks/step_speed.py --models diagbilstm rowlstm --steps 5 --rounds 3
     python benchmarks/step_speed.py --models vae --steps 10 --rounds 5
+    python benchmarks/step_speed.py --models ssgan infogan --profile   # with the share of matrix products
 
 The result is printed with the commit, CPU model and flags, thread count and date, and saved as JSON under
 ``benchmarks/results/step-speed/``. A seed gives the same numbers only on the same CPU type, and times vary with the
@@ -110,6 +112,41 @@ def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int,
     return run
 
 
+def gemm_rates(repeats: int = 10) -> dict[str, float]:
+    """This core's matrix-product rate in fp32 and bf16 (GMAC/s, the best of two shapes: a square 2048 product and
+    InfoGAN's dense layer on a batch of 128): the ceiling of what bf16 autocast can gain on a model whose step is
+    mostly matrix products (the GANs here; ratios above it need fewer products, not faster ones)."""
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        best = 0.0
+        for m, k, n in ((2048, 2048, 2048), (128, 6272, 1024)):
+            a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+            for _ in range(2):
+                a @ b
+            start = time.perf_counter()
+            for _ in range(repeats):
+                a @ b
+            best = max(best, m * k * n * repeats / (time.perf_counter() - start) / 1e9)
+        rates[str(dtype).removeprefix("torch.")] = round(best, 1)
+    return rates
+
+
+# The ops that are matrix products (dense layers, convolutions and their backward passes), by name in the profile
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+               "aten::convolution_backward", "aten::_convolution", "aten::mkldnn_linear")
+
+
+def product_share(run: Callable[[int], float], steps: int) -> float:
+    """The share of a training step's CPU time (self time, by torch's profiler) spent in matrix products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(steps)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS) / total if total else 0.0
+
+
 def cpu_flags() -> list[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -126,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--steps", type=int, default=30, help="steps per round (default 30)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported (default 5)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile today's step: the share of its time in matrix products")
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (the rlgen command line keeps freed memory)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -156,12 +195,17 @@ def main(argv: list[str] | None = None) -> int:
                **{f"{k}_ms_per_step": round(1000 * v, 2) for k, v in per_step.items()},
                **{f"{k}_images_per_s": round(variants[k][1] / v, 1) for k, v in per_step.items()},
                "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16 and AMP[model]}
+        if args.profile:
+            row["today_matrix_product_share"] = round(product_share(variants["today"][0], args.steps), 3)
         rows.append(row)
         print(f"{model}: baseline {row['baseline_ms_per_step']} ms/step, today {row['today_ms_per_step']} ms/step: "
               f"{row['speedup']}x", flush=True)
+    gemm = gemm_rates()
+    print(f"matrix products on this core: fp32 {gemm['float32']} GMAC/s, bf16 {gemm['bfloat16']} GMAC/s "
+          f"({gemm['bfloat16'] / gemm['float32']:.2f}x)", flush=True)
     record = {"command": "python benchmarks/step_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "commit": git_commit(), "baseline_commit": args.baseline, "device": device_description(),
-              "cpu_flags": cpu_flags(), "threads": args.threads,
+              "cpu_flags": cpu_flags(), "threads": args.threads, "gemm_gmac_per_s": gemm,
               "keep_freed_memory": not args.glibc_default_malloc, "torch": torch.__version__, "date": utc_now(),
               "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
