@@ -80,7 +80,21 @@ def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: dict[str
           flush=True)
     train(config.resolve(command, options))
     (run,) = set(out.glob(f"{command}-*")) - before
+    selection = run / "selection.json"  # --set restarts=R: the folder of the starts; the run is the one kept
+    if selection.is_file():
+        chosen = json.loads(selection.read_text())
+        return Path(chosen["candidates"][chosen["kept"]]["run"])
     return run
+
+
+def start_errors(selection: dict[str, Any]) -> list[float | None]:
+    """Each start's categorical error when the choice was made (labels only score the starts; they choose nothing)."""
+    errors = []
+    for candidate in selection["candidates"]:
+        curve = eval_curve(Path(candidate["run"]), ("categorical_error",))
+        at = dict(zip(curve["epoch"], curve["categorical_error"]))
+        errors.append(at.get(selection["select_after"]))
+    return errors
 
 
 def runs_of(command: str, args: argparse.Namespace, extra: dict[str, Any]) -> list[tuple[int, Path]]:
@@ -200,6 +214,9 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
         cfg = json.loads((run / "config.json").read_text())
+        selection = s.get("selection")
+        if selection:  # the run kept from several starts is reported as the seed the starts were drawn from
+            seed = selection["candidates"][0]["seed"]
         traversal, png = run / "samples" / "traversal_categorical_0.png", None
         if traversal.is_file():  # kept beside the table (runs/ is not committed): the code's traversal for each seed
             png = Path(args.results) / f"{result_stem('infogan', args)}-s{seed}-categorical.png"
@@ -210,7 +227,11 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
                      "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])],
-                     "traversal_png": png.name if png else None, "run": str(run)})
+                     "traversal_png": png.name if png else None, "run": str(run),
+                     **({"start_seeds": [c["seed"] for c in selection["candidates"]],
+                         "start_scores": [c["score"] for c in selection["candidates"]],
+                         "start_errors": start_errors(selection), "kept_start": selection["kept"]}
+                        if selection else {})})
     return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
             **target("infogan", rows, args.dataset)}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -386,3 +387,44 @@ def test_infogan_without_a_categorical_code_or_test_split(tmp_path):
     (run,) = (tmp_path / "runs").glob("infogan-plain-*")
     assert json.loads((run / "config.json").read_text())["categorical"] == []
     assert json.loads((run / "summary.json").read_text())["traversals"] == ["traversal_continuous_0.png"]
+
+
+def test_best_of_several_starts_keeps_the_lowest_unsupervised_loss_and_goes_on_where_it_stopped(tmp_path, capsys):
+    from rlgen.vision.restarts import last_epoch_metrics
+    from tests.test_ssgan import tiny_npz
+
+    data = tiny_npz(tmp_path / "blobs.npz", n_train=64, n_test=20)
+    out = tmp_path / "runs"
+    argv = ["infogan", "--dataset", str(data), "--epochs", "2", "--out", str(out), "--restarts", "2",
+            "--select-after", "1", "--real-clustering", "1", "--real-consistency", "1", *ARGS]
+    assert main(argv) == 0
+    (base,) = out.glob("infogan-blobs-s0-best-of-2")
+    selection = json.loads((base / "selection.json").read_text())
+    assert [c["seed"] for c in selection["candidates"]] == [0, 1000]
+    runs = [Path(c["run"]) for c in selection["candidates"]]
+    assert [r.parent.name for r in runs] == ["candidate-0", "candidate-1"]
+    scores = []
+    for run in runs:  # the score: the real-image part of the discriminator's loss over the choice's epoch
+        metrics = last_epoch_metrics(run, 1)
+        scores.append(metrics["consistency_real"] - metrics["mi_real"])
+    assert [c["score"] for c in selection["candidates"]] == pytest.approx(scores, abs=1e-5)
+    kept = int(np.argmin(scores))
+    assert selection["kept"] == kept
+    epochs = [json.loads((run / "summary.json").read_text())["epochs"] for run in runs]
+    assert epochs[kept] == 2 and epochs[1 - kept] == 1  # only the kept start trains on
+    assert json.loads((runs[kept] / "summary.json").read_text())["selection"]["kept"] == kept
+
+    # The same command again trains nothing new: every start and the kept run are done
+    assert main(argv) == 0
+    assert sorted(p.name for p in base.iterdir()) == ["candidate-0", "candidate-1", "selection.json"]
+    assert all(len(list((base / f"candidate-{i}").iterdir())) == 1 for i in range(2))
+
+
+def test_best_of_several_starts_needs_a_score_to_choose_by(tmp_path, capsys):
+    from tests.cli_helpers import fails_cleanly
+    from tests.test_ssgan import tiny_npz
+
+    data = tiny_npz(tmp_path / "blobs.npz", n_train=64, n_test=20)
+    fails_cleanly(capsys, ["infogan", "--dataset", str(data), "--epochs", "3", "--out", str(tmp_path / "runs"),
+                           "--restarts", "2", *ARGS], "--real-consistency")
+    assert not (tmp_path / "runs").exists()

@@ -97,3 +97,21 @@ def test_code_usage_names_a_pair_that_shares_two_values_by_style(vision_gan):
     merged[7, 7] = 500  # 7 split over values 7 and 9
     usage = vision_gan.code_usage(merged.tolist())
     assert usage["split_digits"] == [7] and usage["merged_digits"] == [9] and 9 in usage["wrong_digits"]
+
+
+def test_a_run_kept_from_several_starts_is_reported_as_its_seed_with_each_starts_score(vision_gan, tmp_path):
+    starts = [finished_infogan_run(tmp_path / "base" / f"candidate-{i}" / "run", seed=3 + 1000 * i, error=e)
+              for i, e in enumerate((0.10, 0.03))]
+    for run, error in zip(starts, (0.10, 0.03)):
+        (run / "progress.csv").write_text(f"time/images_per_s,time/epoch,eval/categorical_error\n200,,\n,2,{error}\n")
+    selection = {"restarts": 2, "select_after": 2, "kept": 1,
+                 "candidates": [{"candidate": i, "seed": 3 + 1000 * i, "run": str(run), "score": score}
+                                for i, (run, score) in enumerate(zip(starts, (-2.1, -2.2)))]}
+    kept = starts[1]
+    summary = json.loads((kept / "summary.json").read_text())
+    (kept / "summary.json").write_text(json.dumps({**summary, "selection": selection}))
+    results = tmp_path / "results"
+    assert vision_gan.main(["infogan", "--from-runs", str(kept), "--results", str(results), "--tag", "best"]) == 0
+    (row,) = json.loads((results / "infogan-mnist-best.json").read_text())["rows"]
+    assert row["seed"] == 3 and row["kept_start"] == 1 and row["start_seeds"] == [3, 1003]
+    assert row["start_scores"] == [-2.1, -2.2] and row["start_errors"] == [0.10, 0.03]

@@ -75,6 +75,10 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     from rlgen.vision.models import model_class
     from rlgen.vision.trainer import Trainer, TrainerConfig
 
+    if resume is None and int(cfg.get("restarts", 1)) > 1:
+        from rlgen.vision.restarts import train_best_of
+
+        return train_best_of(cfg, int(cfg["restarts"]), int(cfg["select_after"]))
     run = None
     if resume is not None:  # the run's saved config says which data it trains on
         run = resumed_run(cfg, dataset_tag(cfg["dataset"]), resume)

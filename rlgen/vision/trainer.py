@@ -116,6 +116,12 @@ class GenerativeModel(nn.Module, ABC):
         the model is not evaluated)."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from a run configuration")
 
+    @classmethod
+    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float | None:
+        """An unsupervised loss to choose among starts of the run ``cfg`` by (lower is better), from the mean training
+        ``metrics`` of an epoch; None where the model has none (:mod:`rlgen.vision.restarts`)."""
+        return None
+
     def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
         """Final figures for ``summary.json`` (logged as they are made). ``evaluation`` is the trainer's last
         evaluation in this process: empty when it trained nothing, and the figures of the run's earlier

@@ -71,6 +71,7 @@ from rlgen.vision.datasets import Batch, ImageDataset
 from rlgen.vision.gan.dcgan import bce, dcgan_init, frozen
 from rlgen.vision.images import save_image_grid
 from rlgen.vision.metrics import confusion_matrix, matched_accuracy
+from rlgen.vision.restarts import RestartOptions
 from rlgen.vision.trainer import GenerativeModel, Optimizers
 
 log = logging.getLogger("rlgen")
@@ -305,7 +306,18 @@ class InfoGAN(GenerativeModel):
 
     console_keys = ("d_loss", "g_loss", "mi_cat", "mi_cont", "code_accuracy")
     options_class = InfoGANOptions
+    extra_options = (RestartOptions,)
     title = "InfoGAN (Chen et al. 2016; the paper's MNIST model)"
+
+    @classmethod
+    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float | None:
+        """The real-image part of the discriminator's loss, ``real_consistency * consistency_real - real_clustering
+        * mi_real``: on MNIST a start whose code gives two digits two values split by style has twice the consistency
+        loss of a clean one by its second epoch (benchmarks/README.md). None without ``real_consistency``."""
+        if not cfg.get("real_consistency") or "consistency_real" not in metrics or "mi_real" not in metrics:
+            return None
+        return (float(cfg["real_consistency"]) * metrics["consistency_real"]
+                - float(cfg.get("real_clustering", 0.0)) * metrics["mi_real"])
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data: ImageDataset, test: ImageDataset | None) -> InfoGAN:
