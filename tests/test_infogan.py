@@ -413,6 +413,9 @@ def test_best_of_several_starts_keeps_the_lowest_unsupervised_loss_and_goes_on_w
     epochs = [json.loads((run / "summary.json").read_text())["epochs"] for run in runs]
     assert epochs[kept] == 2 and epochs[1 - kept] == 1  # only the kept start trains on
     assert json.loads((runs[kept] / "summary.json").read_text())["selection"]["kept"] == kept
+    assert main(["infogan", "--resume", str(runs[kept]), "--epochs", "3"]) == 0  # an ordinary run from here on
+    summary = json.loads((runs[kept] / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["selection"] == selection
 
     # The same command again trains nothing new: every start and the kept run are done
     assert main(argv) == 0
