@@ -431,3 +431,15 @@ def test_best_of_several_starts_needs_a_score_to_choose_by(tmp_path, capsys):
     fails_cleanly(capsys, ["infogan", "--dataset", str(data), "--epochs", "3", "--out", str(tmp_path / "runs"),
                            "--restarts", "2", *ARGS], "--real-consistency")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_epochs_training_metrics_are_its_windows_only(tmp_path):
+    from rlgen.vision.restarts import last_epoch_metrics
+
+    # windows of 2 steps, 4 steps an epoch; the run went on past epoch 2 (the kept start), which must not count
+    rows = [(2, 1.0, ""), (4, 3.0, 1), (6, 5.0, ""), (8, 7.0, 2), (10, 100.0, ""), (12, 100.0, 3)]
+    (tmp_path / "progress.csv").write_text("step,train/x,time/epoch\n" + "".join(f"{s},{x},{e}\n" for s, x, e in rows))
+    assert last_epoch_metrics(tmp_path, 1) == {"x": 2.0}
+    assert last_epoch_metrics(tmp_path, 2) == {"x": 6.0}
+    with pytest.raises(UserError, match="epoch 4"):
+        last_epoch_metrics(tmp_path, 4)

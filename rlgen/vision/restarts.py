@@ -54,10 +54,11 @@ def last_epoch_metrics(run: Path, epoch: int) -> dict[str, float]:
     """The mean of each ``train/`` metric over the training windows of epoch ``epoch`` (1-based) in ``progress.csv``."""
     with open(run / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    ends = [int(float(r["step"])) for r in rows if r.get("time/epoch") and int(float(r["time/epoch"])) == epoch - 1]
-    start = ends[-1] if ends else 0  # the step that ended the epoch before
-    window = [r for r in rows if start < int(float(r["step"])) and (not r.get("time/epoch")
-                                                                     or int(float(r["time/epoch"])) == epoch)]
+    ends = {int(float(r["time/epoch"])): int(float(r["step"])) for r in rows if r.get("time/epoch")}
+    if epoch not in ends:
+        raise UserError(f"{run / 'progress.csv'} has no row for the end of epoch {epoch}")
+    start, end = ends.get(epoch - 1, 0), ends[epoch]  # the steps that ended the epoch before and this one
+    window = [r for r in rows if start < int(float(r["step"])) <= end]
     keys = {k for r in window for k, v in r.items() if k.startswith("train/") and v not in ("", None)}
     return {k.removeprefix("train/"): statistics.fmean(float(r[k]) for r in window if r.get(k)) for k in keys}
 
@@ -77,11 +78,12 @@ def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict
     if restarts < 2 or not 1 <= select_after < int(cfg["epochs"]):
         raise UserError(f"the best of {restarts} starts after {select_after} epochs: give at least 2 starts and "
                         f"fewer epochs before choosing than the run's {cfg['epochs']}")
-    if model.selection_score(cfg, {"consistency_real": 0.0, "mi_real": 0.0}) is None:
+    if not model.selection_metrics(cfg):
         raise UserError(f"'rlgen {cfg['command']}' with these options has no unsupervised score to choose a start "
                         "by (InfoGAN: give --real-consistency and --real-clustering)")
     base = candidates_dir(cfg, restarts)
     start = time.time()
+    chosen = base / "selection.json"
 
     def budget() -> dict[str, Any]:  # --max-minutes is this process's: what the starts before left of it
         if not cfg.get("max_minutes"):
@@ -108,7 +110,8 @@ def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict
                      restarts)
             return summary
         assert run is not None
-        score = model.selection_score(cfg, last_epoch_metrics(run, select_after))
+        metrics = last_epoch_metrics(run, select_after)
+        score = model.selection_score(cfg, metrics) if set(model.selection_metrics(cfg)) <= set(metrics) else None
         scores.append({"candidate": i, "seed": cfg["seed"] + SEED_STRIDE * i, "run": str(run),
                        "score": None if score is None or not math.isfinite(score) else round(score, 6)})
     valid = [s for s in scores if s["score"] is not None]
@@ -116,7 +119,10 @@ def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict
         raise UserError(f"no start of {base} logged the metrics its score needs; check their progress.csv")
     kept = min(valid, key=lambda s: s["score"])
     selection = {"restarts": restarts, "select_after": select_after, "candidates": scores, "kept": kept["candidate"]}
-    atomic_write_json(base / "selection.json", selection)
+    if chosen.is_file() and load_json(chosen, what="choice of starts")["kept"] != kept["candidate"]:
+        raise UserError(f"{chosen} kept another start than the starts' logs now score best; was a start trained on "
+                        "after the choice? Move the folder aside to choose again")
+    atomic_write_json(chosen, selection)
     log.info("kept start %d (seed %d, score %.4f of %s)", kept["candidate"] + 1, kept["seed"], kept["score"],
              ", ".join(f"{s['score']:.4f}" for s in valid))
     summary = train(saved_run_config(Path(kept["run"]), cfg["command"]),

@@ -117,10 +117,16 @@ class GenerativeModel(nn.Module, ABC):
         raise NotImplementedError(f"{cls.__name__} cannot be built from a run configuration")
 
     @classmethod
-    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float | None:
+    def selection_metrics(cls, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+        """The training metrics :meth:`selection_score` reads for the run ``cfg``; none where the model has no score
+        to choose among starts by (:mod:`rlgen.vision.restarts`)."""
+        return ()
+
+    @classmethod
+    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float:
         """An unsupervised loss to choose among starts of the run ``cfg`` by (lower is better), from the mean training
-        ``metrics`` of an epoch; None where the model has none (:mod:`rlgen.vision.restarts`)."""
-        return None
+        ``metrics`` of an epoch (holding :meth:`selection_metrics`)."""
+        raise NotImplementedError(f"{cls.__name__} has no score to choose among starts by")
 
     def report(self, run: RunDir, evaluation: Mapping[str, float]) -> dict[str, Any]:
         """Final figures for ``summary.json`` (logged as they are made). ``evaluation`` is the trainer's last

@@ -310,12 +310,14 @@ class InfoGAN(GenerativeModel):
     title = "InfoGAN (Chen et al. 2016; the paper's MNIST model)"
 
     @classmethod
-    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float | None:
+    def selection_metrics(cls, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("consistency_real", "mi_real") if cfg.get("real_consistency") else ()
+
+    @classmethod
+    def selection_score(cls, cfg: Mapping[str, Any], metrics: Mapping[str, float]) -> float:
         """The real-image part of the discriminator's loss, ``real_consistency * consistency_real - real_clustering
         * mi_real``: on MNIST a start whose code gives two digits two values split by style has twice the consistency
-        loss of a clean one by its second epoch (benchmarks/README.md). None without ``real_consistency``."""
-        if not cfg.get("real_consistency") or "consistency_real" not in metrics or "mi_real" not in metrics:
-            return None
+        loss of a clean one by its second epoch (benchmarks/README.md)."""
         return (float(cfg["real_consistency"]) * metrics["consistency_real"]
                 - float(cfg.get("real_clustering", 0.0)) * metrics["mi_real"])
 
