@@ -443,3 +443,19 @@ def test_an_epochs_training_metrics_are_its_windows_only(tmp_path):
     assert last_epoch_metrics(tmp_path, 2) == {"x": 6.0}
     with pytest.raises(UserError, match="epoch 4"):
         last_epoch_metrics(tmp_path, 4)
+
+
+def test_presets_name_the_papers_recipe_and_rlgens(tmp_path):
+    from rlgen.vision import config
+
+    paper = config.resolve("infogan", {"dataset": "mnist"})
+    assert paper["preset"] == "paper" and paper["real_clustering"] == paper["real_consistency"] == 0
+    assert paper["restarts"] == 1
+    rlgen = config.resolve("infogan", {"dataset": "mnist", "preset": "rlgen"})
+    assert (rlgen["real_clustering"], rlgen["real_consistency"], rlgen["restarts"], rlgen["select_after"]) == (1, 1, 3, 2)
+    assert config.resolve("infogan", {"dataset": "mnist", "preset": "rlgen", "restarts": 5})["restarts"] == 5  # flags win
+    (tmp_path / "opts.yaml").write_text("preset: rlgen\nselect_after: 3\n")
+    from_file = config.resolve("infogan", {"dataset": "mnist", "config": str(tmp_path / "opts.yaml")})
+    assert from_file["preset"] == "rlgen" and from_file["select_after"] == 3 and from_file["restarts"] == 3
+    with pytest.raises(SystemExit):
+        main(["infogan", "--dataset", "mnist", "--preset", "nonsense"])

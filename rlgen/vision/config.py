@@ -72,11 +72,21 @@ def option_defaults(command: str) -> dict[str, Any]:
 
 
 def flag_groups(command: str) -> list[tuple[str, list[Flag]]]:
-    """``command``'s options in the groups of its --help."""
+    """``command``'s options in the groups of its --help (with ``--preset`` where its section has presets)."""
     groups: dict[str, list[Flag]] = {}
     for title, options, skip in _option_classes(command):
         groups.setdefault(title, []).extend(flags_of(options, skip=skip))
+    presets = _section(command).get("presets")
+    if presets:
+        groups[_option_classes(command)[-1][0]].insert(0, Flag(
+            "preset", f"a named set of this command's options ({WHERE})", choices=tuple(presets)))
     return [*groups.items(), ("run options", run_flags("epochs"))]
+
+
+def _section(command: str) -> dict[str, Any]:
+    from rlgen.common.config import packaged_config
+
+    return packaged_config("vision.yaml")[command]
 
 
 def declared(command: str) -> list[Flag]:
@@ -85,12 +95,11 @@ def declared(command: str) -> list[Flag]:
 
 
 def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``command``'s defaults (the option dataclasses' fields, then its section of vision.yaml), the section and its
-    file."""
-    from rlgen.common.config import packaged_config
-
-    section = packaged_config("vision.yaml")[command]
-    return {**option_defaults(command), **section["defaults"]}, section, WHERE
+    """``command``'s defaults (the option dataclasses' fields, then its section of vision.yaml, then its default
+    preset's options: what --help quotes), the section and its file."""
+    section = _section(command)
+    defaults = {**option_defaults(command), **section["defaults"]}
+    return {**defaults, **section.get("presets", {}).get(defaults.get("preset"), {})}, section, WHERE
 
 
 def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,9 +108,10 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     run finds its data from any working directory. (``--resume RUN_DIR`` alone is enough: the dataset is the run's.)"""
     from rlgen.vision.datasets import canonical_name, data_root
 
-    defaults, section, _ = packaged_defaults(command)
+    section = _section(command)
+    defaults = {**option_defaults(command), **section["defaults"]}
     cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}),
-                         task_key="dataset", canonical=canonical_name)
+                         task_key="dataset", presets=section.get("presets"), canonical=canonical_name)
     cfg["dataset"] = canonical_name(str(cfg["dataset"]))
     if cfg["dataset"].endswith(".npz"):
         path = Path(cfg["dataset"]).expanduser()
