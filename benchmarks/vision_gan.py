@@ -23,9 +23,11 @@ rows of an earlier result file for the seeds not run again (run directories are 
         --with-rows benchmarks/results/vision-gan/infogan-mnist_partial.json
 
 ``--set KEY=VALUE`` sets any option of the command (a YAML value, e.g. ``--set feature_matching=true``), and ``--tag``
-names a variant's result file, e.g. InfoGAN with Q trained on the real images too (its rows record both weights):
+names a variant's result file, e.g. InfoGAN's rlgen preset (Q trained on the real images too, the best of 3 starts;
+its rows record the preset, both weights and each start's score):
 
-    python benchmarks/vision_gan.py infogan --dataset mnist --from-runs RUN0 ... RUN4 --tag real-terms
+    python benchmarks/vision_gan.py infogan --dataset mnist --data-dir ../shared/data/mnist --seeds 0 1 2 3 4 \
+        --set preset=rlgen --tag rlgen
 
 InfoGAN's table keeps each seed's traversal of the categorical code beside it
 (``infogan-<dataset>[-<tag>]-s<seed>-categorical.png``).
@@ -223,6 +225,7 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
             png.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(traversal, png)
         rows.append({"seed": seed, "epochs": s["epochs"], "test_images": s.get("test_images"),
+                     "preset": cfg.get("preset"),  # (None: a run from before the presets)
                      **{key: cfg.get(key, 0.0) for key in ("real_clustering", "real_consistency")},
                      "categorical_error": s.get("categorical_error"), **code_usage(s.get("code_label_counts")),
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
