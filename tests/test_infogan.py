@@ -459,3 +459,29 @@ def test_presets_name_the_papers_recipe_and_rlgens(tmp_path):
     assert from_file["preset"] == "rlgen" and from_file["select_after"] == 3 and from_file["restarts"] == 3
     with pytest.raises(SystemExit):
         main(["infogan", "--dataset", "mnist", "--preset", "nonsense"])
+
+
+def test_an_interrupted_best_of_says_to_run_the_same_command_and_that_goes_on(tmp_path, capsys, monkeypatch):
+    import rlgen.vision.train as vision_train
+    from tests.test_ssgan import tiny_npz
+
+    data = tiny_npz(tmp_path / "blobs.npz", n_train=64, n_test=20)
+    out = tmp_path / "runs"
+    argv = ["infogan", "--dataset", str(data), "--epochs", "2", "--out", str(out), "--preset", "rlgen",
+            "--select-after", "1", "--restarts", "2", *ARGS]
+    real_train, calls = vision_train.train, []
+
+    def stopped_at_the_second_start(cfg, resume=None):
+        calls.append(cfg["seed"])
+        if len(calls) == 3:  # the top-level call, the first start, then the second: stopped as by Ctrl-C
+            raise KeyboardInterrupt
+        return real_train(cfg, resume)
+
+    monkeypatch.setattr(vision_train, "train", stopped_at_the_second_start)
+    assert main(argv) == 130
+    assert "interrupted; run the same command again to go on" in capsys.readouterr().err
+    monkeypatch.setattr(vision_train, "train", real_train)
+    assert main(argv) == 0
+    base = out / "infogan-blobs-s0-best-of-2"
+    assert len(list((base / "candidate-0").iterdir())) == 1  # the first start was reused, not trained again
+    assert json.loads((base / "selection.json").read_text())["kept"] in (0, 1)

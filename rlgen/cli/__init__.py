@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"rlgen {args.command}: error: {exc}", file=sys.stderr)
         return UserError.exit_code
-    except KeyboardInterrupt:
-        print(f"rlgen {args.command}: interrupted; continue the run with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        how = getattr(exc, "how_to_go_on", "continue the run with --resume")  # (rlgen.common.interrupts.Interrupted)
+        print(f"rlgen {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
     finally:
         if previous is not None:

@@ -24,3 +24,12 @@ def signals_held() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupt that says how to go on where ``--resume`` alone is not the way (e.g. the best of several starts,
+    which the same command picks up again)."""
+
+    def __init__(self, how_to_go_on: str):
+        super().__init__(how_to_go_on)
+        self.how_to_go_on = how_to_go_on

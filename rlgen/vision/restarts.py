@@ -27,6 +27,7 @@ from typing import Any
 
 from rlgen.common.checkpoint import atomic_write_json, load_json
 from rlgen.common.errors import UserError
+from rlgen.common.interrupts import Interrupted
 from rlgen.common.options import option
 from rlgen.common.run_dir import Resume, saved_run_config
 
@@ -70,7 +71,18 @@ def _candidate_run(folder: Path) -> Path | None:
 
 def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict[str, Any]:
     """Train the best of ``restarts`` starts of the run ``cfg`` (chosen after ``select_after`` epochs, see the
-    module docstring); return the kept run's summary, with ``selection`` added."""
+    module docstring); return the kept run's summary, with ``selection`` added. Interrupted, it says to run the same
+    command again (which goes on where it stopped)."""
+    try:
+        return _train_best_of(cfg, restarts, select_after)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise Interrupted("run the same command again to go on (the starts and the kept run resume where they "
+                          "stopped)") from exc
+
+
+def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict[str, Any]:
     from rlgen.vision.models import model_class
     from rlgen.vision.train import train
 
