@@ -58,6 +58,7 @@ from rlgen.common.options import argv_of
 from rlgen.common.provenance import command_line, device_description, git_commit, utc_now
 from rlgen.vision import config
 from rlgen.vision.metrics import matched_accuracy
+from rlgen.vision.restarts import candidates_dir
 from rlgen.vision.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vision-gan"
@@ -80,12 +81,12 @@ def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: dict[str
                **extra}
     print(f"running: {command_line([command, *argv_of(options, config.declared(command))])}", file=sys.stderr,
           flush=True)
-    train(config.resolve(command, options))
-    (run,) = set(out.glob(f"{command}-*")) - before
-    selection = run / "selection.json"  # --set restarts=R: the folder of the starts; the run is the one kept
-    if selection.is_file():
-        chosen = json.loads(selection.read_text())
+    cfg = config.resolve(command, options)
+    train(cfg)
+    if int(cfg.get("restarts", 1)) > 1:  # the best of several starts: the run is the one kept
+        chosen = json.loads((candidates_dir(cfg, int(cfg["restarts"])) / "selection.json").read_text())
         return Path(chosen["candidates"][chosen["kept"]]["run"])
+    (run,) = set(out.glob(f"{command}-*")) - before
     return run
 
 
@@ -216,7 +217,7 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
     for seed, run in runs_of("infogan", args, extra):
         s = read_summary(run)
         cfg = json.loads((run / "config.json").read_text())
-        selection = s.get("selection")
+        selection = json.loads((run / "selection.json").read_text()) if (run / "selection.json").is_file() else None
         if selection:  # the run kept from several starts is reported as the seed the starts were drawn from
             seed = selection["candidates"][0]["seed"]
         traversal, png = run / "samples" / "traversal_categorical_0.png", None

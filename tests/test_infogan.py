@@ -30,6 +30,7 @@ from rlgen.vision.gan.infogan import (
     warp,
 )
 from rlgen.vision.trainer import Optimizers
+from tests.cli_helpers import fails_cleanly
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -402,6 +403,7 @@ def test_best_of_several_starts_keeps_the_lowest_unsupervised_loss_and_goes_on_w
     selection = json.loads((base / "selection.json").read_text())
     assert [c["seed"] for c in selection["candidates"]] == [0, 1000]
     runs = [Path(c["run"]) for c in selection["candidates"]]
+    assert all(run.is_absolute() for run in runs)
     assert [r.parent.name for r in runs] == ["candidate-0", "candidate-1"]
     scores = []
     for run in runs:  # the score: the real-image part of the discriminator's loss over the choice's epoch
@@ -412,15 +414,20 @@ def test_best_of_several_starts_keeps_the_lowest_unsupervised_loss_and_goes_on_w
     assert selection["kept"] == kept
     epochs = [json.loads((run / "summary.json").read_text())["epochs"] for run in runs]
     assert epochs[kept] == 2 and epochs[1 - kept] == 1  # only the kept start trains on
-    assert json.loads((runs[kept] / "summary.json").read_text())["selection"]["kept"] == kept
-    assert main(["infogan", "--resume", str(runs[kept]), "--epochs", "3"]) == 0  # an ordinary run from here on
-    summary = json.loads((runs[kept] / "summary.json").read_text())
-    assert summary["epochs"] == 3 and summary["selection"] == selection
+    assert json.loads((runs[kept] / "selection.json").read_text()) == selection
+    assert json.loads((runs[kept] / "config.json").read_text())["max_minutes"] is None
 
-    # The same command again trains nothing new: every start and the kept run are done
+    # The same command again trains nothing: every start and the kept run are done
+    logs = {run: (run / "progress.csv").read_text() for run in runs}
     assert main(argv) == 0
-    assert sorted(p.name for p in base.iterdir()) == ["candidate-0", "candidate-1", "selection.json"]
-    assert all(len(list((base / f"candidate-{i}").iterdir())) == 1 for i in range(2))
+    assert sorted(p.name for p in base.iterdir()) == ["candidate-0", "candidate-1", "options.json", "selection.json"]
+    assert {run: (run / "progress.csv").read_text() for run in runs} == logs
+    # Other options are another experiment: refused, nothing trained
+    fails_cleanly(capsys, [*argv, "--lr", "1e-3"], "began with other options", "lr")
+    assert {run: (run / "progress.csv").read_text() for run in runs} == logs
+    # The kept run is an ordinary run from here on
+    assert main(["infogan", "--resume", str(runs[kept]), "--epochs", "3"]) == 0
+    assert json.loads((runs[kept] / "summary.json").read_text())["epochs"] == 3
 
 
 def test_best_of_several_starts_needs_a_score_to_choose_by(tmp_path, capsys):
@@ -481,7 +488,10 @@ def test_an_interrupted_best_of_says_to_run_the_same_command_and_that_goes_on(tm
     assert main(argv) == 130
     assert "interrupted; run the same command again to go on" in capsys.readouterr().err
     monkeypatch.setattr(vision_train, "train", real_train)
-    assert main(argv) == 0
     base = out / "infogan-blobs-s0-best-of-2"
-    assert len(list((base / "candidate-0").iterdir())) == 1  # the first start was reused, not trained again
+    (first,) = (base / "candidate-0").iterdir()
+    log = (first / "progress.csv").read_text()
+    assert main(argv) == 0
+    assert list((base / "candidate-0").iterdir()) == [first]  # the first start was reused, not trained again
+    assert (first / "progress.csv").read_text() == log
     assert json.loads((base / "selection.json").read_text())["kept"] in (0, 1)

@@ -108,8 +108,7 @@ def test_a_run_kept_from_several_starts_is_reported_as_its_seed_with_each_starts
                  "candidates": [{"candidate": i, "seed": 3 + 1000 * i, "run": str(run), "score": score}
                                 for i, (run, score) in enumerate(zip(starts, (-2.1, -2.2)))]}
     kept = starts[1]
-    summary = json.loads((kept / "summary.json").read_text())
-    (kept / "summary.json").write_text(json.dumps({**summary, "selection": selection}))
+    (kept / "selection.json").write_text(json.dumps(selection))
     results = tmp_path / "results"
     assert vision_gan.main(["infogan", "--from-runs", str(kept), "--results", str(results), "--tag", "best"]) == 0
     (row,) = json.loads((results / "infogan-mnist-best.json").read_text())["rows"]

@@ -49,6 +49,7 @@ def ensure_writable_dir(path: Path) -> None:
 OPTIONS_ADDED_LATER: dict[str, dict[str, Any]] = {
     "pixelrnn": {"skip_connections": False},
     "vime": {"vime": {"max_normalised_gain": None}},
+    "infogan": {"restarts": 1},  # (a run kept from several starts says so in its selection.json)
 }
 
 

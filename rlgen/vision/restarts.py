@@ -8,15 +8,18 @@ half its seeds with two digits sharing two code values told apart by style, visi
 consistency loss twice that of a clean start (:meth:`~rlgen.vision.gan.infogan.InfoGAN.selection_score`).
 
 Layout: ``<out>/<command>-<dataset>-s<seed>-best-of-<R>/`` holds ``candidate-<i>/`` (each an ordinary run directory,
-seed ``seed + 1000 i``: candidate 0 is the plain run of ``seed``) and ``selection.json`` (each candidate's score and
-the one kept). The kept candidate's own run directory goes on to the full budget. Calling again with the same
-configuration picks up where it stopped: finished candidates are reused, an interrupted one resumes, and the kept
-one resumes to the full budget.
+seed ``seed + 1000 i``: candidate 0 is the plain run of ``seed``), ``options.json`` (the options it began with) and
+``selection.json`` (each candidate's score and the one kept, also copied into the kept run's directory). The kept
+candidate's own run directory goes on to the full budget. Calling again with the same options picks up where it
+stopped: finished candidates are reused, an interrupted one resumes, a failed one scores nothing, and the kept one
+resumes to the full budget (``--epochs``, ``--max-minutes``, ``--device`` and ``--torch-threads`` may differ: they
+are this call's); other options than those it began with are an error.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import statistics
@@ -71,8 +74,8 @@ def _candidate_run(folder: Path) -> Path | None:
 
 def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict[str, Any]:
     """Train the best of ``restarts`` starts of the run ``cfg`` (chosen after ``select_after`` epochs, see the
-    module docstring); return the kept run's summary, with ``selection`` added. Interrupted, it says to run the same
-    command again (which goes on where it stopped)."""
+    module docstring); return the kept run's summary (``selection.json`` in its directory says how it was chosen).
+    Interrupted, it says to run the same command again (which goes on where it stopped)."""
     try:
         return _train_best_of(cfg, restarts, select_after)
     except Interrupted:
@@ -80,6 +83,11 @@ def train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict
     except KeyboardInterrupt as exc:
         raise Interrupted("run the same command again to go on (the starts and the kept run resume where they "
                           "stopped)") from exc
+
+
+#: options that may differ between the call that began a best-of and one that goes on with it (where and how long it
+#: runs; the budget of the final run)
+MAY_CHANGE = ("epochs", "max_minutes", "device", "torch_threads", "out", "data_dir")
 
 
 def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dict[str, Any]:
@@ -92,53 +100,91 @@ def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dic
                         f"fewer epochs before choosing than the run's {cfg['epochs']}")
     if not model.selection_metrics(cfg):
         raise UserError(f"'rlgen {cfg['command']}' with these options has no unsupervised score to choose a start "
-                        "by (InfoGAN: give --real-consistency and --real-clustering)")
+                        "by (InfoGAN: give --real-consistency)")
     base = candidates_dir(cfg, restarts)
-    start = time.time()
-    chosen = base / "selection.json"
+    _check_same_options(base, cfg)
+    began = time.time()
 
-    def budget() -> dict[str, Any]:  # --max-minutes is this process's: what the starts before left of it
-        if not cfg.get("max_minutes"):
-            return {}
-        return {"max_minutes": max(float(cfg["max_minutes"]) - (time.time() - start) / 60, 1e-3)}
+    def how(epochs: int) -> dict[str, Any]:  # what each start and the kept run are resumed with: this call's own
+        left = None if not cfg.get("max_minutes") else float(cfg["max_minutes"]) - (time.time() - began) / 60
+        return {"epochs": epochs, "max_minutes": left, "device": cfg["device"], "torch_threads": cfg["torch_threads"]}
+
+    def out_of_time() -> bool:
+        return how(0)["max_minutes"] is not None and how(0)["max_minutes"] <= 0
 
     scores = []
     for i in range(restarts):
-        folder = base / f"candidate-{i}"
+        folder, seed = base / f"candidate-{i}", cfg["seed"] + SEED_STRIDE * i
         run = _candidate_run(folder)
-        done = run is not None and (run / "summary.json").is_file() and \
-            int(load_json(run / "summary.json", what="run summary").get("epochs", 0)) >= select_after
-        if run is None:
-            log.info("start %d of %d: seed %d, %d epochs", i + 1, restarts, cfg["seed"] + SEED_STRIDE * i, select_after)
-            summary = train({**cfg, "seed": cfg["seed"] + SEED_STRIDE * i, "epochs": select_after, "out": str(folder),
-                             "restarts": 1, **budget()})
-            run = _candidate_run(folder)
-        elif not done:
-            summary = train(saved_run_config(run, cfg["command"]), Resume(str(run), {"epochs": select_after, **budget()}))
-        else:
-            summary = {"epochs": select_after}
-        if summary["epochs"] < select_after:  # out of time
-            log.info("--max-minutes reached during start %d of %d; run the same command again to go on", i + 1,
-                     restarts)
-            return summary
-        assert run is not None
+        if run is None or _epochs_done(run) < select_after:
+            if out_of_time():
+                break
+            try:
+                if run is None:
+                    log.info("start %d of %d: seed %d, %d epochs", i + 1, restarts, seed, select_after)
+                    train({**cfg, **how(select_after), "seed": seed, "out": str(folder), "restarts": 1})
+                    run = _candidate_run(folder)
+                    _remember_options(base, cfg)  # (once a start exists: bad data or options leave nothing behind)
+                else:
+                    train(saved_run_config(run, cfg["command"]), Resume(str(run), how(select_after)))
+            except UserError as exc:  # e.g. a start that diverged: the others may be fine
+                log.warning("start %d of %d (seed %d) failed: %s", i + 1, restarts, seed, exc)
+        if run is None or _epochs_done(run) < select_after:
+            if out_of_time():
+                break
+            scores.append({"candidate": i, "seed": seed, "run": None if run is None else str(run.resolve()),
+                           "score": None})
+            continue
         metrics = last_epoch_metrics(run, select_after)
         score = model.selection_score(cfg, metrics) if set(model.selection_metrics(cfg)) <= set(metrics) else None
-        scores.append({"candidate": i, "seed": cfg["seed"] + SEED_STRIDE * i, "run": str(run),
+        scores.append({"candidate": i, "seed": seed, "run": str(run.resolve()),
                        "score": None if score is None or not math.isfinite(score) else round(score, 6)})
+    if len(scores) < restarts:  # --max-minutes spent before every start had its epochs
+        log.info("--max-minutes reached before the choice among %d starts; run the same command again to go on",
+                 restarts)
+        return {"epochs": 0, "finished": False}
     valid = [s for s in scores if s["score"] is not None]
     if not valid:
-        raise UserError(f"no start of {base} logged the metrics its score needs; check their progress.csv")
+        raise UserError(f"no start in {base} trained {select_after} epochs with the metrics its score needs; see their "
+                        "logs (progress.csv)")
     kept = min(valid, key=lambda s: s["score"])
     selection = {"restarts": restarts, "select_after": select_after, "candidates": scores, "kept": kept["candidate"]}
+    chosen = base / "selection.json"
     if chosen.is_file() and load_json(chosen, what="choice of starts")["kept"] != kept["candidate"]:
-        raise UserError(f"{chosen} kept another start than the starts' logs now score best; was a start trained on "
-                        "after the choice? Move the folder aside to choose again")
+        raise UserError(f"{chosen} names another start than the starts' logs score best now; move {base} aside to "
+                        "choose again")
     atomic_write_json(chosen, selection)
+    atomic_write_json(Path(kept["run"]) / "selection.json", selection)  # the kept run says how it was chosen
     log.info("kept start %d (seed %d, score %.4f of %s)", kept["candidate"] + 1, kept["seed"], kept["score"],
              ", ".join(f"{s['score']:.4f}" for s in valid))
-    summary = train(saved_run_config(Path(kept["run"]), cfg["command"]),
-                    Resume(kept["run"], {"epochs": int(cfg["epochs"]), **budget()}))
-    summary["selection"] = selection
-    atomic_write_json(Path(kept["run"]) / "summary.json", summary)
-    return summary
+    if out_of_time():
+        return {"epochs": select_after, "finished": False}
+    return train(saved_run_config(Path(kept["run"]), cfg["command"]), Resume(kept["run"], how(int(cfg["epochs"]))))
+
+
+def _epochs_done(run: Path) -> int:
+    """Epochs of ``run`` its newest checkpoint holds whole (0 before the first)."""
+    latest = run / "checkpoints" / "latest.json"
+    return int(load_json(latest, what="checkpoint index").get("epoch", 0)) if latest.is_file() else 0
+
+
+def _options(cfg: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in MAY_CHANGE}))  # (as JSON holds them)
+
+
+def _check_same_options(base: Path, cfg: dict[str, Any]) -> None:
+    """The options of a best-of are fixed by the call that began it (``options.json`` in ``base``): going on with
+    other options would score starts trained one way by another."""
+    saved = base / "options.json"
+    if not saved.is_file():
+        return
+    mine, theirs = _options(cfg), load_json(saved, what="best-of options")
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:
+        raise UserError(f"{base} began with other options ({', '.join(differ)} differ); give the same options to go "
+                        "on with it, or another --out (or --seed) for a new one")
+
+
+def _remember_options(base: Path, cfg: dict[str, Any]) -> None:
+    if not (base / "options.json").is_file():
+        atomic_write_json(base / "options.json", _options(cfg))

@@ -458,9 +458,9 @@ class Trainer:
         wall = self._since_start()
         images_per_s = round(images_this_run / wall, 1) if wall > 0 and images_this_run else None
         summary_path = self.run.path / "summary.json"
-        # A resumed run's summary keeps what earlier sessions wrote and this one does not redo (e.g. the choice among
-        # starts of rlgen.vision.restarts; all of it when nothing was left to train)
-        summary: dict[str, Any] = load_json(summary_path, what="run summary") if summary_path.is_file() else {}
+        summary: dict[str, Any] = {}
+        if not images_this_run and summary_path.is_file():  # resumed with nothing left to train: keep its figures
+            summary = load_json(summary_path, what="run summary")
         summary.update({"epochs": self.epoch, "steps": self.step, "wall_clock_s": round(self.elapsed + wall, 2),
                         "images_per_s": summary.get("images_per_s") if images_per_s is None else images_per_s,
                         "finished": self.epoch >= self.cfg.epochs, "device": str(self.device),
