@@ -113,9 +113,9 @@ def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int,
 
 
 def gemm_rates(repeats: int = 10) -> dict[str, float]:
-    """This core's matrix-product rate in fp32 and bf16 (GMAC/s, the best of two shapes: a square 2048 product and
-    InfoGAN's dense layer on a batch of 128): the ceiling of what bf16 autocast can gain on a model whose step is
-    mostly matrix products (the GANs here; ratios above it need fewer products, not faster ones)."""
+    """The matrix-product rate in fp32 and bf16 at the run's torch thread count (GMAC/s, the best of two shapes: a
+    square 2048 product and InfoGAN's dense layer on a batch of 128): the ceiling of what bf16 autocast can gain on a
+    model whose step is mostly matrix products (the GANs here; ratios above it need fewer products, not faster ones)."""
     rates = {}
     for dtype in (torch.float32, torch.bfloat16):
         best = 0.0
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model}: baseline {row['baseline_ms_per_step']} ms/step, today {row['today_ms_per_step']} ms/step: "
               f"{row['speedup']}x", flush=True)
     gemm = gemm_rates()
-    print(f"matrix products on this core: fp32 {gemm['float32']} GMAC/s, bf16 {gemm['bfloat16']} GMAC/s "
+    print(f"matrix products at {args.threads} thread(s): fp32 {gemm['float32']} GMAC/s, bf16 {gemm['bfloat16']} GMAC/s "
           f"({gemm['bfloat16'] / gemm['float32']:.2f}x)", flush=True)
     record = {"command": "python benchmarks/step_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "commit": git_commit(), "baseline_commit": args.baseline, "device": device_description(),
