@@ -495,3 +495,9 @@ def test_an_interrupted_best_of_says_to_run_the_same_command_and_that_goes_on(tm
     assert list((base / "candidate-0").iterdir()) == [first]  # the first start was reused, not trained again
     assert (first / "progress.csv").read_text() == log
     assert json.loads((base / "selection.json").read_text())["kept"] in (0, 1)
+
+
+def test_best_of_with_missing_data_is_one_clear_error_and_leaves_nothing(tmp_path, capsys):
+    fails_cleanly(capsys, ["infogan", "--dataset", str(tmp_path / "missing.npz"), "--epochs", "3", "--out",
+                           str(tmp_path / "runs"), "--preset", "rlgen", *ARGS], "missing.npz")
+    assert not (tmp_path / "runs").exists()

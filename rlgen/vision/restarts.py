@@ -127,7 +127,10 @@ def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dic
                     _remember_options(base, cfg)  # (once a start exists: bad data or options leave nothing behind)
                 else:
                     train(saved_run_config(run, cfg["command"]), Resume(str(run), how(select_after)))
-            except UserError as exc:  # e.g. a start that diverged: the others may be fine
+            except UserError as exc:  # a start that began and failed (e.g. diverged): the others may be fine
+                run = _candidate_run(folder)
+                if run is None:  # it never began: bad data or options, the same for every start
+                    raise
                 log.warning("start %d of %d (seed %d) failed: %s", i + 1, restarts, seed, exc)
         if run is None or _epochs_done(run) < select_after:
             if out_of_time():
