@@ -98,8 +98,13 @@ def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str
     """``command``'s defaults (the option dataclasses' fields, then its section of vision.yaml, then its default
     preset's options: what --help quotes), the section and its file."""
     section = _section(command)
-    defaults = {**option_defaults(command), **section["defaults"]}
+    defaults = _command_defaults(command, section)
     return {**defaults, **section.get("presets", {}).get(defaults.get("preset"), {})}, section, WHERE
+
+
+def _command_defaults(command: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    """The option dataclasses' defaults, then the command's section of vision.yaml (no preset applied)."""
+    return {**option_defaults(command), **section["defaults"]}
 
 
 def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,7 +114,7 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     from rlgen.vision.datasets import canonical_name, data_root
 
     section = _section(command)
-    defaults = {**option_defaults(command), **section["defaults"]}
+    defaults = _command_defaults(command, section)
     cfg = resolve_config(flags, dict(defaults, command=command), declared(command), section.get("tasks", {}),
                          task_key="dataset", presets=section.get("presets"), canonical=canonical_name)
     cfg["dataset"] = canonical_name(str(cfg["dataset"]))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlgen.common.checkpoint import atomic_write_json, load_json
+from rlgen.common.checkpoint import CheckpointFolder, atomic_write_json, load_json
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import Interrupted
 from rlgen.common.options import option
@@ -105,12 +105,16 @@ def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dic
     _check_same_options(base, cfg)
     began = time.time()
 
+    def minutes_left() -> float | None:  # --max-minutes is this call's: what the work before left of it
+        return None if not cfg.get("max_minutes") else float(cfg["max_minutes"]) - (time.time() - began) / 60
+
     def how(epochs: int) -> dict[str, Any]:  # what each start and the kept run are resumed with: this call's own
-        left = None if not cfg.get("max_minutes") else float(cfg["max_minutes"]) - (time.time() - began) / 60
-        return {"epochs": epochs, "max_minutes": left, "device": cfg["device"], "torch_threads": cfg["torch_threads"]}
+        return {"epochs": epochs, "max_minutes": minutes_left(), "device": cfg["device"],
+                "torch_threads": cfg["torch_threads"]}
 
     def out_of_time() -> bool:
-        return how(0)["max_minutes"] is not None and how(0)["max_minutes"] <= 0
+        left = minutes_left()
+        return left is not None and left <= 0
 
     scores = []
     for i in range(restarts):
@@ -166,9 +170,9 @@ def _train_best_of(cfg: dict[str, Any], restarts: int, select_after: int) -> dic
 
 
 def _epochs_done(run: Path) -> int:
-    """Epochs of ``run`` its newest checkpoint holds whole (0 before the first)."""
-    latest = run / "checkpoints" / "latest.json"
-    return int(load_json(latest, what="checkpoint index").get("epoch", 0)) if latest.is_file() else 0
+    """Epochs of ``run`` held whole by the checkpoint the trainer would resume from (0 before the first)."""
+    latest = CheckpointFolder(run / "checkpoints", ("epoch_*.pt",)).latest()
+    return int(latest.get("epoch", 0)) if latest else 0
 
 
 def _options(cfg: dict[str, Any]) -> dict[str, Any]:
