@@ -31,6 +31,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
+def run_name(command: str, tag: str, seed: int) -> str:
+    """The start of a run directory's name, ``<command>-<env or dataset>-s<seed>``: a run's is followed by its start
+    time, a best-of-starts folder's by ``-best-of-R``."""
+    return f"{_slug(command)}-{_slug(tag)}-s{seed}"
+
+
 def ensure_writable_dir(path: Path) -> None:
     """Create ``path`` and prove we can write there, or raise a :class:`UserError` saying so."""
     try:
@@ -114,7 +120,7 @@ class RunDir:
         root = Path(out)
         ensure_writable_dir(root)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = f"{_slug(command)}-{_slug(tag)}-s{seed}-{stamp}"
+        base = f"{run_name(command, tag, seed)}-{stamp}"
         path = root / base
         n = 1
         while path.exists():  # two runs started in the same second
@@ -133,7 +139,7 @@ class RunDir:
         """An earlier run, read but not yet written to (:meth:`begin_session` does that): ``resume`` is its
         directory, or ``latest`` for the newest run of the same command, env/dataset and seed under ``out``."""
         if resume == "latest":
-            pattern = f"{_slug(command)}-{_slug(tag)}-s{seed}-*"
+            pattern = f"{run_name(command, tag, seed)}-*"
             candidates = sorted((p for p in Path(out).glob(pattern)
                                  if (p / "config.json").is_file() and not (p / FAILED).is_file()),
                                 key=lambda p: p.stat().st_mtime)

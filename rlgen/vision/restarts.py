@@ -32,7 +32,7 @@ from rlgen.common.checkpoint import CheckpointFolder, atomic_write_json, load_js
 from rlgen.common.errors import UserError
 from rlgen.common.interrupts import Interrupted
 from rlgen.common.options import option
-from rlgen.common.run_dir import Resume, saved_run_config
+from rlgen.common.run_dir import Resume, run_name, saved_run_config
 
 log = logging.getLogger("rlgen")
 
@@ -51,7 +51,8 @@ class RestartOptions:
 def candidates_dir(cfg: dict[str, Any], restarts: int) -> Path:
     from rlgen.vision.train import dataset_tag
 
-    return Path(cfg.get("out", "runs")) / f"{cfg['command']}-{dataset_tag(cfg['dataset'])}-s{cfg['seed']}-best-of-{restarts}"
+    name = run_name(cfg["command"], dataset_tag(cfg["dataset"]), cfg["seed"])
+    return Path(cfg.get("out", "runs")) / f"{name}-best-of-{restarts}"
 
 
 def last_epoch_metrics(run: Path, epoch: int) -> dict[str, float]:
