@@ -90,14 +90,20 @@ def run_rlgen(command: str, args: argparse.Namespace, seed: int, extra: dict[str
     return run
 
 
-def start_errors(selection: dict[str, Any]) -> list[float | None]:
-    """Each start's categorical error when the choice was made (labels only score the starts; they choose nothing)."""
-    errors = []
+def best_of_fields(selection: dict[str, Any]) -> dict[str, Any]:
+    """What a run kept from several starts reports of them: each start's seed, score and categorical error when the
+    choice was made (labels only score the starts; they choose nothing), and the training seconds of the starts not
+    kept (the kept run's ``wall_clock_s`` counts its own epochs only), so that the choice's cost is in the table."""
+    errors, others_s = [], 0.0
     for candidate in selection["candidates"]:
-        curve = eval_curve(Path(candidate["run"]), ("categorical_error",))
-        at = dict(zip(curve["epoch"], curve["categorical_error"]))
-        errors.append(at.get(selection["select_after"]))
-    return errors
+        run = Path(candidate["run"])
+        curve = eval_curve(run, ("categorical_error",))
+        errors.append(dict(zip(curve["epoch"], curve["categorical_error"])).get(selection["select_after"]))
+        if candidate["candidate"] != selection["kept"] and (run / "summary.json").is_file():
+            others_s += float(read_summary(run).get("wall_clock_s") or 0.0)
+    return {"start_seeds": [c["seed"] for c in selection["candidates"]],
+            "start_scores": [c["score"] for c in selection["candidates"]], "start_errors": errors,
+            "kept_start": selection["kept"], "other_starts_wall_clock_s": round(others_s, 1)}
 
 
 def runs_of(command: str, args: argparse.Namespace, extra: dict[str, Any]) -> list[tuple[int, Path]]:
@@ -232,10 +238,7 @@ def bench_infogan(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
                      "train_images_per_s": training_images_per_s(run), "wall_clock_s": s["wall_clock_s"],
                      "traversals": [str(run / "samples" / t) for t in s.get("traversals", [])],
                      "traversal_png": png.name if png else None, "run": str(run),
-                     **({"start_seeds": [c["seed"] for c in selection["candidates"]],
-                         "start_scores": [c["score"] for c in selection["candidates"]],
-                         "start_errors": start_errors(selection), "kept_start": selection["kept"]}
-                        if selection else {})})
+                     **(best_of_fields(selection) if selection else {})})
     return {"benchmark": "infogan", "title": f"InfoGAN on {args.dataset}: categorical code vs labels", "rows": rows,
             **target("infogan", rows, args.dataset)}
 

@@ -114,3 +114,4 @@ def test_a_run_kept_from_several_starts_is_reported_as_its_seed_with_each_starts
     (row,) = json.loads((results / "infogan-mnist-best.json").read_text())["rows"]
     assert row["seed"] == 3 and row["kept_start"] == 1 and row["start_seeds"] == [3, 1003]
     assert row["start_scores"] == [-2.1, -2.2] and row["start_errors"] == [0.10, 0.03]
+    assert row["other_starts_wall_clock_s"] == 10.0  # the start not kept: its training is part of the choice's cost
