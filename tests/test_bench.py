@@ -176,8 +176,9 @@ def test_bad_suites_are_user_errors(cells, words):
 def test_parse_seeds():
     assert parse_seeds("3") == [0, 1, 2]
     assert parse_seeds("0,2,5-7") == [0, 2, 5, 6, 7]
-    with pytest.raises(UserError):
-        parse_seeds("a-b")
+    for bad in ("a-b", "0,-1", "-3", "0", "1001", "0,2147483648", "0-99999999"):  # a negative seed went into a job that crashed
+        with pytest.raises(UserError, match="seeds from 0 to"):
+            parse_seeds(bad)
 
 
 def test_committed_suites():
@@ -658,3 +659,14 @@ def test_report_only_on_a_folder_where_the_suite_never_ran_is_one_line(capsys, t
     fails_cleanly(capsys, ["bench", "smoke", "--report-only", "--out", str(tmp_path / "empty")], "nothing to report",
                   "smoke")
     assert not (tmp_path / "empty").exists()
+
+
+def test_a_damaged_suite_record_or_conflicting_modes_are_one_line(capsys, tmp_path):
+    from tests.cli_helpers import fails_cleanly
+
+    for text, words in (("{bad", ["not valid JSON"]), ("{}", ["holds no suite"])):
+        (tmp_path / "suite.json").write_text(text)
+        fails_cleanly(capsys, ["bench", "--resume", str(tmp_path), "--dry-run"], str(tmp_path / "suite.json"), *words)
+    fails_cleanly(capsys, ["bench", "smoke", "--dry-run", "--report-only", "--out", str(tmp_path / "r")],
+                  "--dry-run and --report-only")
+    assert not (tmp_path / "r").exists()

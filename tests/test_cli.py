@@ -67,6 +67,11 @@ def test_resuming_another_commands_run_says_so(capsys, tmp_path):
     ("algo_kwargs: {ppo: {n_steps: many}}", ["n_steps", "an integer", "'many'"]),
     ("algo_kwargs: {ppo: {gamma: .nan}}", ["gamma", "finite"]),
     ("algo_kwargs: {ppo: {normalize_advantage: 1}}", ["normalize_advantage", "true or false"]),
+    # the policy's options, checked as well before the run directory (they used to fail in SB3's constructor)
+    ("policy_kwargs: {net_arch: [32], bogus: 1}", ["policy_kwargs", "bogus", "ActorCriticPolicy takes"]),
+    ("policy_kwargs: {net_arch: abc}", ["net_arch", "layer sizes", "'abc'"]),
+    ("policy_kwargs: {net_arch: {pi: [32, -1]}}", ["net_arch", "layer sizes"]),
+    ("policy_kwargs: {activation_fn: tanhh}", ["activation_fn", "'tanhh'"]),
 ])
 def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path, text, words):
     config = tmp_path / "bad.yaml"
@@ -101,6 +106,9 @@ def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path,
     (["vime", "--stpes", "100"], ["rlgen vime: error", "--stpes", "did you mean --steps?", "'rlgen vime --help'"]),
     (["ppo", "--env", "CartPole-v1", "--step", "10"], ["unrecognized", "did you mean --steps?"]),
     (["ppo"], ["no --env given", "e.g. --env SparseMountainCar"]),
+    # seeds numpy and gymnasium can take, with room for the offsets runs add
+    (["ppo", "--env", "CartPole-v1", "--seed", "-1"], ["--seed", ">= 0"]),
+    (["gan", "--seed", "99999999999"], ["--seed", "between 0 and 2,147,483,647"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime", "expert") else argv, *words)
@@ -117,6 +125,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     (["ppo", "--env", "CartPole-v1"], "n_envs: 2.5", ["n_envs", "integer"]),
     (["gail", "--env", "CartPole-v1"], "vime_eta: .inf", ["vime_eta", "unknown"]),  # a flag's name, not a key
     (["bench", "smoke"], "retries: -1", ["retries", ">= 0"]),
+    (["vime", "--env", "CartPole-v1"], "vime: {etaa: 0.1}", ["vime section", "etaa", "known options"]),
+    (["vime", "--env", "CartPole-v1"], "vime: {eta: -1}", ["vime.eta", ">= 0", "fix the file"]),
 ])
 def test_a_config_files_values_are_checked_as_the_flags_are(capsys, tmp_path, argv, text, words):
     config = tmp_path / "bad.yaml"

@@ -84,8 +84,9 @@ def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
         raise UserError(f"discriminator hidden_sizes must be a list of positive integers, got {sizes!r}")
 
 
-def check_vime_options(options: Any) -> None:
-    """GAIL's ``vime`` section: VIME's keyword arguments, with a finite ``eta >= 0``."""
+def check_vime_options(options: Any, eta_flag: str = "--vime-eta") -> None:
+    """A ``vime`` section (``rlgen vime``'s, or GAIL's bonus): VIME's keyword arguments, with a finite ``eta >= 0``
+    (set by ``eta_flag`` on the command line)."""
     from rlgen.common.config import check_known_keys
     from rlgen.common.errors import UserError
 
@@ -94,7 +95,7 @@ def check_vime_options(options: Any) -> None:
     check_known_keys(options, vime_defaults(), "the vime section")
     eta = options.get("eta", 0.0)
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-        raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix --vime-eta or the config file")
+        raise UserError(f"vime eta must be a finite number >= 0, got {eta!r}; fix {eta_flag} or the config file")
 
 
 #: command -> builder ``(model, cfg, device, **what the command loaded) -> RewardSource``

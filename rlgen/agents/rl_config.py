@@ -44,7 +44,8 @@ def packaged_defaults(command: str) -> tuple[dict[str, Any], dict[str, Any], str
 
 def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     """The run configuration of ``rlgen <command>`` with ``flags``: packaged defaults for the env, --config, flags."""
-    from rlgen.common.sb3_training import check_algo_kwargs, check_lr_schedule
+    from rlgen.agents.reward_sources import check_vime_options
+    from rlgen.common.sb3_training import check_algo_kwargs, check_lr_schedule, check_policy_kwargs
     from rlgen.envs import resolve_env_id, short_name
 
     flags = dict(flags)
@@ -60,6 +61,9 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     cfg["env"] = resolve_env_id(cfg["env"])
     algo_kwargs = dict(cfg["algo_kwargs"].get(cfg["algo"], {}))
     check_algo_kwargs(cfg["algo"], algo_kwargs)  # before a run directory is made
+    check_policy_kwargs(cfg["algo"], cfg.get("policy_kwargs"))
+    if command == "vime":
+        check_vime_options(cfg["vime"], eta_flag="--eta")
     check_lr_schedule(cfg)
     if "batch_size" in algo_kwargs and "n_steps" in algo_kwargs:
         # A minibatch cannot exceed the rollout (e.g. after --n-envs lowered it).

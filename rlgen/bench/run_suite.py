@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {"out": "benchmarks/results", "seeds": None, "jobs": 
 
 def _load(name: str | None, opts: dict[str, Any], given: Collection[str]) -> tuple[Suite, Path]:
     from rlgen.bench.suite import expand, find_suite, parse_seeds, read_suite_file
+    from rlgen.common.checkpoint import load_json
 
     saved: dict[str, Any] = {}
     if opts.get("resume"):
@@ -35,7 +36,10 @@ def _load(name: str | None, opts: dict[str, Any], given: Collection[str]) -> tup
         if not (suite_dir / "suite.json").is_file():
             raise UserError(f"--resume {suite_dir} is not a bench results folder (no suite.json in it); pass the "
                             "folder printed when the suite ran, e.g. benchmarks/results/<suite>")
-        saved = json.loads((suite_dir / "suite.json").read_text())
+        saved = load_json(suite_dir / "suite.json", what="bench record")
+        if not isinstance(saved, dict) or not isinstance(saved.get("suite"), dict):
+            raise UserError(f"{suite_dir / 'suite.json'} holds no suite (its 'suite' entry is missing); it was not "
+                            "written by 'rlgen bench': run the suite again into a new --out")
         raw, path = saved["suite"], Path(saved["source"]) if saved.get("source") else None
         for key in ("seeds", "budget_scale", "device"):
             if key not in given and saved.get("options", {}).get(key) is not None:
@@ -155,6 +159,9 @@ def run_suite(name: str | None, options: dict[str, Any], given: Collection[str] 
     from rlgen.common.run_dir import ensure_writable_dir
 
     opts = {**DEFAULTS, **options}
+    if opts["dry_run"] and opts["report_only"]:
+        raise UserError("--dry-run and --report-only exclude each other: --dry-run lists the jobs, --report-only "
+                        "remakes the tables; give one")
     command = command or provenance.command_line(["bench", *([name] if name else [])])
     suite, suite_dir = _load(name, opts, given)
     selected = _select_tasks(suite, opts["tasks"])

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from rlgen.common.errors import UserError
+from rlgen.common.resolve import MAX_SEED
 
 SUITE_KEYS = {"name", "description", "metric", "curve", "higher_is_better", "normalize", "sparse", "cells"}
 CELL_KEYS = {"id", "command", "env", "dataset", "args", "grid", "seeds", "shared", "label", "metric", "curve",
@@ -382,12 +383,15 @@ def _resolve_refs(args: dict[str, Any], task: Any, seed: int, jobs_by_cell: Mapp
     return resolved, tuple(dict.fromkeys(deps))
 
 
+MAX_SEED_COUNT = 1000  # (a count is the seeds 0..count-1, listed)
+
+
 def parse_seeds(text: str) -> list[int]:
     """``--seeds``: ``0,1,2``, a range ``0-4`` (inclusive), or a count ``5`` (seeds 0..4)."""
     try:
         if re.fullmatch(r"\d+", text.strip()):
             count = int(text)
-            if count <= 0:
+            if not 0 < count <= MAX_SEED_COUNT:
                 raise ValueError
             return list(range(count))
         out: list[int] = []
@@ -395,11 +399,16 @@ def parse_seeds(text: str) -> list[int]:
             part = part.strip()
             if re.fullmatch(r"\d+-\d+", part):
                 lo, hi = (int(x) for x in part.split("-"))
-                if hi < lo:
+                if not 0 <= hi - lo < MAX_SEED_COUNT:
                     raise ValueError
                 out.extend(range(lo, hi + 1))
-            else:
+            elif re.fullmatch(r"\d+", part):
                 out.append(int(part))
+            else:
+                raise ValueError
+        if max(out) > MAX_SEED:
+            raise ValueError
         return list(dict.fromkeys(out))
     except ValueError:
-        raise UserError(f"--seeds {text!r}: give a count (5), a list (0,1,2) or a range (0-4)") from None
+        raise UserError(f"--seeds {text!r}: give a count from 1 to {MAX_SEED_COUNT} (5), a list (0,1,2) or a range "
+                        f"(0-4) of seeds from 0 to {MAX_SEED}") from None

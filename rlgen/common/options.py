@@ -117,7 +117,9 @@ def parse_value(flag: Flag, text: str) -> Any:
         number = "a finite number" if flag.kind is float else "an integer"
         raise ValueError(f"must be {number} {'>' if flag.strict else '>='} {low:g}, got {text}")
     if high is not None and value > high:
-        raise ValueError(f"must be between {low:g} and {high:g}, got {text}")
+        bound = (lambda x: f"{x:,}") if flag.kind is int else (lambda x: f"{x:g}")
+        raise ValueError(f"must be {'at most' if low is None else f'between {bound(low)} and'} {bound(high)}, "
+                         f"got {text}")
     return value
 
 

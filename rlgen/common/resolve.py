@@ -15,6 +15,10 @@ from rlgen.common.errors import UserError
 from rlgen.common.options import Flag, check_file_values, lookup, nest
 from rlgen.common.run_dir import RESUME_OPTIONS, Resume, saved_run_config
 
+#: the largest seed: numpy's and gymnasium's seeds are below 2**32, and runs add offsets to theirs (evaluation envs,
+#: a best-of's further starts)
+MAX_SEED = 2**31 - 1
+
 
 def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
     """The options of every run: --seed, --device, --torch-threads, the budget (``steps`` or ``epochs``), --out,
@@ -26,7 +30,8 @@ def run_flags(budget: str = "steps", **help: str) -> list[Flag]:
              "resume": "continue an interrupted run from its last checkpoint: its directory, or nothing for the newest "
                        "run of the same command, env/dataset and seed under --out",
              "config": "YAML or JSON file of options; flags override it", **help}
-    return [Flag("seed", texts["seed"], kind=int), Flag("device", texts["device"], choices=DEVICE_CHOICES),
+    return [Flag("seed", texts["seed"], kind=int, minimum=0, maximum=MAX_SEED),
+            Flag("device", texts["device"], choices=DEVICE_CHOICES),
             Flag("torch_threads", texts["torch_threads"], kind=int, minimum=0, metavar="N"),
             Flag(budget, texts[budget], kind=int, minimum=1),
             Flag("out", texts["out"], metavar="DIR"),

@@ -88,6 +88,37 @@ def check_algo_kwargs(algo: str, kwargs: Any) -> None:
             raise UserError(f"algo_kwargs for {algo}: {key} must be {expected}, got {value!r}; fix the config file")
 
 
+def check_policy_kwargs(algo: str, raw: Any) -> None:
+    """Reject ``policy_kwargs`` that the SB3 ``MlpPolicy`` of ``algo`` does not take, a ``net_arch`` that is not
+    layer sizes, or an activation or extractor that cannot be found, before a run directory is made."""
+    import inspect
+
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise UserError(f"policy_kwargs must be a mapping of policy options (net_arch, activation_fn, ...), got {raw!r}")
+    cls = ALGORITHMS.get(algo) or OFF_POLICY_ALGORITHMS.get(algo)
+    if cls is None:
+        raise UserError(f"unknown algo {algo!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
+    policy = cls.policy_aliases["MlpPolicy"]
+    params = set(inspect.signature(policy.__init__).parameters) - {"self", "observation_space", "action_space",
+                                                                    "lr_schedule"}
+    unknown = sorted(set(raw) - params)
+    if unknown:
+        raise UserError(f"policy_kwargs for {algo} has unknown option(s) {', '.join(unknown)}; {policy.__name__} "
+                        f"takes {', '.join(sorted(params))}")
+
+    def sizes(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                               for n in value)
+
+    arch = raw.get("net_arch")
+    if arch is not None and not sizes(arch) and not (isinstance(arch, dict) and all(map(sizes, arch.values()))):
+        raise UserError(f"policy_kwargs net_arch must be a list of layer sizes ([64, 64]) or one per network "
+                        f"({{pi: [64, 64], vf: [64, 64]}}), got {arch!r}; fix the config file")
+    policy_kwargs_from_config(raw)  # the activation and extractor named as text
+
+
 LR_SCHEDULES = ("constant", "linear")
 
 

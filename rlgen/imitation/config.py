@@ -121,6 +121,10 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
         check_lr_schedule(cfg)
     if command == "expert":
         _resolve_expert(cfg)
+    if "policy_kwargs" in cfg:  # (BC's policy is PPO's)
+        from rlgen.common.sb3_training import check_policy_kwargs
+
+        check_policy_kwargs(cfg.get("algo", "ppo"), cfg["policy_kwargs"])
     resumed = flags.get("resume") not in (None, "latest")
     for key in ("demos", "policy"):  # `--resume RUN_DIR` alone: the run's own inputs
         if key in cfg and not cfg[key] and resumed:
