@@ -109,6 +109,10 @@ def test_bad_algo_kwargs_are_one_line_before_any_run_directory(capsys, tmp_path,
     # seeds numpy and gymnasium can take, with room for the offsets runs add
     (["ppo", "--env", "CartPole-v1", "--seed", "-1"], ["--seed", ">= 0"]),
     (["gan", "--seed", "99999999999"], ["--seed", "between 0 and 2,147,483,647"]),
+    # a split the dataset does not have, named with its option (was the loader's "unknown split" alone)
+    (["vae", "--dataset", "mnist", "--eval-split", "valid"], ["--eval-split 'valid'", "mnist has the splits train, test",
+                                                             "--dataset binarized_mnist"]),
+    (["pixelcnn", "--dataset", "mnist", "--train-split", "train+valid"], ["--train-split 'train+valid'", "mnist has"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     fails_cleanly(capsys, argv + ["--out", str(tmp_path)] if argv[0] in ("ppo", "vime", "expert") else argv, *words)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlgen.common.config import keyword_defaults
+from rlgen.common.errors import UserError
 from rlgen.common.options import Flag, flags_of, option
 from rlgen.common.resolve import resolve_config, resume_request, run_flags
 
@@ -111,7 +112,7 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
     """The run configuration of ``rlgen <command>`` with ``flags``: the packaged defaults for the command and dataset,
     then --config, then flags; the dataset name made canonical and the data location absolute, so that a resumed
     run finds its data from any working directory. (``--resume RUN_DIR`` alone is enough: the dataset is the run's.)"""
-    from rlgen.vision.datasets import canonical_name, data_root
+    from rlgen.vision.datasets import BINARIZED_MNIST, canonical_name, data_root, dataset_splits
 
     section = _section(command)
     defaults = _command_defaults(command, section)
@@ -124,6 +125,12 @@ def resolve(command: str, flags: Mapping[str, Any]) -> dict[str, Any]:
             path = data_root(cfg["data_dir"]) / path
         cfg["dataset"] = str(path.resolve())
     cfg["data_dir"] = str(data_root(cfg["data_dir"]).resolve())
+    splits = dataset_splits(cfg["dataset"])
+    for key in ("train_split", "eval_split"):
+        if key in cfg and cfg[key] not in splits:
+            raise UserError(f"--{key.replace('_', '-')} {cfg[key]!r}: {Path(cfg['dataset']).name} has the splits "
+                            f"{', '.join(splits)}" + ("" if cfg["dataset"] == BINARIZED_MNIST else
+                                                      " (valid is the binarised MNIST's: --dataset binarized_mnist)"))
     return cfg
 
 

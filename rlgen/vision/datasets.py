@@ -652,6 +652,11 @@ def to_uint8_nchw(x: np.ndarray, what: str = "images") -> np.ndarray:
 # One entry point
 
 
+def dataset_splits(name: str) -> tuple[str, ...]:
+    """The splits ``load_dataset`` takes for the dataset ``name`` (canonical)."""
+    return ("train", "valid", "test", "train+valid") if name == BINARIZED_MNIST else SPLITS
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
