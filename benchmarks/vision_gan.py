@@ -205,7 +205,7 @@ def code_usage(counts: list[list[int]] | None) -> dict[str, Any]:
     _, code_to_label = matched_accuracy(confusion)
     matched = {label: code for code, label in code_to_label.items()}
     per_digit = confusion.sum(0)
-    digit_error = {d: round(1.0 - confusion[matched[d], d] / per_digit[d], 4) if d in matched else 1.0
+    digit_error = {d: round(float(1.0 - confusion[matched[d], d] / per_digit[d]), 4) if d in matched else 1.0
                    for d in labels if per_digit[d]}
     return {"split_digits": [d for d in labels if majority.count(d) > 1],
             "merged_digits": [d for d in labels if majority.count(d) == 0],
