@@ -314,3 +314,13 @@ def _tiny_ppo_config(tmp_path: Path) -> Path:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("n_envs: 1\neval_episodes: 1\nalgo_kwargs: {ppo: {n_steps: 64, batch_size: 64, n_epochs: 1}}\n")
     return cfg
+
+
+def test_a_budget_that_ends_inside_a_rollout_says_where_it_ends(capsys, tmp_path):
+    from rlgen.cli import main
+
+    assert main(["ppo", "--env", "CartPole-v1", "--steps", "100", "--out", str(tmp_path),
+                 "--config", str(_tiny_ppo_config(tmp_path))]) == 0
+    assert "rollouts of 64 steps (n_steps x n_envs): --steps 100 ends after 128" in capsys.readouterr().err
+    (run,) = tmp_path.glob("ppo-CartPole-v1-s0-*")
+    assert json.loads((run / "summary.json").read_text())["steps"] == 128

@@ -321,6 +321,10 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
             policy_kwargs = {**(policy_kwargs or {}), "features_extractor_class": RunningObsNormExtractor}
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0, policy_kwargs=policy_kwargs,
                          **_algo_kwargs(algo_cls, cfg))
+    if isinstance(model, OnPolicyAlgorithm) and int(cfg["steps"]) % (model.n_steps * model.n_envs):
+        rollout = model.n_steps * model.n_envs  # SB3 collects whole rollouts, so the budget ends on one
+        log.info("training runs in rollouts of %d steps (n_steps x n_envs): --steps %d ends after %d", rollout,
+                 int(cfg["steps"]), -(-int(cfg["steps"]) // rollout) * rollout)
     reward_source = make_reward_source(model) if make_reward_source is not None else None
     if reward_source is not None and extras is not None:
         reward_source.load_state_dict(extras["reward_source"])
