@@ -61,9 +61,7 @@ def check_algo_kwargs(algo: str, kwargs: Any) -> None:
     import inspect
     import math
 
-    cls = ALGORITHMS.get(algo) or OFF_POLICY_ALGORITHMS.get(algo)
-    if cls is None:
-        raise UserError(f"unknown algo {algo!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
+    cls = _algorithm_class(algo)
     if not isinstance(kwargs, dict):
         raise UserError(f"algo_kwargs for {algo} must be a mapping of {cls.__name__} options, got {kwargs!r}")
     params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in _RESERVED_KWARGS}
@@ -88,6 +86,13 @@ def check_algo_kwargs(algo: str, kwargs: Any) -> None:
             raise UserError(f"algo_kwargs for {algo}: {key} must be {expected}, got {value!r}; fix the config file")
 
 
+def _algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    cls = ALGORITHMS.get(algo) or OFF_POLICY_ALGORITHMS.get(algo)
+    if cls is None:
+        raise UserError(f"unknown algo {algo!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
+    return cls
+
+
 def check_policy_kwargs(algo: str, raw: Any) -> None:
     """Reject ``policy_kwargs`` that the SB3 ``MlpPolicy`` of ``algo`` does not take, a ``net_arch`` that is not
     layer sizes, or an activation or extractor that cannot be found, before a run directory is made."""
@@ -97,10 +102,7 @@ def check_policy_kwargs(algo: str, raw: Any) -> None:
         return
     if not isinstance(raw, dict):
         raise UserError(f"policy_kwargs must be a mapping of policy options (net_arch, activation_fn, ...), got {raw!r}")
-    cls = ALGORITHMS.get(algo) or OFF_POLICY_ALGORITHMS.get(algo)
-    if cls is None:
-        raise UserError(f"unknown algo {algo!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
-    policy = cls.policy_aliases["MlpPolicy"]
+    policy = _algorithm_class(algo).policy_aliases["MlpPolicy"]
     params = set(inspect.signature(policy.__init__).parameters) - {"self", "observation_space", "action_space",
                                                                     "lr_schedule"}
     unknown = sorted(set(raw) - params)
