@@ -94,8 +94,9 @@ def optimizers_for(m: torch.nn.Module, lr: float, fused: bool) -> Optimizers:
 
 
 def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int, amp: bool,
-          binary: bool = False) -> Callable[[int], float]:
-    """A function that trains ``steps`` steps and returns the seconds they took."""
+          binary: bool = False, channels_last: bool = False) -> Callable[[int], float]:
+    """A function that trains ``steps`` steps and returns the seconds they took (``channels_last``: the model's
+    parameters and the batches in NHWC)."""
     cpu = torch.device("cpu")
     generator = torch.Generator().manual_seed(0)
 
@@ -105,8 +106,9 @@ def timer(m: torch.nn.Module, opt: Optimizers, images: torch.Tensor, batch: int,
         for _ in range(steps):
             idx = torch.randint(0, len(images), (batch,), generator=generator)
             x = images[idx].float() / 255.0
+            x = x.round() if binary else x
             with autocast(cpu, amp):
-                m.training_step(Batch(x.round() if binary else x), opt)
+                m.training_step(Batch(x.contiguous(memory_format=torch.channels_last) if channels_last else x), opt)
         return time.perf_counter() - start
 
     return run
@@ -165,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median is reported (default 5)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile today's step: the share of its time in matrix products")
+    parser.add_argument("--same-settings", action="store_true",
+                        help="give the baseline today's trainer settings (autocast, fused Adam): the model's code alone "
+                             "differs")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast for either (the models' fp32 step)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="today's model and batches in channels-last (NHWC) memory: does it pay for this model?")
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (the rlgen command line keeps freed memory)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -181,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         variants = {}
         for label, commit, today in (("baseline", args.baseline, False), ("today", None, True)):
             m, lr, batch = build(model, module_at(commit, MODULES[model]), images, labels)
-            amp = today and AMP[model]
-            run = timer(m, optimizers_for(m, lr, fused=today), images, batch, amp=amp, binary=model in BINARY)
+            if today and args.channels_last:
+                m = m.to(memory_format=torch.channels_last)
+            settings_of_today = today or args.same_settings
+            amp = settings_of_today and AMP[model] and not args.fp32
+            run = timer(m, optimizers_for(m, lr, fused=settings_of_today), images, batch, amp=amp,
+                        binary=model in BINARY, channels_last=today and args.channels_last)
             variants[label] = (run, batch)
         for run, _ in variants.values():
             run(3)  # warm-up
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": model, "batch": variants["today"][1],
                **{f"{k}_ms_per_step": round(1000 * v, 2) for k, v in per_step.items()},
                **{f"{k}_images_per_s": round(variants[k][1] / v, 1) for k, v in per_step.items()},
-               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16 and AMP[model]}
+               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16 and AMP[model] and not args.fp32}
         if args.profile:
             row["today_matrix_product_share"] = round(product_share(variants["today"][0], args.steps), 3)
         rows.append(row)
@@ -206,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"command": "python benchmarks/step_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "commit": git_commit(), "baseline_commit": args.baseline, "device": device_description(),
               "cpu_flags": cpu_flags(), "threads": args.threads, "gemm_gmac_per_s": gemm,
+              "today_channels_last": args.channels_last,
+              "baseline_settings": "today's" if args.same_settings else "the baseline commit's (fp32, per-tensor Adam)",
               "keep_freed_memory": not args.glibc_default_malloc, "torch": torch.__version__, "date": utc_now(),
               "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
