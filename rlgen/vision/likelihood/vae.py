@@ -289,8 +289,9 @@ class ConvVAE(VAEBase):
             *stage(nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)),
             *stage(nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)),
             nn.Conv2d(ch, c, 3, padding=1))
-        # Its convolutions run channels-last (NHWC): 1.05x a training step in fp32, 1.09x under bf16 autocast, on the
-        # AVX-512 CPU of benchmarks/README.md ("channels_last"); PixelCNN's and the PixelRNNs' are slower so.
+        # Its convolutions run channels-last (NHWC): 1.06-1.08x a training step in fp32, 1.10-1.20x under bf16
+        # autocast on an AVX-512 CPU; PixelCNN, the Diagonal BiLSTM and InfoGAN are slower so (benchmarks/README.md,
+        # "channels_last").
         self.to(memory_format=torch.channels_last)
 
     # Under bf16 autocast the convolutions of encoder and decoder run in bf16; the posterior's parameters, the flow,
