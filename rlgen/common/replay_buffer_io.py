@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 
 from rlgen.common.checkpoint import atomic_write
 from rlgen.common.errors import UserError
@@ -20,7 +20,8 @@ FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "t
 
 def supports(buffer: object) -> bool:
     """Whether ``buffer`` is a plain array-backed replay buffer (not a dict-observation or HER buffer)."""
-    return type(buffer) is ReplayBuffer and not buffer.optimize_memory_usage
+    return (isinstance(buffer, ReplayBuffer) and not isinstance(buffer, DictReplayBuffer)
+            and not buffer.optimize_memory_usage)
 
 
 def write_replay_buffer(buffer: ReplayBuffer, path: str | Path) -> None:

@@ -36,13 +36,15 @@ from rlgen.common.logger import make_logger
 from rlgen.common.normalization import ObsNormCallback, ReturnScale, RunningObsNormExtractor
 from rlgen.common.replay_buffer_io import load_replay_buffer, write_replay_buffer
 from rlgen.common.replay_buffer_io import supports as supports_replay_buffer
+from rlgen.common.replay_relabel import RelabeledReplayBuffer, ReplayRewardCallback
 from rlgen.common.reward_relabel import EnvReward, RewardRelabelCallback, RewardSource
 from rlgen.common.run_dir import RunDir
 
 log = logging.getLogger("rlgen")
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c": A2C}
-# Off-policy algorithms train without a reward source (e.g. ``rlgen expert``). Their replay buffer goes into each
+# Off-policy algorithms (``rlgen expert``; ``rlgen gail --algo sac``, whose replay samples carry the learned reward:
+# rlgen.common.replay_relabel). Their replay buffer goes into each
 # checkpoint (rlgen.common.replay_buffer_io); a checkpoint without one (written before it did) resumes with an empty
 # buffer, refilled for ``learning_starts`` steps before updating.
 OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
@@ -261,15 +263,16 @@ class ProgressAndCheckpoint(BaseCallback):
             self._bar.close()
 
 
-def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], RewardSource] | None = None,
+def train_sb3(run: RunDir, make_reward_source: Callable[[BaseAlgorithm], RewardSource] | None = None,
               device: str = "cpu", report: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train (or resume) the SB3 run described by ``run.config``; return and save its summary.
 
-    ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout;
+    ``make_reward_source(model)`` builds the learned reward (VIME, GAIL) that relabels each rollout (on-policy), or
+    each replay minibatch (off-policy: :mod:`rlgen.common.replay_relabel`, GAIL only);
     ``report(summary)`` returns the command's own figures (e.g. the normalised return), added to the summary
     before ``summary.json`` is written.
 
-    Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c, or sac|td3 without a reward source),
+    Config keys used: ``env`` (gymnasium id), ``algo`` (ppo|trpo|a2c|sac|td3),
     ``seed``, ``steps``, ``n_envs``, ``subprocess_envs``, ``algo_kwargs``, ``lr_schedule`` (see
     :func:`check_lr_schedule`), ``policy_kwargs``, ``obs_norm`` (the
     policy standardises observations with running statistics, on-policy only), ``reward_norm`` (rewards divided by
@@ -281,8 +284,6 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
     algo_cls = ALGORITHMS.get(cfg["algo"]) or OFF_POLICY_ALGORITHMS.get(cfg["algo"])
     if algo_cls is None:
         raise UserError(f"unknown algo {cfg['algo']!r}; use one of {', '.join([*ALGORITHMS, *OFF_POLICY_ALGORITHMS])}")
-    if make_reward_source is not None and cfg["algo"] not in ALGORITHMS:
-        raise UserError(f"a learned reward needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
     for key in ("obs_norm", "reward_norm"):
         if cfg.get(key) and cfg["algo"] not in ALGORITHMS:
             raise UserError(f"{key} needs an on-policy algorithm ({', '.join(ALGORITHMS)}), not {cfg['algo']}")
@@ -321,8 +322,11 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         policy_kwargs = policy_kwargs_from_config(cfg.get("policy_kwargs"))
         if cfg.get("obs_norm"):
             policy_kwargs = {**(policy_kwargs or {}), "features_extractor_class": RunningObsNormExtractor}
+        kwargs = _algo_kwargs(algo_cls, cfg)
+        if make_reward_source is not None and issubclass(algo_cls, OffPolicyAlgorithm):
+            kwargs["replay_buffer_class"] = RelabeledReplayBuffer  # samples carry the learned reward
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0, policy_kwargs=policy_kwargs,
-                         **_algo_kwargs(algo_cls, cfg))
+                         **kwargs)
     if isinstance(model, OnPolicyAlgorithm) and int(cfg["steps"]) % (model.n_steps * model.n_envs):
         rollout = model.n_steps * model.n_envs  # SB3 collects whole rollouts, so the budget ends on one
         log.info("training runs in rollouts of %d steps (n_steps x n_envs): --steps %d ends after %d", rollout,
@@ -360,7 +364,9 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[OnPolicyAlgorithm], Rew
         callbacks.append(EpisodeInfoLogger(episode_info))
     if cfg["algo"] in ALGORITHMS:  # updates any RunningObsNormExtractor of the policy (obs_norm, or policy_kwargs)
         callbacks.append(ObsNormCallback())
-    if reward_source is not None or return_scale is not None:
+    if isinstance(model, OffPolicyAlgorithm) and reward_source is not None:
+        callbacks.append(ReplayRewardCallback(reward_source))
+    elif reward_source is not None or return_scale is not None:
         callbacks.append(RewardRelabelCallback(reward_source or EnvReward(), return_scale))
     progress = ProgressAndCheckpoint(save_checkpoint, int(cfg.get("checkpoint_every", 0)), total,
                                      int(model.num_timesteps))

@@ -46,8 +46,9 @@ FLAGS: dict[str, list[Flag]] = {
                       flag="--stochastic", const=False)],
     "gail": [ENV, *DEMOS,
              Flag("preset", "rlgen: a PPO generator and a discriminator trained on minibatches of all expert pairs; "
-                  "paper: the paper's TRPO settings", choices=("rlgen", "paper")),
-             Flag("algo", "policy optimiser", choices=("ppo", "trpo")),
+                  "paper: the paper's TRPO settings; sac: an off-policy SAC generator whose replay samples the "
+                  "current discriminator rewards", choices=("rlgen", "paper", "sac")),
+             Flag("algo", "policy optimiser", choices=("ppo", "trpo", "sac")),
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
              Flag("discriminator.reward", "-log(1 - D) (episodes end on failure) or log D (episodes end on success)",
                   choices=("neg_log_1_minus_d", "log_d")),
@@ -169,11 +170,30 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
 
         check_discriminator_options(cfg["discriminator"], discriminator_defaults())
         check_vime_options(cfg["vime"])
+        if cfg["algo"] == "sac":
+            _check_off_policy_gail(cfg)
     elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
     if not cfg.get("demos"):
         raise UserError("no --demos given; record demonstrations with 'rlgen rollouts' and pass the npz file")
     cfg["demos"] = str(Path(cfg["demos"]).expanduser().resolve())
+
+
+def _check_off_policy_gail(cfg: dict[str, Any]) -> None:
+    """What an off-policy generator cannot do: its replay samples are rewarded one minibatch at a time
+    (rlgen.common.replay_relabel), so there is no rollout to scale returns over, nor for VIME to fit."""
+    from gymnasium import spaces
+
+    from rlgen.imitation.pipeline import env_spaces
+
+    problems = {"policy_obs_norm": cfg["policy_obs_norm"] == "running", "reward_norm": bool(cfg["reward_norm"]),
+                "--vime-eta": bool(cfg["vime"].get("eta")),
+                "discriminator.policy_entropy_weight": bool(cfg["discriminator"]["policy_entropy_weight"])}
+    wrong = [name for name, bad in problems.items() if bad]
+    if wrong:
+        raise UserError(f"--algo sac cannot use {', '.join(wrong)} (on-policy only); set them off or use --algo ppo")
+    if not isinstance(env_spaces(cfg["env"])[1], spaces.Box):
+        raise UserError(f"--algo sac needs continuous (Box) actions; {cfg['env']} has discrete actions: use --algo ppo")
 
 
 def run(command: str, flags: Mapping[str, Any]) -> None:

@@ -95,13 +95,13 @@ class GAIL(RewardSource):
     def n_expert(self) -> int:
         return len(self.expert_obs)
 
-    def _actions_tensor(self, actions: np.ndarray) -> torch.Tensor:
+    def _actions_tensor(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         if self.discrete:
-            return torch.as_tensor(np.asarray(actions).reshape(-1).astype(np.int64), device=self.device)
-        return torch.as_tensor(np.asarray(actions, np.float32), device=self.device)
+            return torch.as_tensor(actions, device=self.device).reshape(-1).long()
+        return torch.as_tensor(actions, dtype=torch.float32, device=self.device)
 
-    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
+    def _obs_tensor(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
     # ------------------------------------------------------------------------------------ discriminator
     def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
@@ -140,7 +140,8 @@ class GAIL(RewardSource):
             acc_policy = (p_logits <= 0).float().mean().item()
             acc_expert = (e_logits > 0).float().mean().item()
             final_loss = discriminator_loss(p_logits, e_logits, 0.0).item()
-        return {"gail/disc_loss": float(final_loss), "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert),
+        self.rounds += 1
+        return {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss), "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert),
                 "gail/disc_accuracy_policy": acc_policy, "gail/disc_accuracy_expert": acc_expert,
                 "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
 
@@ -166,7 +167,7 @@ class GAIL(RewardSource):
         return 1.0 / (1.0 + np.exp(-self.logits(obs, actions).astype(np.float64)))
 
     @torch.no_grad()
-    def reward(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def reward(self, obs: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor) -> np.ndarray:
         """GAIL's reward for a batch of ``(s, a)`` with the current discriminator, shape ``(B,)``."""
         self.discriminator.eval()
         logits = self.discriminator(self._obs_tensor(obs), self._actions_tensor(actions))
@@ -185,8 +186,6 @@ class GAIL(RewardSource):
             bonus = -self.policy_entropy_weight * log_probs
             rewards = rewards + bonus
             metrics["gail/policy_entropy_bonus_mean"] = float(bonus.mean())
-        self.rounds += 1
-        metrics["gail/rounds"] = self.rounds
         return rewards.reshape(batch.shape), metrics
 
     def state_dict(self) -> dict[str, Any]:

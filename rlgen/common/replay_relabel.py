@@ -1,0 +1,112 @@
+"""A learned reward for SB3's off-policy algorithms (SAC, TD3): relabel each replay minibatch when it is sampled.
+
+An on-policy algorithm consumes each rollout once, so :class:`~rlgen.common.reward_relabel.RewardRelabelCallback`
+rewrites the rollout's rewards before the update. An off-policy one samples old transitions again and again, and
+their reward must be the *current* one's (the discriminator has moved on since they were collected), so here the
+replay buffer keeps the env's rewards and :class:`RelabeledReplayBuffer` replaces them in every minibatch it
+samples, while :class:`ReplayRewardCallback` trains the reward on the buffer between env steps. This is GAIL with
+an off-policy generator (Kostrikov et al. 2019, "Discriminator-Actor-Critic", without its absorbing states: with
+``-log(1 - D) >= 0`` rewards an early termination only loses reward, which is the right sign on locomotion tasks
+whose expert never falls).
+
+The buffer stores SB3's *scaled* actions (in ``[-1, 1]`` for a ``Box``); the reward sees the env's actions, as the
+expert data has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+
+class ReplayRewardSource(Protocol):
+    """What :class:`ReplayRewardCallback` needs of a learned reward (:class:`~rlgen.agents.gail.GAIL` has both)."""
+
+    rng: np.random.Generator
+
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> dict[str, float]:
+        """Learn from policy pairs (one round); return scalar metrics."""
+
+    def reward(self, obs: Any, actions: Any) -> np.ndarray:
+        """The reward of a batch of ``(s, a)`` (env actions), shape ``(B,)``."""
+
+
+class RelabeledReplayBuffer(ReplayBuffer):
+    """SB3's :class:`ReplayBuffer` whose samples carry ``reward_fn(obs, env_actions)`` instead of the stored
+    (env) rewards, once :class:`ReplayRewardCallback` has set ``reward_fn``; the stored rewards stay untouched (they
+    are the env's, for checkpoints and for anyone who reads the buffer)."""
+
+    reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        samples = super()._get_samples(batch_inds, env)
+        if self.reward_fn is None:
+            return samples
+        rewards = self.reward_fn(samples.observations, samples.actions)
+        return samples._replace(rewards=rewards.reshape(samples.rewards.shape).to(samples.rewards.dtype))
+
+
+class ReplayRewardCallback(BaseCallback):
+    """Train ``source`` on the replay buffer after every ``collect_rollouts`` (every ``train_freq`` env steps: a
+    round of ``source``'s own updates on ``pairs_per_round`` transitions drawn uniformly from the buffer, against
+    expert pairs), and make the buffer's samples carry its reward. The model must have been built with
+    ``replay_buffer_class=RelabeledReplayBuffer``.
+
+    :param source: the learned reward.
+    :param pairs_per_round: policy transitions drawn from the buffer for each round.
+    """
+
+    def __init__(self, source: ReplayRewardSource, pairs_per_round: int = 256, verbose: int = 0):
+        super().__init__(verbose)
+        self.source = source
+        self.pairs_per_round = int(pairs_per_round)
+
+    def _init_callback(self) -> None:
+        if not isinstance(self.model, OffPolicyAlgorithm):
+            raise TypeError(f"ReplayRewardCallback needs an off-policy algorithm, not {type(self.model).__name__}")
+        buffer = self.model.replay_buffer
+        if not isinstance(buffer, RelabeledReplayBuffer):
+            raise TypeError("build the model with replay_buffer_class=RelabeledReplayBuffer, not "
+                            f"{type(buffer).__name__}")
+        space = self.model.action_space
+        if not isinstance(space, spaces.Box):
+            raise TypeError(f"ReplayRewardCallback needs Box actions, not {type(space).__name__}")
+        self._low = np.asarray(space.low, np.float32)
+        self._span = np.asarray(space.high - space.low, np.float32)
+        device = self.model.device
+        low_t, span_t = torch.as_tensor(self._low, device=device), torch.as_tensor(self._span, device=device)
+
+        def reward_fn(obs: torch.Tensor, scaled_actions: torch.Tensor) -> torch.Tensor:
+            env_actions = low_t + 0.5 * (scaled_actions + 1.0) * span_t
+            return torch.as_tensor(self.source.reward(obs, env_actions), device=device)
+
+        buffer.reward_fn = reward_fn
+
+    def _env_actions(self, scaled: np.ndarray) -> np.ndarray:
+        """SB3's ``unscale_action``: ``[-1, 1]`` back to the env's bounds."""
+        return self._low + 0.5 * (scaled + 1.0) * self._span
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.replay_buffer
+        filled = buffer.buffer_size if buffer.full else buffer.pos
+        if filled * buffer.n_envs < self.pairs_per_round:
+            return
+        rows = self.source.rng.integers(0, filled, size=self.pairs_per_round)
+        envs = self.source.rng.integers(0, buffer.n_envs, size=self.pairs_per_round)
+        obs = buffer.observations[rows, envs]
+        actions = self._env_actions(buffer.actions[rows, envs])
+        # SB3 writes the latest value of each key when it dumps (every few episodes)
+        for key, value in self.source.train_discriminator(obs, actions).items():
+            self.logger.record(key, value)

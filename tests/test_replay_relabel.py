@@ -1,0 +1,91 @@
+"""GAIL with an off-policy generator: SAC's replay samples carry the current learned reward (env actions, not SB3's
+scaled ones), the reward trains on the buffer, and ``rlgen gail --preset sac`` checkpoints and resumes both."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import SAC
+
+from rlgen.common.checkpoint import load_torch
+from rlgen.common.replay_relabel import RelabeledReplayBuffer, ReplayRewardCallback
+from rlgen.imitation.demos import record_demos, save_demos
+from tests.cli_helpers import fails_cleanly, succeeds
+
+
+class LinearReward:
+    """A stand-in reward: ``10 a_0 + s_0``, and a record of what it was trained on."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+        self.trained_on: list[np.ndarray] = []
+
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> dict[str, float]:
+        self.trained_on.append(np.array(policy_actions))
+        return {"fake/rounds": float(len(self.trained_on))}
+
+    def reward(self, obs, actions) -> np.ndarray:
+        return (10 * torch.as_tensor(actions)[:, 0] + torch.as_tensor(obs)[:, 0]).numpy()
+
+
+def test_replay_samples_carry_the_learned_reward_of_env_actions():
+    model = SAC("MlpPolicy", "Pendulum-v1", seed=0, learning_starts=50, batch_size=32, buffer_size=1000,
+                policy_kwargs={"net_arch": [16]}, replay_buffer_class=RelabeledReplayBuffer)
+    source = LinearReward()
+    model.learn(120, callback=ReplayRewardCallback(source, pairs_per_round=64))
+    buffer = model.replay_buffer
+    assert len(source.trained_on) == 120 - 64 + 1  # a round after every env step, once 64 transitions are in
+    trained = np.concatenate(source.trained_on)
+    assert np.abs(trained).max() > 1.0 and np.abs(trained).max() <= 2.0  # Pendulum's [-2, 2], not SB3's [-1, 1]
+    assert (buffer.rewards[:120] <= 0).all()  # the buffer keeps the env's (negative) rewards
+    samples = buffer.sample(256)
+    env_actions = 2.0 * samples.actions  # Pendulum's bounds are symmetric: unscaling multiplies by 2
+    expected = 10 * env_actions[:, 0] + samples.observations[:, 0]
+    torch.testing.assert_close(samples.rewards[:, 0], expected)
+
+
+@pytest.fixture(scope="module")
+def pendulum_demos(tmp_path_factory):
+    class Controller:  # a crude energy-pumping swing-up: any demos will do
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            obs = np.asarray(obs)
+            return np.clip(2.0 * np.sign(obs[..., 2:3] * obs[..., 0:1]), -2, 2).astype(np.float32), None
+
+    path = tmp_path_factory.mktemp("demos") / "pendulum.npz"
+    save_demos(path, record_demos(Controller(), "Pendulum-v1", episodes=2, seed=0, progress=False))
+    return path
+
+
+def test_gail_with_sac_checkpoints_and_resumes(capsys, tmp_path, pendulum_demos):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("checkpoint_every: 1000000\neval_episodes: 1\nalgo_kwargs: {sac: {learning_starts: 100, "
+                   "buffer_size: 1000, batch_size: 32}}\npolicy_kwargs: {net_arch: [16]}\n"
+                   "discriminator: {hidden_sizes: [8]}\n")
+    runs = tmp_path / "runs"
+    args = ["gail", "--env", "Pendulum-v1", "--demos", str(pendulum_demos), "--preset", "sac", "--config", str(cfg)]
+    out = succeeds(capsys, [*args, "--steps", "300", "--out", str(runs)])
+    assert "normalised return" in out
+    run = next(runs.glob("gail-Pendulum-v1-s0-*"))
+    assert json.loads((run / "config.json").read_text())["algo"] == "sac"
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["replay"] == "replay_300.npz"
+    rounds = load_torch(run / "checkpoints" / latest["extras"])["reward_source"]["rounds"]
+    assert rounds == 300 - 256 + 1  # discriminator rounds of 256 replay pairs, one per env step once there are 256
+    succeeds(capsys, ["gail", "--resume", str(run), "--steps", "900"])
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] == 900
+    assert load_torch(run / "checkpoints" / latest["extras"])["reward_source"]["rounds"] == rounds + 600
+    with open(run / "progress.csv") as f:  # (SB3's off-policy loop writes it every 4 episodes of 200 steps)
+        assert "gail/disc_accuracy" in next(csv.reader(f))
+
+
+def test_gail_with_sac_refuses_on_policy_options(capsys, tmp_path, pendulum_demos):
+    out = ["--out", str(tmp_path / "runs")]
+    base = ["gail", "--env", "Pendulum-v1", "--demos", str(pendulum_demos), "--preset", "sac"]
+    fails_cleanly(capsys, [*base, "--vime-eta", "0.1", *out], "--algo sac", "--vime-eta")
+    fails_cleanly(capsys, [*base, "--discriminator.policy_entropy_weight", "0.1", *out], "policy_entropy_weight")
+    assert not (tmp_path / "runs").exists()
