@@ -12,6 +12,7 @@ bf16 can gain on a step made of matrix products, and with ``--profile`` the shar
     python benchmarks/step_speed.py --models diagbilstm rowlstm --steps 5 --rounds 3
     python benchmarks/step_speed.py --models vae --steps 10 --rounds 5
     python benchmarks/step_speed.py --models ssgan infogan --profile   # with the share of matrix products
+    python benchmarks/step_speed.py --models diagbilstm --bf16         # PixelRNN's step under bf16 autocast too
 
 The result is printed with the commit, CPU model and flags, thread count and date, and saved as JSON under
 ``benchmarks/results/step-speed/``. A seed gives the same numbers only on the same CPU type, and times vary with the
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="give the baseline today's trainer settings (autocast, fused Adam): the model's code alone "
                              "differs")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast for either (the models' fp32 step)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast for today's step of every model, also those whose default is fp32 "
+                             "(PixelRNN): what a CPU with native bf16 would give them")
     parser.add_argument("--channels-last", action="store_true",
                         help="today's model and batches in channels-last (NHWC) memory: does it pay for this model?")
     parser.add_argument("--glibc-default-malloc", action="store_true",
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             if today and args.channels_last:
                 m = m.to(memory_format=torch.channels_last)
             settings_of_today = today or args.same_settings
-            amp = settings_of_today and AMP[model] and not args.fp32
+            amp = settings_of_today and (AMP[model] or (today and args.bf16)) and not args.fp32
             run = timer(m, optimizers_for(m, lr, fused=settings_of_today), images, batch, amp=amp,
                         binary=model in BINARY, channels_last=today and args.channels_last)
             variants[label] = (run, batch)
@@ -206,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": model, "batch": variants["today"][1],
                **{f"{k}_ms_per_step": round(1000 * v, 2) for k, v in per_step.items()},
                **{f"{k}_images_per_s": round(variants[k][1] / v, 1) for k, v in per_step.items()},
-               "speedup": round(per_step["baseline"] / per_step["today"], 2), "today_bf16_autocast": bf16 and AMP[model] and not args.fp32}
+               "speedup": round(per_step["baseline"] / per_step["today"], 2),
+               "today_bf16_autocast": bf16 and (AMP[model] or args.bf16) and not args.fp32}
         if args.profile:
             row["today_matrix_product_share"] = round(product_share(variants["today"][0], args.steps), 3)
         rows.append(row)
