@@ -50,6 +50,8 @@ FLAGS: dict[str, list[Flag]] = {
                   "current discriminator rewards", choices=("rlgen", "paper", "sac")),
              Flag("algo", "policy optimiser", choices=("ppo", "trpo", "sac")),
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
+             Flag("eval_every", "env steps between deterministic evaluations logged to progress.csv "
+                  "(eval/mean_reward; 0: only the final one)", kind=int, minimum=0, metavar="N"),
              Flag("discriminator.reward", "-log(1 - D) (episodes end on failure) or log D (episodes end on success)",
                   choices=("neg_log_1_minus_d", "log_d")),
              Flag("discriminator.policy_entropy_weight", "the paper's causal-entropy bonus lambda", kind=float,
