@@ -24,7 +24,8 @@ class LinearReward:
         self.rng = np.random.default_rng(0)
         self.trained_on: list[np.ndarray] = []
 
-    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> dict[str, float]:
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
+                            metrics: bool = True) -> dict[str, float]:
         self.trained_on.append(np.array(policy_actions))
         return {"fake/rounds": float(len(self.trained_on))}
 

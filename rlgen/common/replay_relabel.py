@@ -33,8 +33,9 @@ class ReplayRewardSource(Protocol):
 
     rng: np.random.Generator
 
-    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> dict[str, float]:
-        """Learn from policy pairs (one round); return scalar metrics."""
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
+                            metrics: bool = True) -> dict[str, float]:
+        """Learn from policy pairs (one round); return scalar metrics (``metrics=False``: as few as it can)."""
 
     def reward(self, obs: Any, actions: Any) -> np.ndarray:
         """The reward of a batch of ``(s, a)`` (env actions), shape ``(B,)``."""
@@ -63,12 +64,17 @@ class ReplayRewardCallback(BaseCallback):
 
     :param source: the learned reward.
     :param pairs_per_round: policy transitions drawn from the buffer for each round.
+    :param metrics_every: rounds between metric records (a round is an env step or a few: SB3 writes the latest
+        record every few episodes, and measuring every round would cost as much as a tenth of the round).
     """
 
-    def __init__(self, source: ReplayRewardSource, pairs_per_round: int = 256, verbose: int = 0):
+    def __init__(self, source: ReplayRewardSource, pairs_per_round: int = 256, metrics_every: int = 100,
+                 verbose: int = 0):
         super().__init__(verbose)
         self.source = source
         self.pairs_per_round = int(pairs_per_round)
+        self.metrics_every = int(metrics_every)
+        self._rounds = 0
 
     def _init_callback(self) -> None:
         if not isinstance(self.model, OffPolicyAlgorithm):
@@ -107,6 +113,7 @@ class ReplayRewardCallback(BaseCallback):
         envs = self.source.rng.integers(0, buffer.n_envs, size=self.pairs_per_round)
         obs = buffer.observations[rows, envs]
         actions = self._env_actions(buffer.actions[rows, envs])
-        # SB3 writes the latest value of each key when it dumps (every few episodes)
-        for key, value in self.source.train_discriminator(obs, actions).items():
-            self.logger.record(key, value)
+        measure = self._rounds % self.metrics_every == 0
+        self._rounds += 1
+        for key, value in self.source.train_discriminator(obs, actions, metrics=measure).items():
+            self.logger.record(key, value)  # SB3 writes the latest value of each key when it dumps

@@ -107,9 +107,10 @@ class GAIL(RewardSource):
     def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
                             expert_obs: torch.Tensor | np.ndarray | None = None,
                             expert_actions: torch.Tensor | np.ndarray | None = None,
-                            steps: int | None = None) -> dict[str, float]:
+                            steps: int | None = None, metrics: bool = True) -> dict[str, float]:
         """Fit D on policy samples against expert samples (an equal-size draw from the expert data when not
-        given) for ``steps`` Adam steps (default ``updates_per_round``); return loss and accuracies."""
+        given) for ``steps`` Adam steps (default ``updates_per_round``); return loss and accuracies (with
+        ``metrics=False`` only the round count: a caller that trains D after every env step logs a few rounds)."""
         p_obs, p_act = self._obs_tensor(policy_obs), self._actions_tensor(policy_actions)
         if expert_obs is None or expert_actions is None:
             idx = torch.as_tensor(self.rng.integers(0, self.n_expert, size=len(p_obs)), device=self.device)
@@ -135,12 +136,14 @@ class GAIL(RewardSource):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        self.rounds += 1
+        if not metrics:
+            return {"gail/rounds": self.rounds}
         with torch.no_grad():
             p_logits, e_logits = d(p_obs, p_act), d(e_obs, e_act)
             acc_policy = (p_logits <= 0).float().mean().item()
             acc_expert = (e_logits > 0).float().mean().item()
             final_loss = discriminator_loss(p_logits, e_logits, 0.0).item()
-        self.rounds += 1
         return {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss), "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert),
                 "gail/disc_accuracy_policy": acc_policy, "gail/disc_accuracy_expert": acc_expert,
                 "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
