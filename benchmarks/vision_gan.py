@@ -289,9 +289,10 @@ def read_earlier(path: str, name: str) -> dict[str, Any]:
 def with_earlier_rows(rows: list[dict[str, Any]], earlier: dict[str, Any]) -> list[dict[str, Any]]:
     """``rows`` plus the rows of the ``earlier`` result whose seeds were not run again, sorted by seed. Run
     directories are git-ignored and may be gone, so a table of more seeds grows from the committed file; each
-    earlier row keeps the commit and date it was reported at."""
+    earlier row keeps the commit, date and machine it was reported at."""
     seeds = {r["seed"] for r in rows}
-    kept = [dict(r, reported=r.get("reported") or f"{earlier.get('commit')}, {earlier.get('date')}")
+    kept = [dict(r, reported=r.get("reported")
+                 or f"{earlier.get('commit')}, {earlier.get('date')}, {earlier.get('device')}")
             for r in earlier.get("rows", []) if r.get("seed") not in seeds]
     return sorted(rows + kept, key=lambda r: r["seed"])
 

@@ -30,7 +30,7 @@ def finished_infogan_run(path: Path, seed: int, error: float, **options: float) 
 
 
 def test_with_rows_tables_the_earlier_seeds_that_were_not_run_again(vision_gan, tmp_path):
-    earlier = {"benchmark": "infogan", "commit": "abc1234", "date": "2026-11-21 21:13 UTC",
+    earlier = {"benchmark": "infogan", "commit": "abc1234", "date": "2026-11-21 21:13 UTC", "device": "AMD EPYC",
                "rows": [{"seed": 0, "categorical_error": 0.06, "run": "gone/s0"},
                         {"seed": 1, "categorical_error": 0.50, "run": "gone/s1"}]}
     earlier_path = tmp_path / "earlier.json"
@@ -45,7 +45,7 @@ def test_with_rows_tables_the_earlier_seeds_that_were_not_run_again(vision_gan, 
     table = json.loads((results / "infogan-mnist_partial.json").read_text())
     assert [r["seed"] for r in table["rows"]] == [0, 1]
     seed0, seed1 = table["rows"]
-    assert seed0["categorical_error"] == 0.06 and seed0["reported"] == "abc1234, 2026-11-21 21:13 UTC"
+    assert seed0["categorical_error"] == 0.06 and seed0["reported"] == "abc1234, 2026-11-21 21:13 UTC, AMD EPYC"
     assert seed1["categorical_error"] == 0.04 and "reported" not in seed1  # the new run replaces the old row
     assert table["mean"] == pytest.approx(0.05) and table["target_met"] is True
 
