@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--eval-every", type=int, default=250_000)
     parser.add_argument("--trajectories", type=int, default=4)
-    parser.add_argument("--preset", choices=("rlgen", "paper"), default=None, help="default: the packaged one")
+    parser.add_argument("--preset", choices=("rlgen", "paper", "sac"), default=None, help="default: the packaged one")
     parser.add_argument("--out", default=str(ROOT / "runs" / "gail-sample-efficiency"))
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUN")
     parser.add_argument("--name", default=None, help="result file name (default: sample-efficiency-<time>)")
