@@ -44,9 +44,9 @@ log = logging.getLogger("rlgen")
 
 ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c": A2C}
 # Off-policy algorithms (``rlgen expert``; ``rlgen gail --algo sac``, whose replay samples carry the learned reward:
-# rlgen.common.replay_relabel). Their replay buffer goes into each
-# checkpoint (rlgen.common.replay_buffer_io); a checkpoint without one (written before it did) resumes with an empty
-# buffer, refilled for ``learning_starts`` steps before updating.
+# rlgen.common.replay_relabel). Their replay buffer goes into each checkpoint (rlgen.common.replay_buffer_io); a
+# checkpoint without one (written before it did) resumes with an empty buffer, refilled for ``learning_starts``
+# steps before updating.
 OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 
 
