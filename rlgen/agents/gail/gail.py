@@ -145,7 +145,8 @@ class GAIL(RewardSource):
             acc_expert = (e_logits > 0).float().mean().item()
             final_loss = discriminator_loss(p_logits, e_logits, 0.0).item()
         return {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss),
-                "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert), "gail/disc_accuracy_policy": acc_policy, "gail/disc_accuracy_expert": acc_expert,
+                "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert), "gail/disc_accuracy_policy": acc_policy,
+                "gail/disc_accuracy_expert": acc_expert,
                 "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
 
     def _gradient_penalty(self, p_obs: torch.Tensor, p_act: torch.Tensor, e_obs: torch.Tensor,
