@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,4 +90,7 @@ def test_gail_with_sac_refuses_on_policy_options(capsys, tmp_path, pendulum_demo
     base = ["gail", "--env", "Pendulum-v1", "--demos", str(pendulum_demos), "--preset", "sac"]
     fails_cleanly(capsys, [*base, "--vime-eta", "0.1", *out], "--algo sac", "--vime-eta")
     fails_cleanly(capsys, [*base, "--discriminator.policy_entropy_weight", "0.1", *out], "policy_entropy_weight")
+    cartpole = Path(__file__).resolve().parents[1] / "benchmarks/results/gail/experts/CartPole-v1/demos.npz"
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole), "--algo", "sac", *out],
+                  "continuous (Box) actions", "CartPole-v1")
     assert not (tmp_path / "runs").exists()

@@ -86,20 +86,15 @@ class ReplayRewardCallback(BaseCallback):
         space = self.model.action_space
         if not isinstance(space, spaces.Box):
             raise TypeError(f"ReplayRewardCallback needs Box actions, not {type(space).__name__}")
-        self._low = np.asarray(space.low, np.float32)
-        self._span = np.asarray(space.high - space.low, np.float32)
         device = self.model.device
-        low_t, span_t = torch.as_tensor(self._low, device=device), torch.as_tensor(self._span, device=device)
+        low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+        span = torch.as_tensor(space.high - space.low, dtype=torch.float32, device=device)
 
         def reward_fn(obs: torch.Tensor, scaled_actions: torch.Tensor) -> torch.Tensor:
-            env_actions = low_t + 0.5 * (scaled_actions + 1.0) * span_t
+            env_actions = low + 0.5 * (scaled_actions + 1.0) * span  # the policy's unscale_action, on the device
             return torch.as_tensor(self.source.reward(obs, env_actions), device=device)
 
         buffer.reward_fn = reward_fn
-
-    def _env_actions(self, scaled: np.ndarray) -> np.ndarray:
-        """SB3's ``unscale_action``: ``[-1, 1]`` back to the env's bounds."""
-        return self._low + 0.5 * (scaled + 1.0) * self._span
 
     def _on_step(self) -> bool:
         return True
@@ -112,7 +107,7 @@ class ReplayRewardCallback(BaseCallback):
         rows = self.source.rng.integers(0, filled, size=self.pairs_per_round)
         envs = self.source.rng.integers(0, buffer.n_envs, size=self.pairs_per_round)
         obs = buffer.observations[rows, envs]
-        actions = self._env_actions(buffer.actions[rows, envs])
+        actions = self.model.policy.unscale_action(buffer.actions[rows, envs])
         measure = self._rounds % self.metrics_every == 0
         self._rounds += 1
         for key, value in self.source.train_discriminator(obs, actions, metrics=measure).items():

@@ -148,13 +148,7 @@ def _resolve_expert(cfg: dict[str, Any]) -> None:
     keyed = bool(kwargs) and set(kwargs) <= set(EXPERT_ALGOS)
     cfg["policy_kwargs"] = dict(kwargs.get(cfg["algo"], {}) or {}) if keyed else dict(kwargs)
     if cfg["algo"] in ("sac", "td3"):
-        from gymnasium import spaces
-
-        from rlgen.imitation.pipeline import env_spaces
-
-        if not isinstance(env_spaces(cfg["env"])[1], spaces.Box):
-            raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete actions: "
-                            "use --algo ppo")
+        _check_box_actions(cfg)
     if cfg.get("stop_return") is not None:
         from rlgen.common.sb3_training import stop_check_interval
 
@@ -184,18 +178,24 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
 def _check_off_policy_gail(cfg: dict[str, Any]) -> None:
     """What an off-policy generator cannot do: its replay samples are rewarded one minibatch at a time
     (rlgen.common.replay_relabel), so there is no rollout to scale returns over, nor for VIME to fit."""
-    from gymnasium import spaces
-
-    from rlgen.imitation.pipeline import env_spaces
-
     problems = {"policy_obs_norm": cfg["policy_obs_norm"] == "running", "reward_norm": bool(cfg["reward_norm"]),
                 "--vime-eta": bool(cfg["vime"].get("eta")),
                 "discriminator.policy_entropy_weight": bool(cfg["discriminator"]["policy_entropy_weight"])}
     wrong = [name for name, bad in problems.items() if bad]
     if wrong:
         raise UserError(f"--algo sac cannot use {', '.join(wrong)} (on-policy only); set them off or use --algo ppo")
+    _check_box_actions(cfg)
+
+
+def _check_box_actions(cfg: dict[str, Any]) -> None:
+    """SAC and TD3 act in continuous (Box) action spaces only."""
+    from gymnasium import spaces
+
+    from rlgen.imitation.pipeline import env_spaces
+
     if not isinstance(env_spaces(cfg["env"])[1], spaces.Box):
-        raise UserError(f"--algo sac needs continuous (Box) actions; {cfg['env']} has discrete actions: use --algo ppo")
+        raise UserError(f"--algo {cfg['algo']} needs continuous (Box) actions; {cfg['env']} has discrete actions: "
+                        "use --algo ppo")
 
 
 def run(command: str, flags: Mapping[str, Any]) -> None:
