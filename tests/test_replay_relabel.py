@@ -94,3 +94,21 @@ def test_gail_with_sac_refuses_on_policy_options(capsys, tmp_path, pendulum_demo
     fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole), "--algo", "sac", *out],
                   "continuous (Box) actions", "CartPole-v1")
     assert not (tmp_path / "runs").exists()
+
+
+def test_gail_with_td3_explores_with_the_configured_noise(capsys, tmp_path, pendulum_demos):
+    from stable_baselines3 import TD3
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("eval_episodes: 1\nalgo_kwargs: {td3: {learning_starts: 100, buffer_size: 1000, batch_size: 32, "
+                   "action_noise_std: 0.3}}\npolicy_kwargs: {net_arch: [16]}\ndiscriminator: {hidden_sizes: [8]}\n")
+    runs = tmp_path / "runs"
+    succeeds(capsys, ["gail", "--env", "Pendulum-v1", "--demos", str(pendulum_demos), "--preset", "sac", "--algo",
+                      "td3", "--config", str(cfg), "--steps", "300", "--out", str(runs)])
+    run = next(runs.glob("gail-Pendulum-v1-s0-*"))
+    model = TD3.load(run / "model.zip", device="cpu")
+    np.testing.assert_allclose(model.action_noise._sigma, [0.3])  # SB3's TD3 alone would not explore at all
+    cfg.write_text(cfg.read_text().replace("0.3", "-1"))
+    assert "action_noise_std must be >= 0" in fails_cleanly(capsys, ["gail", "--env", "Pendulum-v1", "--demos",
+                                                                     str(pendulum_demos), "--algo", "td3",
+                                                                     "--preset", "sac", "--config", str(cfg)])

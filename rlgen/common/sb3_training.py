@@ -23,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import LinearSchedule
@@ -50,6 +51,10 @@ ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"ppo": PPO, "trpo": TRPO, "a2c
 OFF_POLICY_ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "td3": TD3}
 
 
+# ``algo_kwargs`` of an off-policy algorithm may hold ``action_noise_std``: Gaussian noise of that std on its scaled
+# actions in [-1, 1] while it collects (TD3's exploration, the zoo's ``noise_type: normal``; SB3's own default is none).
+ACTION_NOISE_KEY = "action_noise_std"
+
 # Constructor arguments that rlgen itself passes (or that a config must not set).
 _RESERVED_KWARGS = frozenset({"self", "policy", "env", "seed", "device", "verbose", "policy_kwargs", "tensorboard_log",
                               "_init_setup_model", "replay_buffer_class", "replay_buffer_kwargs",
@@ -67,6 +72,11 @@ def check_algo_kwargs(algo: str, kwargs: Any) -> None:
     if not isinstance(kwargs, dict):
         raise UserError(f"algo_kwargs for {algo} must be a mapping of {cls.__name__} options, got {kwargs!r}")
     params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k not in _RESERVED_KWARGS}
+    if issubclass(cls, OffPolicyAlgorithm):
+        params[ACTION_NOISE_KEY] = inspect.Parameter(ACTION_NOISE_KEY, inspect.Parameter.KEYWORD_ONLY, default=0.0)
+        noise = kwargs.get(ACTION_NOISE_KEY, 0.0)
+        if isinstance(noise, (int, float)) and not isinstance(noise, bool) and noise < 0:
+            raise UserError(f"algo_kwargs for {algo}: {ACTION_NOISE_KEY} must be >= 0, got {noise!r}")
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise UserError(f"algo_kwargs for {algo} has unknown option(s) {', '.join(unknown)}; {cls.__name__} takes "
@@ -137,12 +147,17 @@ def check_lr_schedule(cfg: dict[str, Any]) -> None:
                         f"{cfg['algo']}; set lr_schedule: constant")
 
 
-def _algo_kwargs(algo_cls: type[BaseAlgorithm], cfg: dict[str, Any]) -> dict[str, Any]:
-    """``algo_kwargs`` with ``lr_schedule`` applied. SB3 calls the schedule with the share of ``total_timesteps``
-    still to go, which a resumed run (``reset_num_timesteps=False``) computes over the whole run as well."""
+def _algo_kwargs(algo_cls: type[BaseAlgorithm], cfg: dict[str, Any], action_space: gym.Space) -> dict[str, Any]:
+    """``algo_kwargs`` with ``lr_schedule`` applied and ``action_noise_std`` made SB3's action noise. SB3 calls the
+    schedule with the share of ``total_timesteps`` still to go, which a resumed run (``reset_num_timesteps=False``)
+    computes over the whole run as well."""
     import inspect
 
     kwargs = dict(cfg.get("algo_kwargs", {}))
+    noise_std = float(kwargs.pop(ACTION_NOISE_KEY, 0.0))
+    if noise_std > 0:
+        dim = int(np.prod(action_space.shape))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), np.full(dim, noise_std))
     if cfg.get("lr_schedule", "constant") == "linear":
         start = kwargs.get("learning_rate", inspect.signature(algo_cls.__init__).parameters["learning_rate"].default)
         kwargs["learning_rate"] = LinearSchedule(float(start), 0.0, 1.0)
@@ -322,7 +337,7 @@ def train_sb3(run: RunDir, make_reward_source: Callable[[BaseAlgorithm], RewardS
         policy_kwargs = policy_kwargs_from_config(cfg.get("policy_kwargs"))
         if cfg.get("obs_norm"):
             policy_kwargs = {**(policy_kwargs or {}), "features_extractor_class": RunningObsNormExtractor}
-        kwargs = _algo_kwargs(algo_cls, cfg)
+        kwargs = _algo_kwargs(algo_cls, cfg, venv.action_space)
         if make_reward_source is not None and issubclass(algo_cls, OffPolicyAlgorithm):
             kwargs["replay_buffer_class"] = RelabeledReplayBuffer  # samples carry the learned reward
         model = algo_cls("MlpPolicy", venv, seed=cfg["seed"], device=device, verbose=0, policy_kwargs=policy_kwargs,

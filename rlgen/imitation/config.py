@@ -48,7 +48,7 @@ FLAGS: dict[str, list[Flag]] = {
              Flag("preset", "rlgen: a PPO generator and a discriminator trained on minibatches of all expert pairs; "
                   "paper: the paper's TRPO settings; sac: an off-policy SAC generator whose replay samples the "
                   "current discriminator rewards", choices=("rlgen", "paper", "sac")),
-             Flag("algo", "policy optimiser", choices=("ppo", "trpo", "sac")),
+             Flag("algo", "policy optimiser", choices=("ppo", "trpo", "sac", "td3")),
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
              Flag("eval_every", "env steps between deterministic evaluations logged to progress.csv "
                   "(eval/mean_reward; 0: only the final one)", kind=int, minimum=0, metavar="N"),
@@ -166,7 +166,7 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
 
         check_discriminator_options(cfg["discriminator"], discriminator_defaults())
         check_vime_options(cfg["vime"])
-        if cfg["algo"] == "sac":
+        if cfg["algo"] in ("sac", "td3"):
             _check_off_policy_gail(cfg)
     elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
@@ -183,7 +183,8 @@ def _check_off_policy_gail(cfg: dict[str, Any]) -> None:
                 "discriminator.policy_entropy_weight": bool(cfg["discriminator"]["policy_entropy_weight"])}
     wrong = [name for name, bad in problems.items() if bad]
     if wrong:
-        raise UserError(f"--algo sac cannot use {', '.join(wrong)} (on-policy only); set them off or use --algo ppo")
+        raise UserError(f"--algo {cfg['algo']} cannot use {', '.join(wrong)} (on-policy only); set them off or use "
+                        "--algo ppo")
     _check_box_actions(cfg)
 
 
