@@ -361,6 +361,8 @@ def test_infogan_command_end_to_end_with_resume(tmp_path, capsys):
     assert str(run) in capsys.readouterr().out
     config = json.loads((run / "config.json").read_text())
     assert config["categorical"] == [4] and config["continuous"] == 1 and config["g_lr"] == 1e-3
+    # the default preset (rlgen) chooses among 3 starts after 2 epochs: a 1-epoch run is one start of it
+    assert (config["preset"], config["restarts"], config["real_clustering"]) == ("rlgen", 1, 1.0)
     assert matplotlib.image.imread(run / "samples" / "epoch_0001.png").shape == (4 * 30 + 2, 4 * 30 + 2)
     traversal = matplotlib.image.imread(run / "samples" / "traversal_categorical_0.png")
     assert traversal.shape == (10 * 30 + 2, 4 * 30 + 2)  # 10 draws x 4 categories
@@ -384,6 +386,7 @@ def test_infogan_without_a_categorical_code_or_test_split(tmp_path):
     at = ARGS.index("--categorical")
     args = ARGS[:at] + ARGS[at + 2:] + ["--categorical"]  # no value: no categorical code
     assert main(["infogan", "--dataset", str(tmp_path / "plain.npz"), "--no-evaluate", "--epochs", "1",
+                 "--preset", "paper",
                  "--out", str(tmp_path / "runs"), *args]) == 0
     (run,) = (tmp_path / "runs").glob("infogan-plain-*")
     assert json.loads((run / "config.json").read_text())["categorical"] == []
@@ -436,7 +439,7 @@ def test_best_of_several_starts_needs_a_score_to_choose_by(tmp_path, capsys):
 
     data = tiny_npz(tmp_path / "blobs.npz", n_train=64, n_test=20)
     fails_cleanly(capsys, ["infogan", "--dataset", str(data), "--epochs", "3", "--out", str(tmp_path / "runs"),
-                           "--restarts", "2", *ARGS], "--real-consistency")
+                           "--preset", "paper", "--restarts", "2", *ARGS], "--real-consistency")
     assert not (tmp_path / "runs").exists()
 
 
@@ -455,15 +458,15 @@ def test_an_epochs_training_metrics_are_its_windows_only(tmp_path):
 def test_presets_name_the_papers_recipe_and_rlgens(tmp_path):
     from rlgen.vision import config
 
-    paper = config.resolve("infogan", {"dataset": "mnist"})
+    paper = config.resolve("infogan", {"dataset": "mnist", "preset": "paper"})
     assert paper["preset"] == "paper" and paper["real_clustering"] == paper["real_consistency"] == 0
     assert paper["restarts"] == 1
-    rlgen = config.resolve("infogan", {"dataset": "mnist", "preset": "rlgen"})
+    rlgen = config.resolve("infogan", {"dataset": "mnist"})  # the default
     assert (rlgen["real_clustering"], rlgen["real_consistency"], rlgen["restarts"], rlgen["select_after"]) == (1, 1, 3, 2)
     assert config.resolve("infogan", {"dataset": "mnist", "preset": "rlgen", "restarts": 5})["restarts"] == 5  # flags win
-    (tmp_path / "opts.yaml").write_text("preset: rlgen\nselect_after: 3\n")
+    (tmp_path / "opts.yaml").write_text("preset: paper\nselect_after: 3\n")
     from_file = config.resolve("infogan", {"dataset": "mnist", "config": str(tmp_path / "opts.yaml")})
-    assert from_file["preset"] == "rlgen" and from_file["select_after"] == 3 and from_file["restarts"] == 3
+    assert from_file["preset"] == "paper" and from_file["select_after"] == 3 and from_file["restarts"] == 1
     with pytest.raises(SystemExit):
         main(["infogan", "--dataset", "mnist", "--preset", "nonsense"])
 

@@ -76,9 +76,14 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     from rlgen.vision.trainer import Trainer, TrainerConfig
 
     if resume is None and int(cfg.get("restarts", 1)) > 1:
-        from rlgen.vision.restarts import train_best_of
+        if int(cfg["epochs"]) > int(cfg["select_after"]):
+            from rlgen.vision.restarts import train_best_of
 
-        return train_best_of(cfg, int(cfg["restarts"]), int(cfg["select_after"]))
+            return train_best_of(cfg, int(cfg["restarts"]), int(cfg["select_after"]))
+        # A short run (a smoke test of the default preset) has no epochs left after the choice: one start
+        log.info("%d epochs leave none after choosing among %d starts at epoch %d: training one start", cfg["epochs"],
+                 cfg["restarts"], cfg["select_after"])
+        cfg = {**cfg, "restarts": 1}
     run = None
     if resume is not None:  # the run's saved config says which data it trains on
         run = resumed_run(cfg, dataset_tag(cfg["dataset"]), resume)

@@ -131,8 +131,8 @@ class InfoGANOptions:
         if self.noise_dim < 0 or self.continuous < 0 or min(self.info_weight, self.info_weight_continuous) < 0:
             raise UserError("--noise-dim, --continuous and the information weights must be >= 0")
         if (self.real_clustering or self.real_consistency) and not self.categorical:
-            raise UserError("--real-clustering and --real-consistency act on the first categorical code: give "
-                            "--categorical K")
+            raise UserError("--real-clustering and --real-consistency (the rlgen preset's) act on the first "
+                            "categorical code: give --categorical K, or --preset paper")
 
     @property
     def code_dim(self) -> int:
