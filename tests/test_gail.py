@@ -74,7 +74,7 @@ def test_discriminator_separates_expert_from_random(cartpole_data):
     assert accuracy > 0.85, accuracy  # held-out data
 
 
-@pytest.mark.parametrize("reward", ["neg_log_1_minus_d", "log_d"])
+@pytest.mark.parametrize("reward", ["neg_log_1_minus_d", "log_d", "logit"])
 def test_reward_ranks_expert_transitions_above_random(cartpole_data, reward):
     (e_train, e_test), (r_train, r_test) = cartpole_data
     gail = cartpole_gail(*e_train, reward=reward, seed=1)
@@ -85,8 +85,36 @@ def test_reward_ranks_expert_transitions_above_random(cartpole_data, reward):
     assert r_expert.mean() > r_random.mean()
     if reward == "neg_log_1_minus_d":
         assert np.all(r_random >= 0) and np.all(r_expert >= 0)
-    else:
+    elif reward == "log_d":
         assert np.all(r_random <= 0) and np.all(r_expert <= 0)
+    else:  # log D - log(1 - D): the logit itself
+        np.testing.assert_allclose(gail.reward(*r_test), gail.logits(*r_test), rtol=1e-6)
+
+
+def test_absorbing_state_is_an_input_of_its_own_drawn_as_often_as_episodes_terminate(cartpole_data):
+    (e_train, _), (r_train, r_test) = cartpole_data
+    gail = cartpole_gail(*e_train, absorbing=True, expert_absorbing_share=0.01, reward="logit", seed=0,
+                         learning_rate=0.01)
+    d = gail.discriminator
+    obs, acts = torch.as_tensor(r_test[0][:5]), torch.as_tensor(r_test[1][:5])
+    mask = torch.tensor([True, False, True, False, False])
+    x = d.inputs(obs, acts, mask)
+    assert x.shape == (5, 4 + 2 + 1)  # observation, one-hot action, the absorbing indicator
+    torch.testing.assert_close(x[mask], torch.tensor([[0.0] * 6 + [1.0]] * 2))  # nothing of s, a in that state
+    torch.testing.assert_close(x[~mask], torch.cat([d.inputs(obs, acts)[~mask, :6], torch.zeros(3, 1)], 1))
+    normaliser = d.norm.mean.clone()
+    # policy draws where a third are the absorbing state (short episodes) against an expert that rarely ends
+    policy_absorbing = np.random.default_rng(0).random(len(r_train[0])) < 1 / 3
+    for _ in range(150):
+        gail.train_discriminator(*r_train, policy_absorbing=policy_absorbing)
+    assert gail.absorbing_reward() < -2  # D learned that the absorbing state is the policy's
+    z = d(obs, acts, torch.ones(5, dtype=torch.bool))
+    torch.testing.assert_close(z, d.absorbing_logit().expand(5))
+    assert "gail/absorbing_reward" in gail.train_discriminator(*r_train, policy_absorbing=policy_absorbing)
+    # the absorbing rows leave the input normaliser alone: zero observations would drag its mean
+    assert not torch.allclose(normaliser, d.norm.mean) and d.norm.mean[0].abs() < 0.2
+    with pytest.raises(ValueError, match="absorbing"):
+        cartpole_gail(*e_train, expert_absorbing_share=0.1)
 
 
 def test_rewards_are_stable_for_extreme_logits():

@@ -21,13 +21,18 @@ from tests.cli_helpers import fails_cleanly, succeeds
 class LinearReward:
     """A stand-in reward: ``10 a_0 + s_0``, and a record of what it was trained on."""
 
+    absorbing = False
+
     def __init__(self) -> None:
         self.rng = np.random.default_rng(0)
         self.trained_on: list[np.ndarray] = []
+        self.absorbing_masks: list[np.ndarray] = []
 
-    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
-                            metrics: bool = True) -> dict[str, float]:
+    def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray, metrics: bool = True,
+                            policy_absorbing: np.ndarray | None = None) -> dict[str, float]:
         self.trained_on.append(np.array(policy_actions))
+        if policy_absorbing is not None:
+            self.absorbing_masks.append(policy_absorbing)
         return {"fake/rounds": float(len(self.trained_on))}
 
     def reward(self, obs, actions) -> np.ndarray:
@@ -112,3 +117,67 @@ def test_gail_with_td3_explores_with_the_configured_noise(capsys, tmp_path, pend
     assert "action_noise_std must be >= 0" in fails_cleanly(capsys, ["gail", "--env", "Pendulum-v1", "--demos",
                                                                      str(pendulum_demos), "--algo", "td3",
                                                                      "--preset", "sac", "--config", str(cfg)])
+
+
+class AbsorbingReward(LinearReward):
+    """The stand-in reward with an absorbing state worth -1 a step."""
+
+    absorbing = True
+
+    def absorbing_reward(self) -> float:
+        return -1.0
+
+
+def test_terminal_transitions_carry_the_absorbing_states_value_and_d_sees_it_as_often_as_episodes_end():
+    from stable_baselines3 import TD3
+
+    # InvertedPendulum terminates when the pole falls: a random policy ends an episode every few steps
+    model = TD3("MlpPolicy", "InvertedPendulum-v5", seed=0, learning_starts=300, batch_size=32, buffer_size=1000,
+                policy_kwargs={"net_arch": [16]}, replay_buffer_class=RelabeledReplayBuffer)
+    source = AbsorbingReward()
+    model.learn(400, callback=ReplayRewardCallback(source, pairs_per_round=256))
+    buffer = model.replay_buffer
+    ended = buffer.terminations()
+    assert ended == int(buffer.dones[:400].sum()) > 20  # (no time limit is reached in 400 steps)
+    samples = buffer.sample(512)
+    expected = 10 * 3.0 * samples.actions[:, 0] + samples.observations[:, 0]  # bounds [-3, 3]
+    expected = expected - samples.dones[:, 0] * model.gamma / (1 - model.gamma)  # then the absorbing state forever
+    torch.testing.assert_close(samples.rewards[:, 0], expected.float())
+    assert samples.dones.sum() > 0 and samples.dones.sum() < 512
+    share = np.concatenate(source.absorbing_masks[-50:]).mean()  # one absorbing draw per terminated episode
+    assert abs(share - ended / (400 + ended)) < 0.03
+    with pytest.raises(TypeError, match="TD3"):
+        SAC("MlpPolicy", "InvertedPendulum-v5", learning_starts=10, buffer_size=100,
+            replay_buffer_class=RelabeledReplayBuffer).learn(5, callback=ReplayRewardCallback(AbsorbingReward()))
+
+
+@pytest.fixture(scope="module")
+def inverted_pendulum_demos(tmp_path_factory):
+    class Balancer:  # keeps the pole up for a while, then lets it fall: episodes that terminate
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            obs = np.asarray(obs)
+            return np.clip(5 * obs[..., 1:2] + obs[..., 3:4], -3, 3).astype(np.float32), None
+
+    path = tmp_path_factory.mktemp("demos") / "pendulum.npz"
+    save_demos(path, record_demos(Balancer(), "InvertedPendulum-v5", episodes=3, seed=0, progress=False))
+    return path
+
+
+def test_gail_with_absorbing_states_checkpoints_and_resumes(capsys, tmp_path, inverted_pendulum_demos):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("eval_episodes: 1\nalgo_kwargs: {td3: {learning_starts: 100, buffer_size: 1000, batch_size: 32}}"
+                   "\npolicy_kwargs: {net_arch: [16]}\ndiscriminator: {hidden_sizes: [8]}\n")
+    runs = tmp_path / "runs"
+    args = ["gail", "--env", "InvertedPendulum-v5", "--demos", str(inverted_pendulum_demos), "--preset", "sac",
+            "--config", str(cfg), "--absorbing", "--reward", "logit"]
+    assert "--absorbing needs --algo td3" in fails_cleanly(capsys, [*args, "--out", str(runs)])
+    assert not runs.exists()
+    succeeds(capsys, [*args, "--algo", "td3", "--steps", "400", "--out", str(runs)])
+    run = next(runs.glob("gail-InvertedPendulum-v5-s0-*"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["discriminator"]["absorbing"] and "expert_absorbing_share" not in config["discriminator"]
+    extras = load_torch(run / "checkpoints" / json.loads((run / "checkpoints" / "latest.json").read_text())["extras"])
+    weights = extras["reward_source"]["discriminator"]["net.0.weight"]
+    assert weights.shape[1] == 4 + 1 + 1  # observation, action, the absorbing indicator
+    succeeds(capsys, ["gail", "--resume", str(run), "--steps", "600"])
+    assert json.loads((run / "summary.json").read_text())["steps"] == 600

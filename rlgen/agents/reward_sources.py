@@ -32,11 +32,14 @@ def vime_reward(model: Any, cfg: dict[str, Any], device: str) -> RewardSource:
 
 
 def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.ndarray,
-                expert_actions: np.ndarray) -> RewardSource:
+                expert_actions: np.ndarray, expert_absorbing_share: float = 0.0) -> RewardSource:
     from rlgen.agents.gail import GAIL
 
+    options = dict(cfg["discriminator"])
+    if options.get("absorbing"):
+        options["expert_absorbing_share"] = expert_absorbing_share
     gail = GAIL(expert_obs, expert_actions, model.observation_space, model.action_space,
-                seed=cfg["seed"], device=device, **cfg["discriminator"])
+                seed=cfg["seed"], device=device, **options)
     vime = dict(cfg.get("vime") or {})
     eta = float(vime.pop("eta", 0.0))
     if eta == 0:
@@ -54,7 +57,7 @@ def discriminator_defaults() -> dict[str, Any]:
     from rlgen.agents.gail import GAIL
     from rlgen.common.config import keyword_defaults
 
-    return keyword_defaults(GAIL, exclude=("seed", "device"))
+    return keyword_defaults(GAIL, exclude=("seed", "device", "expert_absorbing_share"))  # the demos say the last
 
 
 def vime_defaults() -> dict[str, Any]:

@@ -5,9 +5,16 @@ rewrites the rollout's rewards before the update. An off-policy one samples old 
 their reward must be the *current* one's (the discriminator has moved on since they were collected), so here the
 replay buffer keeps the env's rewards and :class:`RelabeledReplayBuffer` replaces them in every minibatch it
 samples, while :class:`ReplayRewardCallback` trains the reward on the buffer between env steps. This is GAIL with
-an off-policy generator (Kostrikov et al. 2019, "Discriminator-Actor-Critic", without its absorbing states: with
-``-log(1 - D) >= 0`` rewards an early termination only loses reward, which is the right sign on locomotion tasks
-whose expert never falls).
+an off-policy generator (Kostrikov et al. 2019, "Discriminator-Actor-Critic").
+
+Absorbing states (a reward source whose ``absorbing`` is true, DAC's section 4.2): a terminated episode goes on in
+an absorbing state forever, whose reward the source learns like any other. Its value, ``r_abs / (1 - gamma)`` for a
+policy that has no say there, is added to the reward of every terminal transition when it is sampled
+(``gamma r_abs / (1 - gamma)``; the transition stays terminal), which is what DAC's self-looping absorbing
+transitions teach its critic, without storing them. The discriminator sees the absorbing state as often as DAC's
+buffer holds it: one draw per terminated episode. Exact for a deterministic policy (TD3); SAC's entropy bonus in
+the absorbing state would not be counted, so it is refused there. Without absorbing states, ``-log(1 - D) >= 0``
+rewards make an early termination only lose reward, the right sign on locomotion tasks whose expert never falls.
 
 The buffer stores SB3's *scaled* actions (in ``[-1, 1]`` for a ``Box``); the reward sees the env's actions, as the
 expert data has them.
@@ -21,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -40,20 +48,30 @@ class ReplayRewardSource(Protocol):
     def reward(self, obs: Any, actions: Any) -> np.ndarray:
         """The reward of a batch of ``(s, a)`` (env actions), shape ``(B,)``."""
 
+    #: whether it scores the absorbing state of terminated episodes (then it also has ``absorbing_reward()`` and
+    #: ``train_discriminator`` takes ``policy_absorbing``, a mask of the rows that are that state)
+    absorbing: bool
+
 
 class RelabeledReplayBuffer(ReplayBuffer):
     """SB3's :class:`ReplayBuffer` whose samples carry ``reward_fn(obs, env_actions)`` instead of the stored
     (env) rewards, once :class:`ReplayRewardCallback` has set ``reward_fn``; the stored rewards stay untouched (they
     are the env's, for checkpoints and for anyone who reads the buffer)."""
 
-    reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: ``(observations, actions, dones) -> rewards`` of a minibatch (SB3's ``dones``: terminations, not time limits)
+    reward_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         samples = super()._get_samples(batch_inds, env)
         if self.reward_fn is None:
             return samples
-        rewards = self.reward_fn(samples.observations, samples.actions)
+        rewards = self.reward_fn(samples.observations, samples.actions, samples.dones)
         return samples._replace(rewards=rewards.reshape(samples.rewards.shape).to(samples.rewards.dtype))
+
+    def terminations(self) -> int:
+        """Transitions in the buffer that ended an episode by termination (not by a time limit)."""
+        filled = self.buffer_size if self.full else self.pos
+        return int((self.dones[:filled] * (1 - self.timeouts[:filled])).sum())
 
 
 class ReplayRewardCallback(BaseCallback):
@@ -86,13 +104,20 @@ class ReplayRewardCallback(BaseCallback):
         space = self.model.action_space
         if not isinstance(space, spaces.Box):
             raise TypeError(f"ReplayRewardCallback needs Box actions, not {type(space).__name__}")
+        self.absorbing = bool(getattr(self.source, "absorbing", False))
+        if self.absorbing and isinstance(self.model, SAC):
+            raise TypeError("absorbing states leave out SAC's entropy bonus in the absorbing state: use TD3")
         device = self.model.device
         low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
         span = torch.as_tensor(space.high - space.low, dtype=torch.float32, device=device)
+        horizon = self.model.gamma / (1.0 - self.model.gamma)  # sum of gamma^t over the absorbing state's steps
 
-        def reward_fn(obs: torch.Tensor, scaled_actions: torch.Tensor) -> torch.Tensor:
+        def reward_fn(obs: torch.Tensor, scaled_actions: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
             env_actions = low + 0.5 * (scaled_actions + 1.0) * span  # the policy's unscale_action, on the device
-            return torch.as_tensor(self.source.reward(obs, env_actions), device=device)
+            rewards = torch.as_tensor(self.source.reward(obs, env_actions), device=device)
+            if self.absorbing:  # a terminal transition enters the absorbing state: add that state's value
+                rewards = rewards + dones.reshape(rewards.shape) * (horizon * self.source.absorbing_reward())
+            return rewards
 
         buffer.reward_fn = reward_fn
 
@@ -110,5 +135,10 @@ class ReplayRewardCallback(BaseCallback):
         actions = self.model.policy.unscale_action(buffer.actions[rows, envs])
         measure = self._rounds % self.metrics_every == 0
         self._rounds += 1
-        for key, value in self.source.train_discriminator(obs, actions, metrics=measure).items():
+        extra: dict[str, Any] = {}
+        if self.absorbing:  # DAC's buffer holds one absorbing transition per terminated episode
+            ended = buffer.terminations()
+            extra["policy_absorbing"] = self.source.rng.random(self.pairs_per_round) < ended / (
+                filled * buffer.n_envs + ended)
+        for key, value in self.source.train_discriminator(obs, actions, metrics=measure, **extra).items():
             self.logger.record(key, value)  # SB3 writes the latest value of each key when it dumps

@@ -52,8 +52,11 @@ FLAGS: dict[str, list[Flag]] = {
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
              Flag("eval_every", "env steps between deterministic evaluations logged to progress.csv "
                   "(eval/mean_reward; 0: only the final one)", kind=int, minimum=0, metavar="N"),
-             Flag("discriminator.reward", "-log(1 - D) (episodes end on failure) or log D (episodes end on success)",
-                  choices=("neg_log_1_minus_d", "log_d")),
+             Flag("discriminator.reward", "-log(1 - D) (episodes end on failure), log D (episodes end on success) or "
+                  "log D - log(1 - D) (with --absorbing)", choices=("neg_log_1_minus_d", "log_d", "logit")),
+             Flag("discriminator.absorbing", "D also scores the absorbing state that terminated episodes enter, "
+                  "and terminal transitions carry its value (DAC's; --algo td3)", kind=bool, const=True,
+                  flag="--absorbing"),
              Flag("discriminator.policy_entropy_weight", "the paper's causal-entropy bonus lambda", kind=float,
                   minimum=0),
              Flag("discriminator.gradient_penalty", "weight of a gradient penalty on the discriminator at points "
@@ -168,6 +171,9 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
         check_vime_options(cfg["vime"])
         if cfg["algo"] in ("sac", "td3"):
             _check_off_policy_gail(cfg)
+        if cfg["discriminator"]["absorbing"] and cfg["algo"] != "td3":
+            raise UserError(f"--absorbing needs --algo td3: terminal transitions carry the absorbing state's value, "
+                            f"which {cfg['algo']} cannot take (SAC would also need its entropy bonus there)")
     elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
     if not cfg.get("demos"):

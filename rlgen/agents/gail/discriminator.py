@@ -8,6 +8,14 @@ computed from the logit without ever forming ``log(1 - D)`` from ``D``:
   on failure (locomotion). The default.
 * ``log D = -softplus(-z)``: negative, so a policy gains by ending episodes sooner -- for tasks that end on
   success (MountainCar, Acrobot); the original code's ``favor_zero_expert_reward``.
+* ``log D - log(1 - D) = z`` (``logit``; AIRL's and DAC's): no sign of its own, so whether an episode's end pays is
+  left to what D says of the absorbing state (``absorbing``, below), as in DAC. Linear in ``z``: where D tells the
+  policy from the expert almost surely, its reward still ranks policy pairs, where ``softplus(z)`` squeezes them
+  all to ~0.
+
+With ``absorbing`` (Kostrikov et al. 2019, "Discriminator-Actor-Critic", section 4.2) D also scores the absorbing
+state an episode enters when it terminates (not when it is cut by a time limit): an input of its own, a zero
+standardised observation and action plus an indicator feature, drawn as often as episodes end by termination.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from torch import nn
 from rlgen.common.normalization import RunningNorm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
-REWARD_TYPES = ("neg_log_1_minus_d", "log_d")
+REWARD_TYPES = ("neg_log_1_minus_d", "log_d", "logit")
 
 
 class Discriminator(nn.Module):
@@ -35,10 +43,12 @@ class Discriminator(nn.Module):
     :param activation: ``tanh`` (the paper), ``relu`` or ``elu``.
     :param normalize_input: standardise the input with a :class:`RunningNorm` (observations and ``Box``
         actions; one-hot actions are left as they are).
+    :param absorbing: one more input, 1 for the absorbing state (whose other inputs are then 0) and 0 otherwise.
     """
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
-                 hidden_sizes: Sequence[int] = (100, 100), activation: str = "tanh", normalize_input: bool = True):
+                 hidden_sizes: Sequence[int] = (100, 100), activation: str = "tanh", normalize_input: bool = True,
+                 absorbing: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
@@ -54,8 +64,9 @@ class Discriminator(nn.Module):
         else:
             raise TypeError(f"the discriminator supports Box and Discrete actions, not {action_space}")
         self.norm = RunningNorm(norm_dim) if normalize_input else None
+        self.absorbing = bool(absorbing)
         layers: list[nn.Module] = []
-        width = self.obs_dim + act_dim
+        width = self.obs_dim + act_dim + int(self.absorbing)
         for size in hidden_sizes:
             layers += [nn.Linear(width, int(size)), ACTIVATIONS[activation]()]
             width = int(size)
@@ -72,18 +83,32 @@ class Discriminator(nn.Module):
         if self.norm is not None:
             self.norm.update(self._normalised_part(obs, actions))
 
-    def inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The network's input for ``(s, a)``: standardised, with one-hot actions where they are discrete."""
+    def inputs(self, obs: torch.Tensor, actions: torch.Tensor, absorbing: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's input for ``(s, a)``: standardised, with one-hot actions where they are discrete; with
+        ``absorbing`` (a ``(B,)`` mask; None: no row is), the absorbing-state rows are 0 but for their indicator."""
         x = self._normalised_part(obs, actions)
         if self.norm is not None:
             x = self.norm(x)
         if self.discrete:
             x = torch.cat([x, F.one_hot(actions.reshape(-1).long() - self.action_start, self.n_actions).float()], 1)
+        if self.absorbing:
+            flag = x.new_zeros((len(x), 1)) if absorbing is None else absorbing.reshape(-1, 1).to(x.dtype)
+            x = torch.cat([x * (1 - flag), flag], 1)
+        elif absorbing is not None:
+            raise ValueError("this discriminator was built without absorbing=True")
         return x
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, absorbing: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``z`` of shape ``(B,)``; ``D = sigmoid(z)``."""
-        return self.net(self.inputs(obs, actions)).squeeze(-1)
+        return self.net(self.inputs(obs, actions, absorbing)).squeeze(-1)
+
+    def absorbing_logit(self) -> torch.Tensor:
+        """The logit of the absorbing state (a 0-dim tensor)."""
+        if not self.absorbing:
+            raise ValueError("this discriminator was built without absorbing=True")
+        x = torch.zeros((1, self.net[0].in_features), device=self.net[0].weight.device)
+        x[0, -1] = 1.0
+        return self.net(x).reshape(())
 
 
 def reward_from_logits(logits: torch.Tensor, reward_type: str = "neg_log_1_minus_d") -> torch.Tensor:
@@ -92,6 +117,8 @@ def reward_from_logits(logits: torch.Tensor, reward_type: str = "neg_log_1_minus
         return F.softplus(logits)
     if reward_type == "log_d":
         return -F.softplus(-logits)
+    if reward_type == "logit":
+        return logits
     raise ValueError(f"unknown reward type {reward_type!r}; use one of {', '.join(REWARD_TYPES)}")
 
 

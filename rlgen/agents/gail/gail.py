@@ -9,8 +9,9 @@ rewards PPO/TRPO then optimise. Each rollout (one policy iteration of the paper'
    logistic loss, expert labelled 1 and policy 0, each class weighted equally, minus a small entropy bonus on
    D's predictions (as the original code, github.com/openai/imitation: Adam, learning rate 0.01, one step,
    entropy weight 1e-3), plus, optionally, a gradient penalty (``gradient_penalty``);
-3. reward every transition with the updated discriminator: ``-log(1 - D(s, a))`` (default) or ``log D(s, a)``,
-   plus, optionally, the paper's causal-entropy bonus ``-lambda log pi(a|s)`` (``policy_entropy_weight``).
+3. reward every transition with the updated discriminator: ``-log(1 - D(s, a))`` (default), ``log D(s, a)`` or
+   their sum ``log D - log(1 - D)``, plus, optionally, the paper's causal-entropy bonus ``-lambda log pi(a|s)``
+   (``policy_entropy_weight``).
 
 The original code rewards a batch with the discriminator *before* fitting it on that batch; Algorithm 1 of the
 paper (followed here) fits first. Episodes of any length are handled transition by transition; SB3 bootstraps
@@ -45,13 +46,19 @@ class GAIL(RewardSource):
     :param batch_size: policy pairs (and as many expert pairs) per Adam step, drawn afresh from the rollout for
         each step; ``None`` uses the whole rollout in every step (the original code).
     :param entropy_weight: weight of the entropy bonus on D's predictions (original code: 1e-3).
-    :param reward: ``neg_log_1_minus_d`` (``-log(1 - D)``) or ``log_d`` (``log D``, for tasks ending on success).
+    :param reward: ``neg_log_1_minus_d`` (``-log(1 - D)``), ``log_d`` (``log D``, for tasks ending on success) or
+        ``logit`` (``log D - log(1 - D)``; with ``absorbing``, as DAC).
     :param normalize_input: standardise D's inputs with running statistics, started on the expert data.
     :param policy_entropy_weight: the paper's causal-entropy weight ``lambda`` (0 disables it).
     :param gradient_penalty: weight of ``(|grad z| - 1)^2``, the gradient of D's logit with respect to its
         (standardised) input at random points between a policy and an expert pair (Gulrajani et al. 2017; DAC and
         ikostrikov's GAIL use it with weight 10): it keeps D smooth, so that its reward still ranks policy pairs
         once it tells them from a few demos' pairs almost perfectly. 0 disables it (the paper's GAIL).
+    :param absorbing: D also scores the absorbing state of terminated episodes (DAC's; see
+        :mod:`rlgen.agents.gail.discriminator`): an off-policy generator's terminal transitions then carry its
+        value (:mod:`rlgen.common.replay_relabel`). Policy draws say which of their rows are absorbing.
+    :param expert_absorbing_share: the share of expert draws that are the absorbing state, ``terminated episodes /
+        (pairs + terminated episodes)`` of the demos (one absorbing pair per terminated episode, as DAC's buffer).
     :param seed: seed of the expert-sample draws.
     :param device: torch device of the discriminator.
     """
@@ -63,8 +70,8 @@ class GAIL(RewardSource):
                  activation: str = "tanh", learning_rate: float = 0.01, updates_per_round: int = 1,
                  batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d",
                  normalize_input: bool = True,
-                 policy_entropy_weight: float = 0.0, gradient_penalty: float = 0.0, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+                 policy_entropy_weight: float = 0.0, gradient_penalty: float = 0.0, absorbing: bool = False,
+                 expert_absorbing_share: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
         if reward not in REWARD_TYPES:
             raise ValueError(f"unknown GAIL reward {reward!r}; use one of {', '.join(REWARD_TYPES)}")
         if len(expert_obs) == 0 or len(expert_obs) != len(expert_actions):
@@ -72,6 +79,11 @@ class GAIL(RewardSource):
                              f"{len(expert_actions)} actions")
         if tuple(expert_obs.shape[1:]) != tuple(observation_space.shape):
             raise ValueError(f"expert observations have shape {expert_obs.shape[1:]}, the env {observation_space.shape}")
+        if not 0 <= expert_absorbing_share < 1 or (expert_absorbing_share and not absorbing):
+            raise ValueError(f"expert_absorbing_share must be in [0, 1) and needs absorbing=True, got "
+                             f"{expert_absorbing_share}")
+        self.absorbing = bool(absorbing)
+        self.expert_absorbing_share = float(expert_absorbing_share)
         self.device = torch.device(device)
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.reward_type = reward
@@ -87,7 +99,7 @@ class GAIL(RewardSource):
         self.expert_obs = torch.as_tensor(np.asarray(expert_obs, np.float32), device=self.device)
         self.expert_actions = self._actions_tensor(expert_actions)
         self.discriminator = Discriminator(observation_space, action_space, hidden_sizes, activation,
-                                           normalize_input).to(self.device)
+                                           normalize_input, absorbing).to(self.device)
         self.discriminator.update_normalizer(self.expert_obs, self.expert_actions)  # start on the expert data
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate)
 
@@ -107,32 +119,49 @@ class GAIL(RewardSource):
     def train_discriminator(self, policy_obs: np.ndarray, policy_actions: np.ndarray,
                             expert_obs: torch.Tensor | np.ndarray | None = None,
                             expert_actions: torch.Tensor | np.ndarray | None = None,
-                            steps: int | None = None, metrics: bool = True) -> dict[str, float]:
+                            steps: int | None = None, metrics: bool = True,
+                            policy_absorbing: np.ndarray | None = None) -> dict[str, float]:
         """Fit D on policy samples against expert samples (an equal-size draw from the expert data when not
         given) for ``steps`` Adam steps (default ``updates_per_round``); return loss and accuracies (with
-        ``metrics=False`` only the round count: a caller that trains D after every env step logs a few rounds)."""
+        ``metrics=False`` only the round count: a caller that trains D after every env step logs a few rounds).
+        ``policy_absorbing`` (with ``absorbing``): a ``(B,)`` mask of the policy rows that are the absorbing state;
+        the drawn expert rows are, each with probability ``expert_absorbing_share``."""
         p_obs, p_act = self._obs_tensor(policy_obs), self._actions_tensor(policy_actions)
+        p_abs = e_abs = None
+        if self.absorbing:
+            p_abs = torch.zeros(len(p_obs), dtype=torch.bool, device=self.device) if policy_absorbing is None else \
+                torch.as_tensor(policy_absorbing, dtype=torch.bool, device=self.device)
         if expert_obs is None or expert_actions is None:
             idx = torch.as_tensor(self.rng.integers(0, self.n_expert, size=len(p_obs)), device=self.device)
             e_obs, e_act = self.expert_obs[idx], self.expert_actions[idx]
+            if self.absorbing:
+                e_abs = torch.as_tensor(self.rng.random(len(p_obs)) < self.expert_absorbing_share, device=self.device)
         else:
             e_obs = expert_obs if isinstance(expert_obs, torch.Tensor) else self._obs_tensor(expert_obs)
             e_act = expert_actions if isinstance(expert_actions, torch.Tensor) else self._actions_tensor(expert_actions)
+            if self.absorbing:
+                e_abs = torch.zeros(len(e_obs), dtype=torch.bool, device=self.device)
         d = self.discriminator
-        d.update_normalizer(torch.cat([p_obs, e_obs]), torch.cat([p_act, e_act]))
+        real = (slice(None), slice(None)) if p_abs is None else (~p_abs, ~e_abs)  # the absorbing rows have no s, a
+        d.update_normalizer(torch.cat([p_obs[real[0]], e_obs[real[1]]]), torch.cat([p_act[real[0]], e_act[real[1]]]))
         d.train()
         loss = torch.zeros(())
         minibatch = self.batch_size is not None and self.batch_size < len(p_obs)
+
+        def rows(mask: torch.Tensor | None, at: torch.Tensor | slice) -> torch.Tensor | None:
+            return None if mask is None else mask[at]
+
         for _ in range(self.updates_per_round if steps is None else int(steps)):
             if minibatch:  # a fresh draw of policy and expert pairs for each step
                 i = torch.as_tensor(self.rng.integers(0, len(p_obs), size=self.batch_size), device=self.device)
                 j = torch.as_tensor(self.rng.integers(0, len(e_obs), size=self.batch_size), device=self.device)
-                step = (p_obs[i], p_act[i], e_obs[j], e_act[j])
+                policy, expert = (p_obs[i], p_act[i], rows(p_abs, i)), (e_obs[j], e_act[j], rows(e_abs, j))
             else:
-                step = (p_obs, p_act, e_obs, e_act)
-            loss = discriminator_loss(d(*step[:2]), d(*step[2:]), self.entropy_weight)
+                policy, expert = (p_obs, p_act, p_abs), (e_obs, e_act, e_abs)
+            loss = discriminator_loss(d(*policy), d(*expert), self.entropy_weight)
             if self.gradient_penalty:
-                loss = loss + self.gradient_penalty * self._gradient_penalty(*step)
+                loss = loss + self.gradient_penalty * self._gradient_penalty(*policy[:2], *expert[:2], policy[2],
+                                                                             expert[2])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -140,21 +169,24 @@ class GAIL(RewardSource):
         if not metrics:
             return {"gail/rounds": self.rounds}
         with torch.no_grad():
-            p_logits, e_logits = d(p_obs, p_act), d(e_obs, e_act)
+            p_logits, e_logits = d(p_obs, p_act, p_abs), d(e_obs, e_act, e_abs)
             acc_policy = (p_logits <= 0).float().mean().item()
             acc_expert = (e_logits > 0).float().mean().item()
             final_loss = discriminator_loss(p_logits, e_logits, 0.0).item()
-        return {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss),
-                "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert), "gail/disc_accuracy_policy": acc_policy,
-                "gail/disc_accuracy_expert": acc_expert,
-                "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
+        out = {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss),
+               "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert), "gail/disc_accuracy_policy": acc_policy,
+               "gail/disc_accuracy_expert": acc_expert,
+               "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
+        if self.absorbing:
+            out["gail/absorbing_reward"] = self.absorbing_reward()
+        return out
 
-    def _gradient_penalty(self, p_obs: torch.Tensor, p_act: torch.Tensor, e_obs: torch.Tensor,
-                          e_act: torch.Tensor) -> torch.Tensor:
+    def _gradient_penalty(self, p_obs: torch.Tensor, p_act: torch.Tensor, e_obs: torch.Tensor, e_act: torch.Tensor,
+                          p_abs: torch.Tensor | None = None, e_abs: torch.Tensor | None = None) -> torch.Tensor:
         """``mean (|grad_x z(x)| - 1)^2`` at ``x = u x_expert + (1 - u) x_policy``, ``u ~ U(0, 1)`` per pair."""
         d = self.discriminator
         with torch.no_grad():
-            p_x, e_x = d.inputs(p_obs, p_act), d.inputs(e_obs, e_act)
+            p_x, e_x = d.inputs(p_obs, p_act, p_abs), d.inputs(e_obs, e_act, e_abs)
         n = min(len(p_x), len(e_x))
         u = torch.as_tensor(self.rng.random((n, 1)), dtype=p_x.dtype, device=self.device)
         mix = (u * e_x[:n] + (1 - u) * p_x[:n]).requires_grad_()
@@ -176,6 +208,11 @@ class GAIL(RewardSource):
         self.discriminator.eval()
         logits = self.discriminator(self._obs_tensor(obs), self._actions_tensor(actions))
         return reward_from_logits(logits, self.reward_type).cpu().numpy()
+
+    @torch.no_grad()
+    def absorbing_reward(self) -> float:
+        """The reward of a step in the absorbing state (``absorbing`` only)."""
+        return float(reward_from_logits(self.discriminator.absorbing_logit(), self.reward_type).item())
 
     # --------------------------------------------------------------------------------------- RewardSource
     def relabel(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, float]]:
