@@ -172,9 +172,10 @@ def test_gail_with_absorbing_states_checkpoints_and_resumes(capsys, tmp_path, in
             "--config", str(cfg), "--absorbing", "--reward", "logit"]
     assert "--absorbing needs --algo td3" in fails_cleanly(capsys, [*args, "--out", str(runs)])
     assert not runs.exists()
-    succeeds(capsys, [*args, "--algo", "td3", "--steps", "400", "--out", str(runs)])
+    succeeds(capsys, [*args[:5], "--preset", "dac", "--config", str(cfg), "--steps", "400", "--out", str(runs)])
     run = next(runs.glob("gail-InvertedPendulum-v5-s0-*"))
     config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "td3" and config["discriminator"]["reward"] == "logit"  # the dac preset: DAC's recipe
     assert config["discriminator"]["absorbing"] and "expert_absorbing_share" not in config["discriminator"]
     extras = load_torch(run / "checkpoints" / json.loads((run / "checkpoints" / "latest.json").read_text())["extras"])
     weights = extras["reward_source"]["discriminator"]["net.0.weight"]

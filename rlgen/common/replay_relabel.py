@@ -104,7 +104,7 @@ class ReplayRewardCallback(BaseCallback):
         space = self.model.action_space
         if not isinstance(space, spaces.Box):
             raise TypeError(f"ReplayRewardCallback needs Box actions, not {type(space).__name__}")
-        self.absorbing = bool(getattr(self.source, "absorbing", False))
+        self.absorbing = bool(self.source.absorbing)
         if self.absorbing and isinstance(self.model, SAC):
             raise TypeError("absorbing states leave out SAC's entropy bonus in the absorbing state: use TD3")
         device = self.model.device

@@ -47,7 +47,8 @@ FLAGS: dict[str, list[Flag]] = {
     "gail": [ENV, *DEMOS,
              Flag("preset", "rlgen: a PPO generator and a discriminator trained on minibatches of all expert pairs; "
                   "paper: the paper's TRPO settings; sac: an off-policy SAC generator whose replay samples the "
-                  "current discriminator rewards", choices=("rlgen", "paper", "sac")),
+                  "current discriminator rewards; dac: that with TD3 and absorbing states (Discriminator-Actor-Critic)",
+                  choices=("rlgen", "paper", "sac", "dac")),
              Flag("algo", "policy optimiser", choices=("ppo", "trpo", "sac", "td3")),
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
              Flag("eval_every", "env steps between deterministic evaluations logged to progress.csv "
