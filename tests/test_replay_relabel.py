@@ -139,6 +139,9 @@ def test_terminal_transitions_carry_the_absorbing_states_value_and_d_sees_it_as_
     buffer = model.replay_buffer
     ended = buffer.terminations()
     assert ended == int(buffer.dones[:400].sum()) > 20  # (no time limit is reached in 400 steps)
+    buffer.full = True
+    assert buffer.terminations() == ended  # counted afresh, as a buffer that wrapped around is
+    buffer.full = False
     samples = buffer.sample(512)
     expected = 10 * 3.0 * samples.actions[:, 0] + samples.observations[:, 0]  # bounds [-3, 3]
     expected = expected - samples.dones[:, 0] * model.gamma / (1 - model.gamma)  # then the absorbing state forever

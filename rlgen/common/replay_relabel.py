@@ -68,10 +68,21 @@ class RelabeledReplayBuffer(ReplayBuffer):
         rewards = self.reward_fn(samples.observations, samples.actions, samples.dones)
         return samples._replace(rewards=rewards.reshape(samples.rewards.shape).to(samples.rewards.dtype))
 
+    _counted_rows = 0  # terminations() has counted rows [0, _counted_rows) of a buffer that has not wrapped
+    _counted_terminations = 0
+
     def terminations(self) -> int:
-        """Transitions in the buffer that ended an episode by termination (not by a time limit)."""
-        filled = self.buffer_size if self.full else self.pos
-        return int((self.dones[:filled] * (1 - self.timeouts[:filled])).sum())
+        """Transitions in the buffer that ended an episode by termination (not by a time limit). Counted on from
+        the last call (a round after every env step must not sum a million rows); a buffer that has wrapped around
+        overwrites rows, and is counted afresh."""
+        if self.full:
+            return int((self.dones * (1 - self.timeouts)).sum())
+        if self.pos < self._counted_rows:  # emptied (reset) since
+            self._counted_rows = self._counted_terminations = 0
+        new = slice(self._counted_rows, self.pos)
+        self._counted_terminations += int((self.dones[new] * (1 - self.timeouts[new])).sum())
+        self._counted_rows = self.pos
+        return self._counted_terminations
 
 
 class ReplayRewardCallback(BaseCallback):

@@ -158,10 +158,13 @@ class GAIL(RewardSource):
                 policy, expert = (p_obs[i], p_act[i], rows(p_abs, i)), (e_obs[j], e_act[j], rows(e_abs, j))
             else:
                 policy, expert = (p_obs, p_act, p_abs), (e_obs, e_act, e_abs)
-            loss = discriminator_loss(d(*policy), d(*expert), self.entropy_weight)
+            # one pass over policy and expert rows together: at D's size, calls cost more than arithmetic
+            x = d.inputs(*(None if policy[k] is None else torch.cat([policy[k], expert[k]]) for k in range(3)))
+            logits = d.net(x).squeeze(-1)
+            n = len(policy[0])
+            loss = discriminator_loss(logits[:n], logits[n:], self.entropy_weight)
             if self.gradient_penalty:
-                loss = loss + self.gradient_penalty * self._gradient_penalty(*policy[:2], *expert[:2], policy[2],
-                                                                             expert[2])
+                loss = loss + self.gradient_penalty * self._penalty_between(x[:n].detach(), x[n:].detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -187,10 +190,14 @@ class GAIL(RewardSource):
         d = self.discriminator
         with torch.no_grad():
             p_x, e_x = d.inputs(p_obs, p_act, p_abs), d.inputs(e_obs, e_act, e_abs)
+        return self._penalty_between(p_x, e_x)
+
+    def _penalty_between(self, p_x: torch.Tensor, e_x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_gradient_penalty` between the network inputs of policy and expert rows."""
         n = min(len(p_x), len(e_x))
         u = torch.as_tensor(self.rng.random((n, 1)), dtype=p_x.dtype, device=self.device)
         mix = (u * e_x[:n] + (1 - u) * p_x[:n]).requires_grad_()
-        (grad,) = torch.autograd.grad(d.net(mix).sum(), mix, create_graph=True)
+        (grad,) = torch.autograd.grad(self.discriminator.net(mix).sum(), mix, create_graph=True)
         return (grad.norm(dim=1) - 1).square().mean()
 
     @torch.no_grad()
