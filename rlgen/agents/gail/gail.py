@@ -164,7 +164,10 @@ class GAIL(RewardSource):
             n = len(policy[0])
             loss = discriminator_loss(logits[:n], logits[n:], self.entropy_weight)
             if self.gradient_penalty:
-                loss = loss + self.gradient_penalty * self._penalty_between(x[:n].detach(), x[n:].detach())
+                m = min(len(policy[0]), len(expert[0]))
+                real_pairs = None if policy[2] is None else ~(policy[2][:m] | expert[2][:m])
+                loss = loss + self.gradient_penalty * self._penalty_between(x[:n].detach(), x[n:].detach(),
+                                                                            real_pairs)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -192,11 +195,19 @@ class GAIL(RewardSource):
             p_x, e_x = d.inputs(p_obs, p_act, p_abs), d.inputs(e_obs, e_act, e_abs)
         return self._penalty_between(p_x, e_x)
 
-    def _penalty_between(self, p_x: torch.Tensor, e_x: torch.Tensor) -> torch.Tensor:
-        """:meth:`_gradient_penalty` between the network inputs of policy and expert rows."""
+    def _penalty_between(self, p_x: torch.Tensor, e_x: torch.Tensor,
+                         real_pairs: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_gradient_penalty` between the network inputs of policy and expert rows; with ``real_pairs``
+        (a mask of the row pairs), only there. The absorbing state is no point of the (s, a) space whose smoothness
+        the penalty keeps, and left out of it, D may score it as low as the policy's share of it says: bounded by
+        the penalty, its score stayed above the policy's own pairs' on Humanoid, so that falling paid."""
         n = min(len(p_x), len(e_x))
+        p_x, e_x = p_x[:n], e_x[:n]
+        if real_pairs is not None:
+            p_x, e_x = p_x[real_pairs[:n]], e_x[real_pairs[:n]]
+            n = len(p_x)
         u = torch.as_tensor(self.rng.random((n, 1)), dtype=p_x.dtype, device=self.device)
-        mix = (u * e_x[:n] + (1 - u) * p_x[:n]).requires_grad_()
+        mix = (u * e_x + (1 - u) * p_x).requires_grad_()
         (grad,) = torch.autograd.grad(self.discriminator.net(mix).sum(), mix, create_graph=True)
         return (grad.norm(dim=1) - 1).square().mean()
 
