@@ -144,7 +144,9 @@ def test_terminal_transitions_carry_the_absorbing_states_value_and_d_sees_it_as_
     buffer.full = False
     samples = buffer.sample(512)
     expected = 10 * 3.0 * samples.actions[:, 0] + samples.observations[:, 0]  # bounds [-3, 3]
-    expected = expected - samples.dones[:, 0] * model.gamma / (1 - model.gamma)  # then the absorbing state forever
+    # then the absorbing state forever, scored no better than the minibatch's worst pair
+    worst = min(-1.0, float(expected.min()))
+    expected = expected + samples.dones[:, 0] * worst * model.gamma / (1 - model.gamma)
     torch.testing.assert_close(samples.rewards[:, 0], expected.float())
     assert samples.dones.sum() > 0 and samples.dones.sum() < 512
     share = np.concatenate(source.absorbing_masks[-50:]).mean()  # one absorbing draw per terminated episode

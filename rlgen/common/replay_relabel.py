@@ -12,7 +12,10 @@ an absorbing state forever, whose reward the source learns like any other. Its v
 policy that has no say there, is added to the reward of every terminal transition when it is sampled
 (``gamma r_abs / (1 - gamma)``; the transition stays terminal), which is what DAC's self-looping absorbing
 transitions teach its critic, without storing them. The discriminator sees the absorbing state as often as DAC's
-buffer holds it: one draw per terminated episode. Exact for a deterministic policy (TD3); SAC's entropy bonus in
+buffer holds it: one draw per terminated episode. Its reward counts as no more than the minibatch's worst pair's:
+the expert (on the locomotion tasks) never enters it, yet on Humanoid D, certain of every policy pair, scored it
+above the policy's average pair and falling paid (benchmarks/README.md); no better than the worst pair, an episode's
+end never beats staying in the least expert-like state the policy has seen. Exact for a deterministic policy (TD3); SAC's entropy bonus in
 the absorbing state would not be counted, so it is refused there. Without absorbing states, ``-log(1 - D) >= 0``
 rewards make an early termination only lose reward, the right sign on locomotion tasks whose expert never falls.
 
@@ -127,7 +130,8 @@ class ReplayRewardCallback(BaseCallback):
             env_actions = low + 0.5 * (scaled_actions + 1.0) * span  # the policy's unscale_action, on the device
             rewards = torch.as_tensor(self.source.reward(obs, env_actions), device=device)
             if self.absorbing:  # a terminal transition enters the absorbing state: add that state's value
-                rewards = rewards + dones.reshape(rewards.shape) * (horizon * self.source.absorbing_reward())
+                worst = min(self.source.absorbing_reward(), float(rewards.min()))
+                rewards = rewards + dones.reshape(rewards.shape) * (horizon * worst)
             return rewards
 
         buffer.reward_fn = reward_fn
