@@ -182,7 +182,8 @@ class GAIL(RewardSource):
         out = {"gail/rounds": self.rounds, "gail/disc_loss": float(final_loss),
                "gail/disc_accuracy": 0.5 * (acc_policy + acc_expert), "gail/disc_accuracy_policy": acc_policy,
                "gail/disc_accuracy_expert": acc_expert,
-               "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item())}
+               "gail/expert_reward_mean": float(reward_from_logits(e_logits, self.reward_type).mean().item()),
+               "gail/policy_reward_mean": float(reward_from_logits(p_logits, self.reward_type).mean().item())}
         if self.absorbing:
             out["gail/absorbing_reward"] = self.absorbing_reward()
         return out
