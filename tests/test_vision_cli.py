@@ -199,7 +199,8 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
 @pytest.mark.parametrize("argv,words", [
     (["gan", "--batch-size", "1000"], ["fewer than one batch of 1000"]),
     (["ssgan", "--labels", "7", "--batch-size", "16"], ["--labels", "multiple"]),
-    (["infogan", "--real-clustering", "1", "--categorical", "--batch-size", "16"], ["--categorical K"]),
+    (["infogan", "--preset", "paper", "--real-clustering", "1", "--categorical", "--batch-size", "16"],
+     ["--categorical K"]),
 ])
 def test_options_the_model_refuses_fail_alone_before_the_run_directory(tmp_path, capsys, argv, words):
     """The error line is all the user sees: no 'run directory' line for a directory that is then removed."""
