@@ -172,6 +172,7 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
         check_vime_options(cfg["vime"])
         if cfg["algo"] in ("sac", "td3"):
             _check_off_policy_gail(cfg)
+        _check_obs_features(cfg)
         if cfg["discriminator"]["absorbing"] and cfg["algo"] != "td3":
             raise UserError(f"--absorbing needs --algo td3: terminal transitions carry the absorbing state's value, "
                             f"which {cfg['algo']} cannot take (SAC would also need its entropy bonus there)")
@@ -180,6 +181,21 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
     if not cfg.get("demos"):
         raise UserError("no --demos given; record demonstrations with 'rlgen rollouts' and pass the npz file")
     cfg["demos"] = str(Path(cfg["demos"]).expanduser().resolve())
+
+
+def _check_obs_features(cfg: dict[str, Any]) -> None:
+    """discriminator.obs_features cannot ask for more features than the env's observations have."""
+    features = cfg["discriminator"]["obs_features"]
+    if features is None:
+        return
+    import numpy as np
+
+    from rlgen.imitation.pipeline import env_spaces
+
+    size = int(np.prod(env_spaces(cfg["env"])[0].shape))
+    if features > size:
+        raise UserError(f"discriminator obs_features {features} exceeds {cfg['env']}'s {size} observation features; "
+                        f"set it to at most {size} (or null for all)")
 
 
 def _check_off_policy_gail(cfg: dict[str, Any]) -> None:

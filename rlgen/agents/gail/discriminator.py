@@ -44,15 +44,23 @@ class Discriminator(nn.Module):
     :param normalize_input: standardise the input with a :class:`RunningNorm` (observations and ``Box``
         actions; one-hot actions are left as they are).
     :param absorbing: one more input, 1 for the absorbing state (whose other inputs are then 0) and 0 otherwise.
+    :param obs_features: D sees only the first N of the flattened observation's features (None: all). On
+        MuJoCo's Humanoid the first 45 are the joint positions and velocities; the other 303 (body inertias and
+        velocities, actuator and contact forces) follow from them and the action, and let D tell every policy
+        pair from the expert's.
     """
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
                  hidden_sizes: Sequence[int] = (100, 100), activation: str = "tanh", normalize_input: bool = True,
-                 absorbing: bool = False):
+                 absorbing: bool = False, obs_features: int | None = None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
-        self.obs_dim = int(torch.tensor(observation_space.shape).prod().item())
+        full_dim = int(torch.tensor(observation_space.shape).prod().item())
+        if obs_features is not None and not 0 < int(obs_features) <= full_dim:
+            raise ValueError(f"obs_features must be in 1..{full_dim} (the observation's size), got {obs_features}")
+        self.obs_features = None if obs_features is None else int(obs_features)
+        self.obs_dim = full_dim if obs_features is None else int(obs_features)
         self.discrete = isinstance(action_space, spaces.Discrete)
         if self.discrete:
             self.n_actions = int(action_space.n)
@@ -76,7 +84,7 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers, out)
 
     def _normalised_part(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        obs = obs.reshape(len(obs), -1).float()
+        obs = obs.reshape(len(obs), -1)[:, :self.obs_dim].float()
         return obs if self.discrete else torch.cat([obs, actions.reshape(len(actions), -1).float()], dim=1)
 
     def update_normalizer(self, obs: torch.Tensor, actions: torch.Tensor) -> None:

@@ -59,6 +59,8 @@ class GAIL(RewardSource):
         value (:mod:`rlgen.common.replay_relabel`). Policy draws say which of their rows are absorbing.
     :param expert_absorbing_share: the share of expert draws that are the absorbing state, ``terminated episodes /
         (pairs + terminated episodes)`` of the demos (one absorbing pair per terminated episode, as DAC's buffer).
+    :param obs_features: D sees only the first N observation features (None: all; see
+        :class:`~rlgen.agents.gail.discriminator.Discriminator`).
     :param seed: seed of the expert-sample draws.
     :param device: torch device of the discriminator.
     """
@@ -71,7 +73,8 @@ class GAIL(RewardSource):
                  batch_size: int | None = None, entropy_weight: float = 1e-3, reward: str = "neg_log_1_minus_d",
                  normalize_input: bool = True,
                  policy_entropy_weight: float = 0.0, gradient_penalty: float = 0.0, absorbing: bool = False,
-                 expert_absorbing_share: float = 0.0, seed: int = 0, device: str | torch.device = "cpu"):
+                 expert_absorbing_share: float = 0.0, obs_features: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu"):
         if reward not in REWARD_TYPES:
             raise ValueError(f"unknown GAIL reward {reward!r}; use one of {', '.join(REWARD_TYPES)}")
         if len(expert_obs) == 0 or len(expert_obs) != len(expert_actions):
@@ -99,7 +102,7 @@ class GAIL(RewardSource):
         self.expert_obs = torch.as_tensor(np.asarray(expert_obs, np.float32), device=self.device)
         self.expert_actions = self._actions_tensor(expert_actions)
         self.discriminator = Discriminator(observation_space, action_space, hidden_sizes, activation,
-                                           normalize_input, absorbing).to(self.device)
+                                           normalize_input, absorbing, obs_features).to(self.device)
         self.discriminator.update_normalizer(self.expert_obs, self.expert_actions)  # start on the expert data
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=learning_rate)
 
