@@ -271,6 +271,21 @@ def test_gail_rejects_bad_arguments(cartpole_data):
         GAIL(np.zeros((4, 3)), np.zeros(4), spaces.Box(-1, 1, (4,)), spaces.Discrete(2))
 
 
+def test_obs_features_keep_the_discriminator_to_the_first_features(cartpole_data):
+    (e_train, _), (r_train, _) = cartpole_data
+    gail = cartpole_gail(*e_train, obs_features=2, seed=0)
+    assert gail.discriminator.net[0].in_features == 2 + 2  # two observation features and the one-hot action
+    gail.train_discriminator(*r_train, steps=20)
+    obs, acts = e_train[0][:50].copy(), e_train[1][:50]
+    before = gail.logits(obs, acts)
+    obs[:, 2:] = np.random.default_rng(0).normal(size=(50, 2))  # the pole's angle and velocity: unseen
+    np.testing.assert_array_equal(gail.logits(obs, acts), before)
+    obs[:, 1] += 1.0
+    assert not np.allclose(gail.logits(obs, acts), before)
+    with pytest.raises(ValueError, match="obs_features"):
+        cartpole_gail(*e_train, obs_features=5)
+
+
 def test_obs_norm_extractor_is_saved_inside_the_model(tmp_path, cartpole_data):
     (e_train, _), _ = cartpole_data
     kwargs = {"net_arch": [16], "activation_fn": "tanh", **obs_norm_policy_kwargs(e_train[0])}

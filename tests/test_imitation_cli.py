@@ -77,7 +77,9 @@ def test_bad_demos_and_flags_are_one_line_errors(capsys, tmp_path, cartpole_demo
     for text, words in (("discriminator: {hiden_sizes: [64]}", ("hiden_sizes",)),
                         ("discriminator: {activation: relu6}", ("activation", "relu6")),
                         ("discriminator: {reward: foo}", ("reward", "foo")),
-                        ("discriminator: 5", ("discriminator", "mapping"))):
+                        ("discriminator: 5", ("discriminator", "mapping")),
+                        ("discriminator: {obs_features: 0}", ("obs_features", "positive")),
+                        ("discriminator: {obs_features: 5}", ("obs_features", "4 observation features"))):
         typo.write_text(text + "\n")
         fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config",
                                str(typo), *out], *words)

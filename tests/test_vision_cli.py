@@ -199,6 +199,7 @@ def test_bad_data_is_a_clean_error(tmp_path, capsys):
 @pytest.mark.parametrize("argv,words", [
     (["gan", "--batch-size", "1000"], ["fewer than one batch of 1000"]),
     (["ssgan", "--labels", "7", "--batch-size", "16"], ["--labels", "multiple"]),
+    (["infogan", "--real-clustering", "1", "--categorical", "--batch-size", "16"], ["--categorical K"]),
     (["infogan", "--preset", "paper", "--real-clustering", "1", "--categorical", "--batch-size", "16"],
      ["--categorical K"]),
 ])

@@ -69,16 +69,13 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     the run's summary (also in ``<run dir>/summary.json``)."""
     import torch
 
-    from rlgen.common.device import resolve_device, set_torch_threads
-    from rlgen.common.seeding import set_seed
-    from rlgen.vision.datasets import check_batch_size
-    from rlgen.vision.models import model_class
-    from rlgen.vision.trainer import Trainer, TrainerConfig
+    from rlgen.vision.trainer import Trainer
 
     if resume is None and int(cfg.get("restarts", 1)) > 1:
         if int(cfg["epochs"]) > int(cfg["select_after"]):
             from rlgen.vision.restarts import train_best_of
 
+            _prepare(cfg)  # data and options the model refuses fail here, before a start is announced
             return train_best_of(cfg, int(cfg["restarts"]), int(cfg["select_after"]))
         # A short run (a smoke test of the default preset) has no epochs left after the choice: one start
         log.info("%d epochs leave none after choosing among %d starts at epoch %d: training one start", cfg["epochs"],
@@ -90,13 +87,7 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
         cfg = run.config
     # The run directory is written last: missing data or options the model refuses leave nothing behind (a new
     # run's directory is not made, a resumed run's config and provenance are not touched)
-    data, test = load_data(cfg)
-    device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
-    set_torch_threads(cfg["torch_threads"])
-    set_seed(cfg["seed"])
-    model = model_class(cfg["command"]).from_config(cfg, data, test)
-    trainer_config = TrainerConfig.from_config(cfg)
-    check_batch_size(data, trainer_config.batch_size)
+    data, test, model, trainer_config, device = _prepare(cfg)
     if run is None:
         run = open_run(cfg, dataset_tag(cfg["dataset"]))
     else:
@@ -108,6 +99,25 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     summary = Trainer(model, run, data, trainer_config, device, eval_data=test).fit()
     report_done(summary, run)
     return summary
+
+
+def _prepare(cfg: dict[str, Any]):
+    """``(data, eval data, model, trainer config, device)`` of the run ``cfg``, seeded; raises UserError for missing
+    data or options the model refuses."""
+    from rlgen.common.device import resolve_device, set_torch_threads
+    from rlgen.common.seeding import set_seed
+    from rlgen.vision.datasets import check_batch_size
+    from rlgen.vision.models import model_class
+    from rlgen.vision.trainer import TrainerConfig
+
+    data, test = load_data(cfg)
+    device = resolve_device(cfg["device"])  # a resumed run's own, unless --device moves it
+    set_torch_threads(cfg["torch_threads"])
+    set_seed(cfg["seed"])
+    model = model_class(cfg["command"]).from_config(cfg, data, test)
+    trainer_config = TrainerConfig.from_config(cfg)
+    check_batch_size(data, trainer_config.batch_size)
+    return data, test, model, trainer_config, device
 
 
 def report_done(summary: dict[str, Any], run: RunDir) -> None:
