@@ -187,3 +187,42 @@ def test_gail_with_absorbing_states_checkpoints_and_resumes(capsys, tmp_path, in
     assert weights.shape[1] == 4 + 1 + 1  # observation, action, the absorbing indicator
     succeeds(capsys, ["gail", "--resume", str(run), "--steps", "600"])
     assert json.loads((run / "summary.json").read_text())["steps"] == 600
+
+
+def test_expert_transitions_fill_their_share_of_each_minibatch_and_carry_the_learned_reward(pendulum_demos):
+    from rlgen.imitation.demos import load_demos
+
+    demos = load_demos(pendulum_demos)
+    model = SAC("MlpPolicy", "Pendulum-v1", seed=0, learning_starts=50, batch_size=32, buffer_size=1000,
+                policy_kwargs={"net_arch": [16]}, replay_buffer_class=RelabeledReplayBuffer)
+    buffer = model.replay_buffer
+    buffer.share_expert_transitions(demos.obs, model.policy.scale_action(demos.actions), demos.next_obs,
+                                    demos.terminated, 0.25)
+    model.learn(80, callback=ReplayRewardCallback(LinearReward(), pairs_per_round=64))
+    samples = buffer.sample(64)
+    assert samples.observations.shape == (64, 3) and samples.dones.shape == samples.rewards.shape == (64, 1)
+    expert = samples.observations[48:].numpy()  # the last quarter: rows of the demos, each with its own next state
+    rows = [int(np.flatnonzero((demos.obs == row).all(1))[0]) for row in expert]
+    np.testing.assert_allclose(samples.next_observations[48:].numpy(), demos.next_obs[rows])
+    np.testing.assert_allclose(2.0 * samples.actions[48:].numpy(), demos.actions[rows], atol=1e-6)
+    assert not (samples.observations[:48, None, :].numpy() == demos.obs[None]).all(-1).any()  # the rest: the policy's
+    expected = 10 * 2.0 * samples.actions[:, 0] + samples.observations[:, 0]  # the learned reward, expert rows too
+    torch.testing.assert_close(samples.rewards[:, 0], expected)
+    with pytest.raises(ValueError, match="share"):
+        buffer.share_expert_transitions(demos.obs, demos.actions, demos.next_obs, demos.terminated, 1.0)
+
+
+def test_gail_expert_replay_runs_off_policy_only(capsys, tmp_path, pendulum_demos):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("eval_episodes: 1\nalgo_kwargs: {td3: {learning_starts: 100, buffer_size: 1000, batch_size: 32}}"
+                   "\npolicy_kwargs: {net_arch: [16]}\ndiscriminator: {hidden_sizes: [8]}\n")
+    runs = tmp_path / "runs"
+    args = ["gail", "--env", "Pendulum-v1", "--demos", str(pendulum_demos), "--config", str(cfg), "--out", str(runs)]
+    assert "needs an off-policy generator" in fails_cleanly(capsys, [*args, "--expert-replay", "0.5"])
+    assert "[0, 1)" in fails_cleanly(capsys, [*args, "--preset", "sac", "--algo", "td3", "--expert-replay", "1"])
+    assert not runs.exists()
+    succeeds(capsys, [*args, "--preset", "sac", "--algo", "td3", "--expert-replay", "0.5", "--steps", "300"])
+    run = next(runs.glob("gail-Pendulum-v1-s0-*"))
+    assert json.loads((run / "config.json").read_text())["expert_replay"] == 0.5
+    succeeds(capsys, ["gail", "--resume", str(run), "--steps", "400"])  # the demos' transitions are shared again
+    assert json.loads((run / "summary.json").read_text())["steps"] == 400

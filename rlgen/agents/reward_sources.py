@@ -32,9 +32,16 @@ def vime_reward(model: Any, cfg: dict[str, Any], device: str) -> RewardSource:
 
 
 def gail_reward(model: Any, cfg: dict[str, Any], device: str, expert_obs: np.ndarray,
-                expert_actions: np.ndarray, expert_absorbing_share: float = 0.0) -> RewardSource:
+                expert_actions: np.ndarray, expert_absorbing_share: float = 0.0,
+                expert_transitions: Any = None) -> RewardSource:
+    """GAIL's discriminator (plus VIME's bonus with ``vime.eta``). With ``expert_replay`` (an off-policy generator),
+    ``expert_transitions`` (the demos' chosen episodes) also fill that share of every replay minibatch."""
     from rlgen.agents.gail import GAIL
 
+    if cfg.get("expert_replay"):
+        demos = expert_transitions
+        model.replay_buffer.share_expert_transitions(demos.obs, model.policy.scale_action(demos.actions),
+                                                     demos.next_obs, demos.terminated, cfg["expert_replay"])
     options = dict(cfg["discriminator"])
     if options.get("absorbing"):
         options["expert_absorbing_share"] = expert_absorbing_share

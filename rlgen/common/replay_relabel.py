@@ -63,13 +63,33 @@ class RelabeledReplayBuffer(ReplayBuffer):
 
     #: ``(observations, actions, dones) -> rewards`` of a minibatch (SB3's ``dones``: terminations, not time limits)
     reward_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: the expert's transitions (scaled actions, as the buffer's), of which every minibatch holds ``expert_share``
+    expert: ReplayBufferSamples | None = None
+    expert_share: float = 0.0
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        samples = super()._get_samples(batch_inds, env)
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        n_expert = round(self.expert_share * batch_size) if self.expert is not None else 0
+        samples = super().sample(batch_size - n_expert, env)
+        if n_expert:
+            rows = torch.as_tensor(np.random.randint(0, len(self.expert.observations), size=n_expert),
+                                   device=self.device)  # (np.random: SB3's own draws, seeded with the run)
+            samples = ReplayBufferSamples(*(torch.cat([mine, theirs[rows]])
+                                            for mine, theirs in zip(samples[:5], self.expert[:5])))
         if self.reward_fn is None:
             return samples
         rewards = self.reward_fn(samples.observations, samples.actions, samples.dones)
         return samples._replace(rewards=rewards.reshape(samples.rewards.shape).to(samples.rewards.dtype))
+
+    def share_expert_transitions(self, obs: np.ndarray, scaled_actions: np.ndarray, next_obs: np.ndarray,
+                                 terminated: np.ndarray, share: float) -> None:
+        """Make ``share`` of every minibatch the expert's transitions (``terminated``: the episode ended there in a
+        terminal state), rewarded as the policy's are when sampled."""
+        if not 0 < share < 1:
+            raise ValueError(f"the expert's share of a minibatch must be in (0, 1), got {share}")
+        column = np.asarray(terminated, np.float32).reshape(-1, 1)  # dones and rewards: (N, 1), as SB3's samples
+        data = (obs, scaled_actions, next_obs, column, np.zeros_like(column))
+        self.expert = ReplayBufferSamples(*(self.to_torch(np.asarray(x, np.float32)) for x in data))
+        self.expert_share = float(share)
 
     _counted_rows = 0  # terminations() has counted rows [0, _counted_rows) of a buffer that has not wrapped
     _counted_terminations = 0

@@ -53,6 +53,8 @@ FLAGS: dict[str, list[Flag]] = {
              Flag("n_envs", "envs stepped together", kind=int, minimum=1),
              Flag("eval_every", "env steps between deterministic evaluations logged to progress.csv "
                   "(eval/mean_reward; 0: only the final one)", kind=int, minimum=0, metavar="N"),
+             Flag("expert_replay", "share of every replay minibatch drawn from the demos' transitions, rewarded "
+                  "by D as the policy's are (--algo sac|td3; 0: none)", kind=float, minimum=0, metavar="SHARE"),
              Flag("discriminator.reward", "-log(1 - D) (episodes end on failure), log D (episodes end on success) or "
                   "log D - log(1 - D) (with --absorbing)", choices=("neg_log_1_minus_d", "log_d", "logit")),
              Flag("discriminator.absorbing", "D also scores the absorbing state that terminated episodes enter, "
@@ -170,8 +172,12 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
 
         check_discriminator_options(cfg["discriminator"], discriminator_defaults())
         check_vime_options(cfg["vime"])
+        if not 0 <= cfg["expert_replay"] < 1:
+            raise UserError(f"expert_replay is a share of each minibatch, in [0, 1); got {cfg['expert_replay']}")
         if cfg["algo"] in ("sac", "td3"):
             _check_off_policy_gail(cfg)
+        elif cfg["expert_replay"]:
+            raise UserError(f"--expert-replay needs an off-policy generator (--algo sac or td3), not {cfg['algo']}")
         _check_obs_features(cfg)
         if cfg["discriminator"]["absorbing"] and cfg["algo"] != "td3":
             raise UserError(f"--absorbing needs --algo td3: terminal transitions carry the absorbing state's value, "

@@ -172,7 +172,7 @@ def train_gail(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, A
     chosen = demos.first_episodes(cfg.get("trajectories"))
     ended = int(chosen.terminated.sum())  # one absorbing pair per terminated episode (discriminator.absorbing)
     reward = reward_source_for(cfg, device, expert_obs=expert_obs, expert_actions=expert_actions,
-                               expert_absorbing_share=ended / (len(chosen.obs) + ended))
+                               expert_absorbing_share=ended / (len(chosen.obs) + ended), expert_transitions=chosen)
     summary = train_sb3(run_dir, reward, device=device, report=report)
     _print_report("gail", cfg, summary)
     print(f"results: {run_dir.path} (model.zip, summary.json, config.json, progress.csv, tb/, checkpoints/)")
