@@ -151,9 +151,17 @@ def test_terminal_transitions_carry_the_absorbing_states_value_and_d_sees_it_as_
     assert samples.dones.sum() > 0 and samples.dones.sum() < 512
     share = np.concatenate(source.absorbing_masks[-50:]).mean()  # one absorbing draw per terminated episode
     assert abs(share - ended / (400 + ended)) < 0.03
-    with pytest.raises(TypeError, match="TD3"):
-        SAC("MlpPolicy", "InvertedPendulum-v5", learning_starts=10, buffer_size=100,
-            replay_buffer_class=RelabeledReplayBuffer).learn(5, callback=ReplayRewardCallback(AbsorbingReward()))
+    # SAC: the absorbing state's steps also count the entropy term, alpha times the target entropy
+    sac = SAC("MlpPolicy", "InvertedPendulum-v5", seed=0, learning_starts=300, batch_size=32, buffer_size=1000,
+              policy_kwargs={"net_arch": [16]}, ent_coef="auto_0.5", replay_buffer_class=RelabeledReplayBuffer)
+    sac.learn(400, callback=ReplayRewardCallback(AbsorbingReward(), pairs_per_round=256))
+    alpha = float(sac.log_ent_coef.detach().exp())
+    assert 0.3 < alpha < 0.6 and sac.target_entropy == -1.0
+    samples = sac.replay_buffer.sample(512)
+    expected = 10 * 3.0 * samples.actions[:, 0] + samples.observations[:, 0]
+    worst = min(-1.0, float(expected.min())) - alpha
+    expected = expected + samples.dones[:, 0] * worst * sac.gamma / (1 - sac.gamma)
+    torch.testing.assert_close(samples.rewards[:, 0], expected.float())
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +183,7 @@ def test_gail_with_absorbing_states_checkpoints_and_resumes(capsys, tmp_path, in
     runs = tmp_path / "runs"
     args = ["gail", "--env", "InvertedPendulum-v5", "--demos", str(inverted_pendulum_demos), "--preset", "sac",
             "--config", str(cfg), "--absorbing", "--reward", "logit"]
-    assert "--absorbing needs --algo td3" in fails_cleanly(capsys, [*args, "--out", str(runs)])
+    assert "--absorbing needs --algo sac or td3" in fails_cleanly(capsys, [*args, "--algo", "ppo", "--out", str(runs)])
     assert not runs.exists()
     succeeds(capsys, [*args[:5], "--preset", "dac", "--config", str(cfg), "--steps", "400", "--out", str(runs)])
     run = next(runs.glob("gail-InvertedPendulum-v5-s0-*"))

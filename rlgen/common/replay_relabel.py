@@ -15,9 +15,11 @@ transitions teach its critic, without storing them. The discriminator sees the a
 buffer holds it: one draw per terminated episode. Its reward counts as no more than the minibatch's worst pair's:
 the expert (on the locomotion tasks) never enters it, yet on Humanoid D, certain of every policy pair, scored it
 above the policy's average pair and falling paid (benchmarks/README.md); no better than the worst pair, an episode's
-end never beats staying in the least expert-like state the policy has seen. Exact for a deterministic policy (TD3); SAC's entropy bonus in
-the absorbing state would not be counted, so it is refused there. Without absorbing states, ``-log(1 - D) >= 0``
-rewards make an early termination only lose reward, the right sign on locomotion tasks whose expert never falls.
+end never beats staying in the least expert-like state the policy has seen. For SAC, whose soft reward adds
+``-alpha log pi`` at every step, the absorbing state's steps count ``alpha`` times the target entropy too (what SAC's
+temperature tuning holds the policy's entropy to), so that falling neither gains nor loses the entropy term. Without
+absorbing states, ``-log(1 - D) >= 0`` rewards make an early termination only lose reward, the right sign on
+locomotion tasks whose expert never falls.
 
 The buffer stores SB3's *scaled* actions (in ``[-1, 1]`` for a ``Box``); the reward sees the env's actions, as the
 expert data has them.
@@ -139,8 +141,6 @@ class ReplayRewardCallback(BaseCallback):
         if not isinstance(space, spaces.Box):
             raise TypeError(f"ReplayRewardCallback needs Box actions, not {type(space).__name__}")
         self.absorbing = bool(self.source.absorbing)
-        if self.absorbing and isinstance(self.model, SAC):
-            raise TypeError("absorbing states leave out SAC's entropy bonus in the absorbing state: use TD3")
         device = self.model.device
         low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
         span = torch.as_tensor(space.high - space.low, dtype=torch.float32, device=device)
@@ -150,11 +150,20 @@ class ReplayRewardCallback(BaseCallback):
             env_actions = low + 0.5 * (scaled_actions + 1.0) * span  # the policy's unscale_action, on the device
             rewards = torch.as_tensor(self.source.reward(obs, env_actions), device=device)
             if self.absorbing:  # a terminal transition enters the absorbing state: add that state's value
-                worst = min(self.source.absorbing_reward(), float(rewards.min()))
+                worst = min(self.source.absorbing_reward(), float(rewards.min())) + self._entropy_term()
                 rewards = rewards + dones.reshape(rewards.shape) * (horizon * worst)
             return rewards
 
         buffer.reward_fn = reward_fn
+
+    def _entropy_term(self) -> float:
+        """SAC's expected ``-alpha log pi`` a step in the absorbing state: ``alpha`` times the target entropy (0 for
+        a deterministic policy)."""
+        model = self.model
+        if not isinstance(model, SAC):
+            return 0.0
+        alpha = model.log_ent_coef.detach().exp() if model.ent_coef_optimizer is not None else model.ent_coef_tensor
+        return float(alpha) * float(model.target_entropy)
 
     def _on_step(self) -> bool:
         return True

@@ -58,7 +58,7 @@ FLAGS: dict[str, list[Flag]] = {
              Flag("discriminator.reward", "-log(1 - D) (episodes end on failure), log D (episodes end on success) or "
                   "log D - log(1 - D) (with --absorbing)", choices=("neg_log_1_minus_d", "log_d", "logit")),
              Flag("discriminator.absorbing", "D also scores the absorbing state that terminated episodes enter, "
-                  "and terminal transitions carry its value (DAC's; --algo td3)", kind=bool, const=True,
+                  "and terminal transitions carry its value (DAC's; --algo sac or td3)", kind=bool, const=True,
                   flag="--absorbing"),
              Flag("discriminator.policy_entropy_weight", "the paper's causal-entropy bonus lambda", kind=float,
                   minimum=0),
@@ -179,9 +179,9 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
         elif cfg["expert_replay"]:
             raise UserError(f"--expert-replay needs an off-policy generator (--algo sac or td3), not {cfg['algo']}")
         _check_obs_features(cfg)
-        if cfg["discriminator"]["absorbing"] and cfg["algo"] != "td3":
-            raise UserError(f"--absorbing needs --algo td3: terminal transitions carry the absorbing state's value, "
-                            f"which {cfg['algo']} cannot take (SAC would also need its entropy bonus there)")
+        if cfg["discriminator"]["absorbing"] and cfg["algo"] not in ("sac", "td3"):
+            raise UserError(f"--absorbing needs --algo sac or td3: terminal replay transitions carry the absorbing "
+                            f"state's value, which {cfg['algo']}'s rollouts cannot take")
     elif not (isinstance(cfg["val_fraction"], (int, float)) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"val_fraction must be in [0, 1), got {cfg['val_fraction']!r}; fix it in the config file")
     if not cfg.get("demos"):
