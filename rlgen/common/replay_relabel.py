@@ -21,6 +21,11 @@ temperature tuning holds the policy's entropy to), so that falling neither gains
 absorbing states, ``-log(1 - D) >= 0`` rewards make an early termination only lose reward, the right sign on
 locomotion tasks whose expert never falls.
 
+With :meth:`RelabeledReplayBuffer.share_expert_transitions` (``rlgen gail --expert-replay SHARE``) a share of every
+minibatch is the expert's own transitions, rewarded by the discriminator like the policy's: the critic then learns
+the value of the expert's actions in the expert's states, and the actor is trained on those states too, as SQIL and
+RLPD do with expert data in the off-policy buffer.
+
 The buffer stores SB3's *scaled* actions (in ``[-1, 1]`` for a ``Box``); the reward sees the env's actions, as the
 expert data has them.
 """
