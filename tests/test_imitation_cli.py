@@ -70,6 +70,8 @@ def test_bad_demos_and_flags_are_one_line_errors(capsys, tmp_path, cartpole_demo
     fails_cleanly(capsys, ["expert", "--env", "CartPole-v1", "--algo", "sac", *out], "--algo sac", "Box")
     fails_cleanly(capsys, ["bc", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--trajectories", "0"],
                   "positive")
+    fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--obs-features", "9",
+                           *out], "obs_features 9", "at most 4")
     typo = tmp_path / "typo.yaml"
     typo.write_text("discrimnator: {reward: log_d}\n")
     fails_cleanly(capsys, ["gail", "--env", "CartPole-v1", "--demos", str(cartpole_demos), "--config", str(typo),

@@ -60,6 +60,9 @@ FLAGS: dict[str, list[Flag]] = {
              Flag("discriminator.absorbing", "D also scores the absorbing state that terminated episodes enter, "
                   "and terminal transitions carry its value (DAC's; --algo sac or td3)", kind=bool, const=True,
                   flag="--absorbing"),
+             Flag("discriminator.obs_features", "the discriminator sees only the first N observation features "
+                  "(Humanoid: 45, its joint positions and velocities; default all)", kind=int, minimum=1, metavar="N",
+                  flag="--obs-features"),
              Flag("discriminator.policy_entropy_weight", "the paper's causal-entropy bonus lambda", kind=float,
                   minimum=0),
              Flag("discriminator.gradient_penalty", "weight of a gradient penalty on the discriminator at points "
