@@ -159,8 +159,9 @@ def train_gail(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, A
     from rlgen.imitation.evaluation import imitation_report
 
     run_dir, cfg, device, demos, expert_obs, expert_actions = _start_imitation(cfg, resume)
-    log.info("GAIL on %s: %d expert (s, a) pairs from %d trajectories (every %dth pair)", cfg["env"],
-             len(expert_obs), cfg.get("trajectories") or demos.n_episodes, cfg["subsample"])
+    every = int(cfg["subsample"])
+    log.info("GAIL on %s: %d expert (s, a) pairs from %d trajectories (%s)", cfg["env"], len(expert_obs),
+             cfg.get("trajectories") or demos.n_episodes, "all pairs" if every == 1 else f"every {every}th pair")
 
     def report(summary: dict[str, Any]) -> dict[str, Any]:
         figures = imitation_report(None, cfg["env"], cfg["eval_episodes"], cfg["seed"], _expert_return(cfg, demos),
