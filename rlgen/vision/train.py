@@ -101,7 +101,7 @@ def train(cfg: dict[str, Any], resume: Resume | None = None) -> dict[str, Any]:
     return summary
 
 
-def _prepare(cfg: dict[str, Any]):
+def _prepare(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
     """``(data, eval data, model, trainer config, device)`` of the run ``cfg``, seeded; raises UserError for missing
     data or options the model refuses."""
     from rlgen.common.device import resolve_device, set_torch_threads

@@ -46,8 +46,7 @@ class Discriminator(nn.Module):
     :param absorbing: one more input, 1 for the absorbing state (whose other inputs are then 0) and 0 otherwise.
     :param obs_features: D sees only the first N of the flattened observation's features (None: all). On
         MuJoCo's Humanoid the first 45 are the joint positions and velocities; the other 303 (body inertias and
-        velocities, actuator and contact forces) follow from them and the action, and let D tell every policy
-        pair from the expert's.
+        velocities, actuator and contact forces) follow from them and the action.
     """
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Space,
@@ -59,7 +58,6 @@ class Discriminator(nn.Module):
         full_dim = int(torch.tensor(observation_space.shape).prod().item())
         if obs_features is not None and not 0 < int(obs_features) <= full_dim:
             raise ValueError(f"obs_features must be in 1..{full_dim} (the observation's size), got {obs_features}")
-        self.obs_features = None if obs_features is None else int(obs_features)
         self.obs_dim = full_dim if obs_features is None else int(obs_features)
         self.discrete = isinstance(action_space, spaces.Discrete)
         if self.discrete:
