@@ -92,9 +92,6 @@ def check_discriminator_options(options: Any, known: dict[str, Any]) -> None:
     sizes = options["hidden_sizes"]
     if not (isinstance(sizes, list) and all(isinstance(n, int) and n > 0 for n in sizes)):
         raise UserError(f"discriminator hidden_sizes must be a list of positive integers, got {sizes!r}")
-    features = options["obs_features"]
-    if features is not None and not (isinstance(features, int) and not isinstance(features, bool) and features > 0):
-        raise UserError(f"discriminator obs_features must be a positive integer or null (all), got {features!r}")
 
 
 def check_vime_options(options: Any, eta_flag: str = "--vime-eta") -> None:

@@ -193,10 +193,12 @@ def _check_imitation(command: str, cfg: dict[str, Any]) -> None:
 
 
 def _check_obs_features(cfg: dict[str, Any]) -> None:
-    """discriminator.obs_features cannot ask for more features than the env's observations have."""
+    """discriminator.obs_features: a positive integer, at most the env's observation size (or None: all)."""
     features = cfg["discriminator"]["obs_features"]
     if features is None:
         return
+    if not (isinstance(features, int) and not isinstance(features, bool) and features > 0):
+        raise UserError(f"discriminator obs_features must be a positive integer or null (all), got {features!r}")
     import numpy as np
 
     from rlgen.imitation.pipeline import env_spaces
